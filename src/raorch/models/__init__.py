@@ -1,0 +1,1 @@
+"""The bottom layer: typed values every other layer shares. Imports nothing from raorch."""
