@@ -43,6 +43,7 @@ class WaveState(StrEnum):
     DONE = "done"
     HALTED = "halted"  # its gate failed
     CANCELED = "canceled"  # Ctrl-C
+    PARTIAL = "partial"  # a --limit run finished; other hosts of the wave have not run yet
 
 
 @dataclass(frozen=True, slots=True)

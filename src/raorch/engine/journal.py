@@ -1,0 +1,514 @@
+"""The journal: an embedded SQLite store of rollouts, waves, host outcomes and snapshots.
+
+Nothing is lost: every host outcome is committed when the host finishes, and a host's snapshot
+is committed (from the worker thread, before the first write to that host) with INSERT OR
+IGNORE, so a resumed run never replaces the ORIGINAL snapshot with one of a half-applied state.
+WAL mode: readers (``raorch status`` in another terminal) never block the writer, and a commit
+survives the process being killed (SIGKILL) at any moment.
+
+The store lives in ``$RAORCH_HOME`` (default ``./.raorch``): the directory is 0700 and the
+files 0600, because snapshots describe the security settings of every host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from raorch.models.events import (
+    Event,
+    GateEvaluated,
+    HostFinished,
+    HostStarted,
+    RolloutFinished,
+    RolloutStarted,
+    RunKind,
+    WaveFinished,
+    WaveStarted,
+)
+from raorch.models.outcomes import Outcome, Stage, WaveState
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY,
+    campaign TEXT NOT NULL,          -- hash of inventory + playbook content
+    inventory TEXT NOT NULL,
+    playbook TEXT NOT NULL,
+    waves TEXT NOT NULL,             -- JSON list of wave names, inventory order
+    created_at REAL NOT NULL,
+    closed_at REAL                   -- set when the rollout was rolled back entirely
+);
+CREATE TABLE IF NOT EXISTS waves (
+    rollout_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    total INTEGER NOT NULL DEFAULT 0,
+    max_fail_percentage REAL NOT NULL DEFAULT 0,
+    forced INTEGER NOT NULL DEFAULT 0,
+    gate_held INTEGER,
+    failure_percentage REAL,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (rollout_id, name)
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    wave TEXT NOT NULL,
+    outcome TEXT,                    -- NULL while in flight (or killed in flight)
+    stage TEXT,
+    reason TEXT,
+    changes INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    duration REAL,
+    PRIMARY KEY (rollout_id, host)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    taken_at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, host)
+);
+CREATE TABLE IF NOT EXISTS applied (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    data TEXT NOT NULL,              -- the changes raorch made, JSON (for rollback and show)
+    PRIMARY KEY (rollout_id, host)
+);
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- rollout | rollback | verify
+    outcome TEXT NOT NULL,
+    stage TEXT,
+    reason TEXT,
+    at REAL NOT NULL,
+    duration REAL
+);
+CREATE INDEX IF NOT EXISTS timeline_host ON timeline (rollout_id, host);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    wave TEXT,
+    forced INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    interrupted INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def state_home() -> Path:
+    """``$RAORCH_HOME`` or ``./.raorch``."""
+    return Path(os.environ.get("RAORCH_HOME") or Path.cwd() / ".raorch")
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700: snapshots and logs are sensitive."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty if absent, owner read/write only."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    id: str
+    campaign: str
+    inventory: str
+    playbook: str
+    waves: tuple[str, ...]
+    created_at: float
+    closed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaveRow:
+    rollout_id: str
+    name: str
+    state: WaveState
+    total: int
+    max_fail_percentage: float
+    forced: bool
+    gate_held: bool | None
+    failure_percentage: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    rollout_id: str
+    host: str
+    wave: str
+    outcome: Outcome | None
+    stage: Stage | None
+    reason: str | None
+    changes: int
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    kind: RunKind
+    outcome: Outcome
+    stage: Stage | None
+    reason: str | None
+    at: float
+    duration: float | None
+
+
+class Journal:
+    """One SQLite database. Thread-safe: one connection behind a lock (the engine writes from
+    the event loop, and snapshots from worker threads)."""
+
+    def __init__(self, path: Path) -> None:
+        private_dir(path.parent)
+        existed = path.exists()
+        if not existed:
+            private_file(path)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable against a killed process (WAL is fsynced at checkpoints only, which
+        # matters for power loss, not for SIGKILL).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+
+    @classmethod
+    def open_default(cls) -> Journal:
+        return cls(private_dir(state_home()) / "state.db")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------ rollouts
+
+    def open_rollout(
+        self, campaign: str, inventory: str, playbook: str, waves: tuple[str, ...]
+    ) -> RolloutRow:
+        """The open rollout of this campaign, or a new one."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
+                "ORDER BY created_at DESC LIMIT 1",
+                (campaign,),
+            ).fetchone()
+            if row is None:
+                now = time.time()
+                stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+                n = db.execute("SELECT COUNT(*) FROM rollouts").fetchone()[0]
+                rollout_id = f"{stamp}-{campaign[:8]}-{n + 1}"
+                db.execute(
+                    "INSERT INTO rollouts (id, campaign, inventory, playbook, waves, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (rollout_id, campaign, inventory, playbook, json.dumps(list(waves)), now),
+                )
+                for name in waves:
+                    db.execute(
+                        "INSERT INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
+                        (rollout_id, name, WaveState.PENDING.value),
+                    )
+            else:
+                rollout_id = row[0]
+        found = self.rollout(rollout_id)
+        assert found is not None
+        return found
+
+    def close_rollout(self, rollout_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE rollouts SET closed_at = ? WHERE id = ?", (time.time(), rollout_id))
+
+    def rollout(self, rollout_id: str) -> RolloutRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at "
+                "FROM rollouts WHERE id = ?",
+                (rollout_id,),
+            ).fetchone()
+        return None if row is None else _rollout_row(row)
+
+    def rollouts(self) -> list[RolloutRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at "
+                "FROM rollouts ORDER BY created_at, rowid"
+            ).fetchall()
+        return [_rollout_row(r) for r in rows]
+
+    def last_rollout(self) -> RolloutRow | None:
+        rows = self.rollouts()
+        return rows[-1] if rows else None
+
+    # ------------------------------------------------------------ waves and hosts
+
+    def waves(self, rollout_id: str) -> list[WaveRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
+                "failure_percentage, started_at, finished_at FROM waves WHERE rollout_id = ? "
+                "ORDER BY rowid",
+                (rollout_id,),
+            ).fetchall()
+        return [
+            WaveRow(
+                r[0],
+                r[1],
+                WaveState(r[2]),
+                r[3],
+                r[4],
+                bool(r[5]),
+                None if r[6] is None else bool(r[6]),
+                r[7],
+                r[8],
+                r[9],
+            )
+            for r in rows
+        ]
+
+    def hosts(self, rollout_id: str, wave: str | None = None) -> list[HostRow]:
+        sql = (
+            "SELECT rollout_id, host, wave, outcome, stage, reason, changes, attempts, "
+            "started_at, finished_at, duration FROM hosts WHERE rollout_id = ?"
+        )
+        args: tuple[str, ...] = (rollout_id,)
+        if wave is not None:
+            sql += " AND wave = ?"
+            args = (rollout_id, wave)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY rowid", args).fetchall()
+        return [
+            HostRow(
+                r[0],
+                r[1],
+                r[2],
+                None if r[3] is None else Outcome(r[3]),
+                None if r[4] is None else Stage(r[4]),
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+            )
+            for r in rows
+        ]
+
+    def reset_hosts(self, rollout_id: str, hosts: list[str]) -> None:
+        """Forget the outcome of hosts to run again (``--limit @failed``)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE hosts SET outcome = NULL, stage = NULL, reason = NULL "
+                "WHERE rollout_id = ? AND host = ?",
+                [(rollout_id, h) for h in hosts],
+            )
+
+    # ------------------------------------------------------------ snapshots and changes
+
+    def save_snapshot(self, rollout_id: str, host: str, data: str) -> None:
+        """Commit a host's snapshot; the first one taken wins (never replaced on resume)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO snapshots (rollout_id, host, taken_at, data) "
+                "VALUES (?, ?, ?, ?)",
+                (rollout_id, host, time.time(), data),
+            )
+
+    def snapshot(self, rollout_id: str, host: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM snapshots WHERE rollout_id = ? AND host = ?", (rollout_id, host)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def snapshots(self, rollout_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, data FROM snapshots WHERE rollout_id = ?", (rollout_id,)
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def save_applied(self, rollout_id: str, host: str, data: str) -> None:
+        """What raorch changed on a host (a resumed run merges into the first record)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO applied (rollout_id, host, recorded_at, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (rollout_id, host) DO UPDATE SET data = excluded.data, "
+                "recorded_at = excluded.recorded_at",
+                (rollout_id, host, time.time(), data),
+            )
+
+    def applied(self, rollout_id: str, host: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM applied WHERE rollout_id = ? AND host = ?", (rollout_id, host)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def timeline(self, rollout_id: str, host: str) -> list[TimelineRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, outcome, stage, reason, at, duration FROM timeline "
+                "WHERE rollout_id = ? AND host = ? ORDER BY seq",
+                (rollout_id, host),
+            ).fetchall()
+        return [
+            TimelineRow(
+                RunKind(r[0]),
+                Outcome(r[1]),
+                None if r[2] is None else Stage(r[2]),
+                r[3],
+                r[4],
+                r[5],
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ the event subscriber
+
+    def record(self, event: Event, kind: RunKind = RunKind.ROLLOUT) -> None:
+        """Subscriber: make an engine event durable."""
+        with self._tx() as db:
+            match event:
+                case RolloutStarted():
+                    db.execute(
+                        "INSERT INTO runs (rollout_id, kind, forced, started_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        (event.rollout_id, event.kind.value, int(event.forced), event.at),
+                    )
+                case WaveStarted() if kind is RunKind.ROLLOUT:
+                    db.execute(
+                        "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
+                        "started_at = COALESCE(started_at, ?), finished_at = NULL "
+                        "WHERE rollout_id = ? AND name = ?",
+                        (
+                            WaveState.RUNNING.value,
+                            event.total_hosts,
+                            event.max_fail_percentage,
+                            event.at,
+                            event.rollout_id,
+                            event.wave,
+                        ),
+                    )
+                case HostStarted() if kind is RunKind.ROLLOUT:
+                    db.execute(
+                        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
+                        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
+                        "attempts = attempts + 1, started_at = excluded.started_at",
+                        (event.rollout_id, event.host, event.wave, event.at),
+                    )
+                case HostFinished():
+                    if kind is RunKind.ROLLOUT:
+                        db.execute(
+                            "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
+                            "finished_at = ?, duration = ? WHERE rollout_id = ? AND host = ?",
+                            (
+                                event.outcome.value,
+                                None if event.reason is None else event.reason.stage.value,
+                                None if event.reason is None else event.reason.message,
+                                event.changes,
+                                event.at,
+                                event.duration,
+                                event.rollout_id,
+                                event.host,
+                            ),
+                        )
+                    db.execute(
+                        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, "
+                        "at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            event.rollout_id,
+                            event.host,
+                            kind.value,
+                            event.outcome.value,
+                            None if event.reason is None else event.reason.stage.value,
+                            None if event.reason is None else event.reason.message,
+                            event.at,
+                            event.duration,
+                        ),
+                    )
+                case GateEvaluated() if kind is RunKind.ROLLOUT:
+                    db.execute(
+                        "UPDATE waves SET gate_held = ?, failure_percentage = ? "
+                        "WHERE rollout_id = ? AND name = ?",
+                        (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
+                    )
+                case WaveFinished() if kind is RunKind.ROLLOUT:
+                    db.execute(
+                        "UPDATE waves SET state = ?, finished_at = ? "
+                        "WHERE rollout_id = ? AND name = ?",
+                        (event.state.value, event.at, event.rollout_id, event.wave),
+                    )
+                case RolloutFinished():
+                    db.execute(
+                        "UPDATE runs SET finished_at = ?, interrupted = ? WHERE seq = "
+                        "(SELECT MAX(seq) FROM runs WHERE rollout_id = ?)",
+                        (event.at, int(event.interrupted), event.rollout_id),
+                    )
+                case _:
+                    pass
+
+    def mark_forced(self, rollout_id: str, wave: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE waves SET forced = 1 WHERE rollout_id = ? AND name = ?", (rollout_id, wave)
+            )
+
+
+def _rollout_row(r: tuple[object, ...]) -> RolloutRow:
+    waves = json.loads(str(r[4]))
+    return RolloutRow(
+        str(r[0]),
+        str(r[1]),
+        str(r[2]),
+        str(r[3]),
+        tuple(waves),
+        float(str(r[5])),
+        None if r[6] is None else float(str(r[6])),
+    )
