@@ -1,0 +1,213 @@
+"""What a playbook means for one host: the desired state, per profile (legacy / modern).
+
+Every value comes from windows-settings.md (see planning/windows.py for the constants and
+docs/planning.md for the table of what each playbook field becomes on each profile). The items
+are ordered as they are to be written: enabling offers comes last (after the helpers list and
+the permission are in place), disabling them comes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from raorch.models.playbook import (
+    AddHelpers,
+    DcomPolicy,
+    OfferState,
+    Permission,
+    Playbook,
+    SolicitedPolicy,
+)
+from raorch.models.remote import FirewallProfile, RegType, RegValue
+from raorch.planning.profile import HostProfile
+from raorch.planning.snapshot import Snapshot
+from raorch.planning.windows import (
+    ADMINISTRATORS_SID,
+    AUTHORIZED_APPLICATIONS,
+    ENABLE_DCOM,
+    ENABLE_DCOM_YES,
+    ENABLED_VALUE,
+    F_ALLOW_TO_GET_HELP,
+    F_ALLOW_UNSOLICITED,
+    F_ALLOW_UNSOLICITED_FULL_CONTROL,
+    GLOBALLY_OPEN_PORTS,
+    MODERN_PROFILE_MASKS,
+    OLE_KEY,
+    RA_UNSOLICIT_KEY,
+    TS_POLICY_KEY,
+    legacy_list_key,
+    legacy_section_key,
+)
+
+
+class PlaybookValueError(ValueError):
+    """A playbook entry that cannot become a Windows value; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredValue:
+    """A registry value that must hold ``value``, or must not exist when ``value`` is None."""
+
+    key: str
+    name: str
+    value: RegValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredList:
+    """The values of a list key. ``exact``: values not named here must not exist (RAUnsolicit);
+    otherwise the list is additive and other entries are left alone (legacy firewall lists)."""
+
+    key: str
+    values: Mapping[str, RegValue] = field(default_factory=dict)
+    exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredMember:
+    """A helper that must be a member of the group (by SID: group names are localized)."""
+
+    group_sid: str
+    account: str
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredRule:
+    group: str
+    rule: str
+    enabled: bool
+
+
+DesiredItem = DesiredValue | DesiredList | DesiredMember | DesiredRule
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    profile: HostProfile
+    items: tuple[DesiredItem, ...]
+
+
+def dword(data: int) -> RegValue:
+    return RegValue(RegType.DWORD, data)
+
+
+def sz(data: str) -> RegValue:
+    return RegValue(RegType.SZ, data)
+
+
+def unique_helpers(helpers: tuple[str, ...]) -> tuple[str, ...]:
+    """Helpers in playbook order, each once (names are case-insensitive on Windows)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for helper in helpers:
+        if helper.casefold() not in seen:
+            seen.add(helper.casefold())
+            out.append(helper)
+    return tuple(out)
+
+
+def port_entry_name(entry: str) -> str:
+    """``135:TCP:*:Enabled:Offer Remote Assistance`` -> ``135:TCP`` (the List value's name).
+
+    Syntax ``<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>`` (windowsfirewall.admx)."""
+    parts = entry.split(":", 4)
+    if len(parts) != 5 or not parts[4]:
+        raise PlaybookValueError(
+            f"firewall.legacy.ports: {entry!r} is not "
+            "<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>"
+        )
+    port, proto, _scope, state, _name = parts
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise PlaybookValueError(f"firewall.legacy.ports: {entry!r}: port must be 1-65535")
+    if proto.upper() not in ("TCP", "UDP"):
+        raise PlaybookValueError(f"firewall.legacy.ports: {entry!r}: protocol must be TCP or UDP")
+    if state not in ("Enabled", "Disabled"):
+        raise PlaybookValueError(
+            f"firewall.legacy.ports: {entry!r}: state must be Enabled or Disabled"
+        )
+    return f"{int(port)}:{proto.upper()}"
+
+
+def program_entry_name(entry: str) -> str:
+    """``%WINDIR%\\SYSTEM32\\Sessmgr.exe:*:Enabled:Remote Assistance`` -> the program path.
+
+    Syntax ``<path>:<scope>:<Enabled|Disabled>:<name>``; the path may hold a colon
+    (``C:\\...``), so the entry is split from the right."""
+    parts = entry.rsplit(":", 3)
+    if len(parts) != 4 or not parts[0] or not parts[3]:
+        raise PlaybookValueError(
+            f"firewall.legacy.programs: {entry!r} is not <path>:<scope>:<Enabled|Disabled>:<name>"
+        )
+    if parts[2] not in ("Enabled", "Disabled"):
+        raise PlaybookValueError(
+            f"firewall.legacy.programs: {entry!r}: state must be Enabled or Disabled"
+        )
+    return parts[0]
+
+
+def adds_helpers_to_administrators(playbook: Playbook, profile: HostProfile | None) -> bool:
+    """``local_administrators.add_helpers``: the seed needs it on XP / 2003 (legacy_only)."""
+    add = playbook.local_administrators.add_helpers
+    legacy = profile is HostProfile.LEGACY
+    return add is AddHelpers.ALL or (add is AddHelpers.LEGACY_ONLY and legacy)
+
+
+def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> DesiredState:
+    """The state ``playbook`` means for a host of ``profile``. ``snapshot`` supplies what only
+    the host knows: the helpers' SIDs and the rules of the modern firewall group."""
+    offer = playbook.offer_remote_assistance
+    enabled = offer.state is OfferState.ENABLED
+    helpers = unique_helpers(offer.helpers) if enabled else ()
+    items: list[DesiredItem] = []
+
+    if not enabled:
+        # RA_Unsolicit "Disabled" (RemoteAssistance.admx; windows-settings.md, section 1).
+        items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED, dword(0)))
+        items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED_FULL_CONTROL, None))
+        items.append(DesiredList(RA_UNSOLICIT_KEY, {}, exact=True))
+
+    if playbook.dcom is DcomPolicy.ENABLE:
+        items.append(DesiredValue(OLE_KEY, ENABLE_DCOM, sz(ENABLE_DCOM_YES)))
+    if playbook.solicited_remote_assistance is SolicitedPolicy.ENABLE:
+        # RA_Solicit policy; fAllowFullControl is left alone: nothing in the seed asks for it.
+        items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_TO_GET_HELP, dword(1)))
+
+    if enabled:
+        # One REG_SZ per helper, name and data DOMAIN\name; the list is made exact, so that the
+        # playbook is the whole truth about who may offer help (docs/planning.md).
+        items.append(DesiredList(RA_UNSOLICIT_KEY, {h: sz(h) for h in helpers}, exact=True))
+        full = 1 if offer.permission is Permission.VIEW_AND_CONTROL else 0
+        items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED_FULL_CONTROL, dword(full)))
+        items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED, dword(1)))
+
+        if adds_helpers_to_administrators(playbook, profile):
+            for helper in helpers:
+                sid = snapshot.sid_of(helper)
+                if sid is not None:  # an unresolved helper is refused by pre-flight
+                    items.append(DesiredMember(ADMINISTRATORS_SID, helper, sid))
+
+    legacy = playbook.firewall.legacy
+    if profile is HostProfile.LEGACY and legacy is not None:
+        ports = {port_entry_name(e): sz(e) for e in legacy.ports}
+        programs = {program_entry_name(e): sz(e) for e in legacy.programs}
+        for fw_profile in dict.fromkeys(legacy.profiles):
+            sections = ((GLOBALLY_OPEN_PORTS, ports), (AUTHORIZED_APPLICATIONS, programs))
+            for section, entries in sections:
+                if not entries:
+                    continue  # an empty section stays as the host has it
+                section_key = legacy_section_key(fw_profile, section)
+                items.append(DesiredValue(section_key, ENABLED_VALUE, dword(1)))
+                items.append(DesiredList(legacy_list_key(fw_profile, section), entries))
+
+    modern = playbook.firewall.modern
+    if profile is HostProfile.MODERN and modern is not None and snapshot.firewall is not None:
+        mask = FirewallProfile(0)
+        for p in modern.profiles:
+            mask |= MODERN_PROFILE_MASKS[p]
+        for rule in snapshot.firewall.rules:
+            if rule.profiles & mask:
+                items.append(DesiredRule(modern.rule_group, rule.name, True))
+
+    return DesiredState(profile, tuple(items))

@@ -1,0 +1,194 @@
+"""Pre-flight: the checks that run before any write, from the facts and the snapshot.
+
+A refused host is left exactly as it is (Outcome.SKIPPED on a rollout, REFUSED on verify), with
+one reason per cause (``RefusalKind``) so that a dashboard can group them. The checks come from
+windows-settings.md ("Host profiles", sections 2, 7 and the pitfalls) and the seed.
+
+Out of scope: a *domain* GPO that sets the same policy values. Reading the resultant policy
+needs RSoP / gpresult, which raorch does not do; such a GPO silently overwrites raorch's values
+at its next refresh, and ``raorch verify`` then reports the host as drifted (docs/planning.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raorch.models.playbook import OfferState, Playbook, SolicitedPolicy
+from raorch.models.remote import ErrorKind, Facts, RegType
+from raorch.planning.desired import adds_helpers_to_administrators
+from raorch.planning.profile import HostProfile, host_profile
+from raorch.planning.refusal import Refusal, RefusalKind
+from raorch.planning.snapshot import Snapshot
+from raorch.planning.windows import (
+    ADMINISTRATORS_SID,
+    F_ALLOW_TO_GET_HELP,
+    HOME_CAPTION_WORD,
+    HOME_SKUS,
+    RA_MACHINE_KEY,
+    TS_POLICY_KEY,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Pre-flight's answer: the profile when the host may be changed, else the refusals."""
+
+    profile: HostProfile | None
+    refusals: tuple[Refusal, ...]
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refusals)
+
+    @property
+    def first(self) -> Refusal | None:
+        return self.refusals[0] if self.refusals else None
+
+
+def domain_allowed(host_domain: str, allowed: Sequence[str]) -> bool:
+    """Whether the host's domain is one of the inventory's ``domains``.
+
+    Case-insensitive. ``Win32_ComputerSystem.Domain`` may be the DNS form (``corp.example.com``)
+    or the NetBIOS form (``CORP``), and the inventory may list either: so a NetBIOS name also
+    matches the first label of a DNS name (``CORP`` ~ ``corp.example.com``), in both directions.
+    A domain whose NetBIOS name differs from its first DNS label must be listed in both forms.
+    """
+    host = host_domain.strip().rstrip(".").casefold()
+    if not host:
+        return False
+    host_label = host.split(".", 1)[0]
+    for entry in allowed:
+        want = entry.strip().rstrip(".").casefold()
+        if not want:
+            continue
+        if host == want:
+            return True
+        want_label = want.split(".", 1)[0]
+        # Only a single-label name (NetBIOS form) matches a first label: "corp.example.com"
+        # must not match "corp.other.org".
+        if ("." not in host and host == want_label) or ("." not in want and want == host_label):
+            return True
+    return False
+
+
+def is_home_edition(facts: Facts) -> bool:
+    return facts.sku in HOME_SKUS or HOME_CAPTION_WORD in facts.caption.casefold().split()
+
+
+def solicited_off(snapshot: Snapshot) -> bool:
+    """Solicited RA is off when the RA_Solicit policy says 0, or when the policy is absent and
+    the machine setting says 0 (KB 301527; windows-settings.md, section 2). Absent everywhere
+    is not "off": Windows' default then applies, which raorch cannot tell apart (UNCONFIRMED)."""
+    policy = snapshot.value(TS_POLICY_KEY, F_ALLOW_TO_GET_HELP)
+    if policy is not None:
+        return policy.type is RegType.DWORD and policy.data == 0
+    machine = snapshot.value(RA_MACHINE_KEY, F_ALLOW_TO_GET_HELP)
+    return machine is not None and machine.type is RegType.DWORD and machine.data == 0
+
+
+def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) -> Verdict:
+    """Every check, in order of how fundamental it is; all refusals are returned, the first is
+    the one reported."""
+    facts = snapshot.facts
+    if facts is None:  # build_snapshot refuses to build without facts; be explicit anyway
+        unknown = Refusal(RefusalKind.OS_UNKNOWN, "the host's facts could not be read")
+        return Verdict(None, (unknown,))
+    refusals: list[Refusal] = []
+    profile = host_profile(facts)
+    if isinstance(profile, Refusal):
+        refusals.append(profile)
+        profile_value: HostProfile | None = None
+    else:
+        profile_value = profile
+
+    if facts.wow64:
+        refusals.append(
+            Refusal(
+                RefusalKind.WOW64,
+                "the remote PowerShell is 32-bit on 64-bit Windows: it would write to the "
+                "WOW6432Node registry view; configure WinRM to use the 64-bit PowerShell",
+            )
+        )
+    if is_home_edition(facts):
+        refusals.append(
+            Refusal(
+                RefusalKind.HOME_EDITION,
+                f"Home edition ({facts.caption.strip()}, SKU {facts.sku}): Offer Remote Assistance "
+                "policy is not available on Home editions",
+            )
+        )
+    if not facts.part_of_domain:
+        refusals.append(
+            Refusal(
+                RefusalKind.NOT_DOMAIN_MEMBER,
+                f"not a domain member (workgroup {facts.domain}): Offer Remote Assistance "
+                "needs the host and the helpers in the same or trusted domains",
+            )
+        )
+    elif not domain_allowed(facts.domain, domains):
+        refusals.append(
+            Refusal(
+                RefusalKind.DOMAIN_NOT_ALLOWED,
+                f"domain {facts.domain} is not among the inventory's domains "
+                f"({', '.join(domains) or 'none'})",
+            )
+        )
+
+    enabled = playbook.offer_remote_assistance.state is OfferState.ENABLED
+    if enabled:
+        for account in snapshot.accounts:
+            if account.sid is not None:
+                continue
+            if account.error_kind is ErrorKind.NOT_MAPPED:
+                refusals.append(
+                    Refusal(
+                        RefusalKind.HELPER_NOT_FOUND,
+                        f"helper {account.account} does not resolve to an account on this host",
+                    )
+                )
+            elif account.error_kind is ErrorKind.TRUST_FAILURE:
+                refusals.append(
+                    Refusal(
+                        RefusalKind.HELPER_TRUST_FAILURE,
+                        f"helper {account.account} cannot be resolved: the trust relationship with "
+                        "its domain failed (error 1789)",
+                    )
+                )
+            else:
+                detail = f": {account.error}" if account.error else ""
+                refusals.append(
+                    Refusal(
+                        RefusalKind.HELPER_NOT_RESOLVED,
+                        f"helper {account.account} could not be resolved{detail}",
+                    )
+                )
+        if playbook.solicited_remote_assistance is SolicitedPolicy.REQUIRE and solicited_off(
+            snapshot
+        ):
+            refusals.append(
+                Refusal(
+                    RefusalKind.SOLICITED_OFF,
+                    "Solicited Remote Assistance is turned off on this host, so offers would fail "
+                    "(KB 301527); turn it on, or set solicited_remote_assistance: enable",
+                )
+            )
+        needs_group = adds_helpers_to_administrators(playbook, profile_value)
+        if snapshot.administrators is None and needs_group:
+            refusals.append(
+                Refusal(
+                    RefusalKind.ADMINISTRATORS_GROUP_MISSING,
+                    f"the local Administrators group ({ADMINISTRATORS_SID}) was not found",
+                )
+            )
+
+    modern = playbook.firewall.modern
+    if profile_value is HostProfile.MODERN and modern is not None and snapshot.firewall is None:
+        refusals.append(
+            Refusal(
+                RefusalKind.FIREWALL_GROUP_MISSING,
+                f"the Windows Firewall rule group {modern.rule_group} (Remote Assistance) was not "
+                "found on this host",
+            )
+        )
+    return Verdict(profile_value if not refusals else None, tuple(refusals))

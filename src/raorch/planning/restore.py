@@ -1,0 +1,127 @@
+"""Restore: from a host's original snapshot and its current state, the writes that undo exactly
+what raorch did, and nothing else.
+
+Only items raorch changed (``applied``: the journaled changes, or the plan the original snapshot
+gives) are restored, each to what the original snapshot recorded, deleting what was absent.
+So a helper is removed from Administrators only if raorch added it, a firewall list entry only if
+raorch added it; other entries, added by someone else, are left alone.
+
+Conflict: an item raorch set whose current data is neither what raorch wrote nor the original
+means someone else changed it since. Unless ``force``, such a host is not touched at all and the
+differences are reported (Outcome.CONFLICT). Restoring is idempotent: an item already back at
+its original is not written again, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raorch.models.playbook import Playbook
+from raorch.models.remote import RegValue
+from raorch.planning.plan import (
+    Change,
+    Difference,
+    MemberChange,
+    RuleChange,
+    ValueChange,
+    describe_value,
+    make_plan,
+)
+from raorch.planning.profile import HostProfile, host_profile
+from raorch.planning.snapshot import NotRecordedError, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePlan:
+    changes: tuple[Change, ...]  # the writes that restore, each with before (now) -> after
+    conflicts: tuple[Difference, ...]  # expected: what raorch wrote; found: what is there now
+
+    @property
+    def conflicted(self) -> bool:
+        return bool(self.conflicts)
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to restore: the host holds its original state for every item."""
+        return not self.changes and not self.conflicts
+
+
+def changes_from_snapshot(playbook: Playbook, original: Snapshot) -> tuple[Change, ...]:
+    """What raorch writes to a host whose state is ``original``: its plan. Used as ``applied``
+    when the journal holds no list of applied changes (the plan is deterministic)."""
+    if original.facts is None:
+        return ()
+    profile = host_profile(original.facts)
+    if not isinstance(profile, HostProfile):
+        return ()
+    return make_plan(playbook, profile, original).changes
+
+
+def restore_plan(
+    original: Snapshot,
+    current: Snapshot,
+    applied: Sequence[Change],
+    *,
+    force: bool = False,
+) -> RestorePlan:
+    """The writes that take every item of ``applied`` on ``current`` back to ``original``.
+
+    With conflicts and no ``force``, ``changes`` is empty: a conflicted host is left alone.
+    """
+    changes: list[Change] = []
+    conflicts: list[Difference] = []
+    seen: set[str] = set()
+    for change in applied:
+        item = change.item.casefold()
+        if item in seen:
+            continue
+        seen.add(item)
+        if isinstance(change, ValueChange):
+            target = _original_value(original, change)
+            now = current.value(change.key, change.name)
+            if now == target:
+                continue
+            if now != change.after and not force:
+                conflicts.append(
+                    Difference(change.item, describe_value(change.after), describe_value(now))
+                )
+                continue
+            changes.append(ValueChange(change.key, change.name, now, target))
+        elif isinstance(change, MemberChange):
+            was = (
+                original.is_member(change.sid)
+                if original.administrators is not None
+                else change.before
+            )
+            now_member = current.is_member(change.sid)
+            if now_member != was:
+                changes.append(
+                    MemberChange(change.group_sid, change.account, change.sid, now_member, was)
+                )
+        else:
+            rule = current.rule(change.rule)
+            old = original.rule(change.rule)
+            target_enabled = old.enabled if old is not None else change.before
+            if rule is None:
+                if not force:
+                    conflicts.append(
+                        Difference(
+                            change.item, "enabled" if change.after else "disabled", "no such rule"
+                        )
+                    )
+                continue
+            if rule.enabled != target_enabled:
+                changes.append(RuleChange(change.group, change.rule, rule.enabled, target_enabled))
+    if conflicts and not force:
+        return RestorePlan((), tuple(conflicts))
+    return RestorePlan(tuple(changes), tuple(conflicts))
+
+
+def _original_value(original: Snapshot, change: ValueChange) -> RegValue | None:
+    """The value before raorch: from the original snapshot; the change's own ``before`` when the
+    snapshot did not read it (a snapshot of an older raorch release)."""
+    try:
+        return original.value(change.key, change.name)
+    except NotRecordedError:
+        return change.before

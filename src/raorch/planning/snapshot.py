@@ -1,0 +1,510 @@
+"""The snapshot: what a host holds, before raorch changes anything, for everything it may change.
+
+Pipeline 1 of a host session reads it (``snapshot_reads``), together with the facts and the
+helper accounts' SIDs, because the host's profile is unknown before the facts arrive: so the
+reads are the union of what both profiles need (a legacy host answers ``GetFirewallRules`` with
+NotFound, which is recorded as "no rule group"). The same reads without facts and accounts
+(``state_reads``) verify a host after the writes.
+
+What is recorded (windows-settings.md, "What to record before changing anything"): for every
+value raorch may write, present or absent, type and data; every value under ``RAUnsolicit`` and
+under the legacy firewall ``List`` keys; the members of Administrators (S-1-5-32-544); each rule
+of the modern group with its ``Enabled``. ``to_json``/``from_json`` round-trip exactly for every
+registry type (REG_BINARY as hex, REG_DWORD/REG_QWORD unsigned), because the journal stores the
+snapshot and rollback restores from it byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from raorch.models.playbook import OfferState, Playbook
+from raorch.models.remote import (
+    ErrorKind,
+    Facts,
+    FirewallProfile,
+    FirewallRule,
+    GetFacts,
+    GetFirewallRules,
+    GetGroup,
+    GroupState,
+    KeyState,
+    ListKey,
+    Member,
+    Operation,
+    OpResult,
+    ReadValues,
+    RegType,
+    RegValue,
+    ResolveAccount,
+    RuleGroupState,
+)
+from raorch.planning.windows import (
+    ADMINISTRATORS_SID,
+    AUTHORIZED_APPLICATIONS,
+    ENABLE_DCOM,
+    ENABLED_VALUE,
+    F_ALLOW_TO_GET_HELP,
+    GLOBALLY_OPEN_PORTS,
+    OLE_KEY,
+    RA_MACHINE_KEY,
+    RA_UNSOLICIT_KEY,
+    TS_POLICY_KEY,
+    TS_POLICY_VALUES,
+    legacy_list_key,
+    legacy_section_key,
+)
+
+SNAPSHOT_FORMAT = "raorch-snapshot/1"
+
+_T = TypeVar("_T")
+
+_DWORD_MASK = 0xFFFF_FFFF
+_QWORD_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class SnapshotError(Exception):
+    """A read of the snapshot failed: the host cannot be changed safely without it."""
+
+    def __init__(self, operation: Operation, message: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.message = message
+
+
+class SnapshotFormatError(ValueError):
+    """Stored snapshot JSON that is not a raorch snapshot (or is damaged)."""
+
+
+class NotRecordedError(LookupError):
+    """A lookup of something the snapshot did not read: a planning bug, never a host state."""
+
+
+# ---------------------------------------------------------------- the reads
+
+
+def snapshot_reads(playbook: Playbook) -> tuple[Operation, ...]:
+    """Pipeline 1: facts, helper SIDs, then every read of the state (both profiles' union)."""
+    accounts: tuple[Operation, ...] = ()
+    if playbook.offer_remote_assistance.state is OfferState.ENABLED:
+        # Helpers are only needed (Administrators, pre-flight) when offers are enabled.
+        helpers = _unique(playbook.offer_remote_assistance.helpers)
+        accounts = tuple(ResolveAccount(h) for h in helpers)
+    return (GetFacts(), *accounts, *state_reads(playbook))
+
+
+def state_reads(playbook: Playbook) -> tuple[Operation, ...]:
+    """Every read of what raorch may change; verify and rollback re-read exactly these."""
+    reads: list[Operation] = [
+        ReadValues(TS_POLICY_KEY, TS_POLICY_VALUES),
+        ListKey(RA_UNSOLICIT_KEY),
+        ReadValues(RA_MACHINE_KEY, (F_ALLOW_TO_GET_HELP,)),
+        ReadValues(OLE_KEY, (ENABLE_DCOM,)),
+        GetGroup(ADMINISTRATORS_SID),
+    ]
+    legacy = playbook.firewall.legacy
+    if legacy is not None:
+        for profile in _unique(legacy.profiles):
+            for section in (GLOBALLY_OPEN_PORTS, AUTHORIZED_APPLICATIONS):
+                reads.append(ReadValues(legacy_section_key(profile, section), (ENABLED_VALUE,)))
+                reads.append(ListKey(legacy_list_key(profile, section)))
+    modern = playbook.firewall.modern
+    if modern is not None:
+        reads.append(GetFirewallRules(modern.rule_group))
+    return tuple(reads)
+
+
+def _unique(items: Iterable[_T]) -> list[_T]:
+    seen: list[_T] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# ---------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResolution:
+    """A helper account as the host resolved it (windows-settings.md, section 7)."""
+
+    account: str
+    sid: str | None
+    error_kind: ErrorKind | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One registry key as read. ``complete``: every value of the key was read (ListKey);
+    otherwise only ``names`` were (ReadValues), and a name absent from ``values`` is a value
+    that does not exist."""
+
+    key: str
+    exists: bool
+    complete: bool
+    names: tuple[str, ...] = ()
+    values: Mapping[str, RegValue] = field(default_factory=dict)
+
+    def covers(self, name: str) -> bool:
+        return self.complete or name.casefold() in {n.casefold() for n in self.names}
+
+    def get(self, name: str) -> RegValue | None:
+        folded = name.casefold()
+        return next((v for n, v in self.values.items() if n.casefold() == folded), None)
+
+    def stored_name(self, name: str) -> str | None:
+        """The spelling the value has on the host (names keep the case they were created with)."""
+        folded = name.casefold()
+        return next((n for n in self.values if n.casefold() == folded), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A host's state for everything raorch may change, plus the facts and helper SIDs.
+
+    The same type holds the state read back after the writes (verify) and before a rollback.
+    """
+
+    host: str
+    facts: Facts | None
+    accounts: tuple[AccountResolution, ...] = ()
+    keys: tuple[KeyRecord, ...] = ()
+    administrators: GroupState | None = None  # None: the group was not found
+    firewall: RuleGroupState | None = None  # None: no rule group (legacy host) or not read
+
+    # ------------------------------------------------------------ lookups
+
+    def key(self, key: str) -> KeyRecord:
+        folded = key.casefold()
+        for record in self.keys:
+            if record.key.casefold() == folded:
+                return record
+        raise NotRecordedError(f"the snapshot of {self.host} did not read {key}")
+
+    def value(self, key: str, name: str) -> RegValue | None:
+        """The value, or None when it does not exist (or its key does not)."""
+        record = self.key(key)
+        if not record.covers(name):
+            raise NotRecordedError(f"the snapshot of {self.host} did not read {key}\\{name}")
+        return record.get(name)
+
+    def list_values(self, key: str) -> Mapping[str, RegValue]:
+        record = self.key(key)
+        if not record.complete:
+            raise NotRecordedError(f"the snapshot of {self.host} did not list {key}")
+        return record.values
+
+    def sid_of(self, account: str) -> str | None:
+        folded = account.casefold()
+        return next((a.sid for a in self.accounts if a.account.casefold() == folded), None)
+
+    def is_member(self, sid: str) -> bool:
+        if self.administrators is None:
+            return False
+        return any(m.sid.upper() == sid.upper() for m in self.administrators.members)
+
+    def rule(self, name: str) -> FirewallRule | None:
+        if self.firewall is None:
+            return None
+        return next((r for r in self.firewall.rules if r.name == name), None)
+
+    # ------------------------------------------------------------ what a write makes of it
+
+    def with_value(self, key: str, name: str, value: RegValue | None) -> Snapshot:
+        folded = key.casefold()
+        records = list(self.keys)
+        index = next((i for i, r in enumerate(records) if r.key.casefold() == folded), None)
+        record = records[index] if index is not None else KeyRecord(key, False, False)
+        values = {n: v for n, v in record.values.items() if n.casefold() != name.casefold()}
+        if value is not None:
+            # A write to an existing value keeps the spelling it was created with.
+            values[record.stored_name(name) or name] = value
+        names = record.names if record.covers(name) else (*record.names, name)
+        new = replace(record, exists=record.exists or value is not None, names=names, values=values)
+        if index is None:
+            records.append(new)
+        else:
+            records[index] = new
+        return replace(self, keys=tuple(records))
+
+    def with_member(self, sid: str, account: str, present: bool) -> Snapshot:
+        group = self.administrators or GroupState(ADMINISTRATORS_SID, "", ())
+        members = tuple(m for m in group.members if m.sid.upper() != sid.upper())
+        if present:
+            members = (*members, Member(sid, account))
+        return replace(self, administrators=replace(group, members=members))
+
+    def with_rule(self, group: str, name: str, enabled: bool) -> Snapshot:
+        state = self.firewall or RuleGroupState(group, ())
+        rules = tuple(replace(r, enabled=enabled) if r.name == name else r for r in state.rules)
+        return replace(self, firewall=replace(state, rules=rules))
+
+    # ------------------------------------------------------------ JSON
+
+    def to_json(self) -> str:
+        return json.dumps(_encode_snapshot(self), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        try:
+            raw = json.loads(text)
+            return _decode_snapshot(raw)
+        except SnapshotFormatError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SnapshotFormatError(f"not a raorch snapshot: {exc}") from exc
+
+
+# ---------------------------------------------------------------- from the pipeline's results
+
+
+def build_snapshot(
+    host: str, results: Sequence[OpResult], base: Snapshot | None = None
+) -> Snapshot:
+    """Turn the results of ``snapshot_reads`` (or ``state_reads``, with ``base`` giving the facts
+    and accounts) into a Snapshot. A failed read of the state raises SnapshotError: without it,
+    nothing may be written."""
+    facts = base.facts if base is not None else None
+    accounts = list(base.accounts) if base is not None else []
+    records: dict[str, KeyRecord] = {}
+    administrators: GroupState | None = None
+    firewall: RuleGroupState | None = None
+    for result in results:
+        op = result.operation
+        if isinstance(op, GetFacts):
+            if not result.ok or not isinstance(result.data, Facts):
+                raise SnapshotError(op, f"reading the host's facts failed: {_error(result)}")
+            facts = result.data
+        elif isinstance(op, ResolveAccount):
+            sid = result.data if result.ok and isinstance(result.data, str) else None
+            kind = result.error_kind if not result.ok else None
+            if not result.ok and kind is None:
+                kind = ErrorKind.FAILED
+            accounts.append(AccountResolution(op.account, sid, kind, result.error))
+        elif isinstance(op, ReadValues | ListKey):
+            if not result.ok or not isinstance(result.data, KeyState):
+                raise SnapshotError(op, f"reading {op.key} failed: {_error(result)}")
+            _merge_key(records, op, result.data)
+        elif isinstance(op, GetGroup):
+            if result.ok and isinstance(result.data, GroupState):
+                administrators = result.data
+            elif result.error_kind is not ErrorKind.NOT_FOUND:
+                raise SnapshotError(op, f"reading the group {op.sid} failed: {_error(result)}")
+        elif isinstance(op, GetFirewallRules):
+            if result.ok and isinstance(result.data, RuleGroupState):
+                firewall = result.data
+            elif result.error_kind is not ErrorKind.NOT_FOUND:
+                raise SnapshotError(
+                    op, f"reading the firewall rule group {op.group} failed: {_error(result)}"
+                )
+        else:
+            raise SnapshotError(op, f"{type(op).__name__} is not a read of the snapshot")
+    return Snapshot(
+        host=host,
+        facts=facts,
+        accounts=tuple(accounts),
+        keys=tuple(records.values()),
+        administrators=administrators,
+        firewall=firewall,
+    )
+
+
+def _error(result: OpResult) -> str:
+    kind = result.error_kind.value if result.error_kind else "Failed"
+    return f"{kind}: {result.error}" if result.error else kind
+
+
+def _merge_key(records: dict[str, KeyRecord], op: ReadValues | ListKey, state: KeyState) -> None:
+    values = {name: normalize(value) for name, value in state.values.items()}
+    complete = isinstance(op, ListKey)
+    names = tuple(op.names) if isinstance(op, ReadValues) else ()
+    folded = op.key.casefold()
+    old = records.get(folded)
+    if old is not None:
+        merged = {**old.values, **values}
+        records[folded] = KeyRecord(
+            old.key,
+            old.exists or state.exists,
+            old.complete or complete,
+            (*old.names, *names),
+            merged,
+        )
+    else:
+        records[folded] = KeyRecord(op.key, state.exists, complete, names, values)
+
+
+def normalize(value: RegValue) -> RegValue:
+    """DWORD/QWORD data unsigned, whatever the transport handed over (the wire is signed)."""
+    if value.type is RegType.DWORD and isinstance(value.data, int):
+        return RegValue(value.type, value.data & _DWORD_MASK)
+    if value.type is RegType.QWORD and isinstance(value.data, int):
+        return RegValue(value.type, value.data & _QWORD_MASK)
+    if value.type is RegType.MULTI_SZ and isinstance(value.data, list):
+        return RegValue(value.type, tuple(value.data))
+    return value
+
+
+# ---------------------------------------------------------------- JSON form
+
+
+def encode_value(value: RegValue) -> dict[str, Any]:
+    data: Any
+    if value.type is RegType.BINARY:
+        if not isinstance(value.data, bytes):
+            raise SnapshotFormatError(f"REG_BINARY data must be bytes, got {value.data!r}")
+        data = value.data.hex()
+    elif value.type is RegType.MULTI_SZ:
+        data = list(value.data) if isinstance(value.data, tuple | list) else value.data
+    else:
+        data = value.data
+    return {"type": value.type.value, "data": data}
+
+
+def decode_value(raw: Mapping[str, Any]) -> RegValue:
+    reg_type = RegType(raw["type"])
+    data = raw["data"]
+    if reg_type in (RegType.SZ, RegType.EXPAND_SZ):
+        if not isinstance(data, str):
+            raise SnapshotFormatError(f"{reg_type} data must be a string, got {data!r}")
+        return RegValue(reg_type, data)
+    if reg_type in (RegType.DWORD, RegType.QWORD):
+        limit = _DWORD_MASK if reg_type is RegType.DWORD else _QWORD_MASK
+        if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data <= limit:
+            raise SnapshotFormatError(f"{reg_type} data must be an unsigned integer, got {data!r}")
+        return RegValue(reg_type, data)
+    if reg_type is RegType.MULTI_SZ:
+        if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
+            raise SnapshotFormatError(f"REG_MULTI_SZ data must be a list of strings, got {data!r}")
+        return RegValue(reg_type, tuple(data))
+    if not isinstance(data, str):
+        raise SnapshotFormatError(f"REG_BINARY data must be hex, got {data!r}")
+    return RegValue(reg_type, bytes.fromhex(data))
+
+
+def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
+    facts = None
+    if s.facts is not None:
+        f = s.facts
+        facts = {
+            "os_version": f.os_version,
+            "caption": f.caption,
+            "sku": f.sku,
+            "ps_version": f.ps_version,
+            "part_of_domain": f.part_of_domain,
+            "domain": f.domain,
+            "language": f.language,
+            "computer_name": f.computer_name,
+            "wow64": f.wow64,
+        }
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "host": s.host,
+        "facts": facts,
+        "accounts": [
+            {
+                "account": a.account,
+                "sid": a.sid,
+                "error_kind": a.error_kind.value if a.error_kind else None,
+                "error": a.error,
+            }
+            for a in s.accounts
+        ],
+        "registry": [
+            {
+                "key": r.key,
+                "exists": r.exists,
+                "complete": r.complete,
+                "names": list(r.names),
+                # A list, not an object: value names are case-insensitive on Windows but JSON
+                # object keys are not, and the order is kept for readable diffs.
+                "values": [{"name": n, **encode_value(v)} for n, v in r.values.items()],
+            }
+            for r in s.keys
+        ],
+        "administrators": None
+        if s.administrators is None
+        else {
+            "sid": s.administrators.sid,
+            "name": s.administrators.name,
+            "members": [{"sid": m.sid, "name": m.name} for m in s.administrators.members],
+        },
+        "firewall": None
+        if s.firewall is None
+        else {
+            "group": s.firewall.group,
+            "rules": [
+                {"name": r.name, "enabled": r.enabled, "profiles": int(r.profiles)}
+                for r in s.firewall.rules
+            ],
+        },
+    }
+
+
+def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
+    if not isinstance(raw, Mapping) or raw.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotFormatError(f"not a {SNAPSHOT_FORMAT} document")
+    f = raw["facts"]
+    facts = (
+        None
+        if f is None
+        else Facts(
+            os_version=str(f["os_version"]),
+            caption=str(f["caption"]),
+            sku=int(f["sku"]),
+            ps_version=str(f["ps_version"]),
+            part_of_domain=bool(f["part_of_domain"]),
+            domain=str(f["domain"]),
+            language=str(f["language"]),
+            computer_name=str(f["computer_name"]),
+            wow64=bool(f["wow64"]),
+        )
+    )
+    accounts = tuple(
+        AccountResolution(
+            str(a["account"]),
+            None if a["sid"] is None else str(a["sid"]),
+            None if a["error_kind"] is None else ErrorKind(a["error_kind"]),
+            str(a["error"]),
+        )
+        for a in raw["accounts"]
+    )
+    keys = tuple(
+        KeyRecord(
+            key=str(r["key"]),
+            exists=bool(r["exists"]),
+            complete=bool(r["complete"]),
+            names=tuple(str(n) for n in r["names"]),
+            values={str(v["name"]): decode_value(v) for v in r["values"]},
+        )
+        for r in raw["registry"]
+    )
+    a = raw["administrators"]
+    administrators = (
+        None
+        if a is None
+        else GroupState(
+            str(a["sid"]),
+            str(a["name"]),
+            tuple(Member(str(m["sid"]), str(m["name"])) for m in a["members"]),
+        )
+    )
+    fw = raw["firewall"]
+    firewall = (
+        None
+        if fw is None
+        else RuleGroupState(
+            str(fw["group"]),
+            tuple(
+                FirewallRule(
+                    str(r["name"]), bool(r["enabled"]), FirewallProfile(int(r["profiles"]))
+                )
+                for r in fw["rules"]
+            ),
+        )
+    )
+    return Snapshot(str(raw["host"]), facts, accounts, keys, administrators, firewall)

@@ -1,0 +1,100 @@
+"""Every Windows constant raorch relies on, in one place, each with its source.
+
+The values come from ``shared/docs/windows-settings.md`` (which cites the Microsoft sources) and
+the seed article (KB "configure Windows XP / Server 2003 to receive Offer Remote Assistance").
+Items that document marks UNCONFIRMED are marked so here too: code may rely on them, but they
+live only here, so that correcting one is a one-line change.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from raorch.models.playbook import LegacyProfile, ModernProfile
+from raorch.models.remote import FirewallProfile
+
+# ---------------------------------------------------------------- Offer Remote Assistance policy
+# RemoteAssistance.admx, policy RA_Unsolicit "Configure Offer Remote Assistance"; RA_Solicit
+# "Configure Solicited Remote Assistance" (windows-settings.md, sections 1 and 2).
+TS_POLICY_KEY: Final = r"HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services"
+RA_UNSOLICIT_KEY: Final = TS_POLICY_KEY + r"\RAUnsolicit"
+F_ALLOW_UNSOLICITED: Final = "fAllowUnsolicited"
+F_ALLOW_UNSOLICITED_FULL_CONTROL: Final = "fAllowUnsolicitedFullControl"
+F_ALLOW_TO_GET_HELP: Final = "fAllowToGetHelp"
+# Read (recorded in the snapshot) but never written: nothing in the seed asks for it.
+F_ALLOW_FULL_CONTROL: Final = "fAllowFullControl"
+TS_POLICY_VALUES: Final = (
+    F_ALLOW_UNSOLICITED,
+    F_ALLOW_UNSOLICITED_FULL_CONTROL,
+    F_ALLOW_TO_GET_HELP,
+    F_ALLOW_FULL_CONTROL,
+)
+
+# The machine (non-policy) Solicited RA switch, which applies when the policy is absent
+# (KB 301527; windows-settings.md, section 2). Whether Vista+ offers depend on it: UNCONFIRMED,
+# so pre-flight checks it on every profile.
+RA_MACHINE_KEY: Final = r"HKLM\SYSTEM\CurrentControlSet\Control\Remote Assistance"
+
+# ---------------------------------------------------------------- DCOM (seed; "EnableDCOM" docs)
+OLE_KEY: Final = r"HKLM\SOFTWARE\Microsoft\Ole"
+ENABLE_DCOM: Final = "EnableDCOM"
+ENABLE_DCOM_YES: Final = "Y"
+
+# ---------------------------------------------------------------- local Administrators
+# Well-known SID BUILTIN\Administrators (learn.microsoft.com, "Well-known SIDs"). The group's
+# name is localized ("Administratoren", "Administrateurs"), so it is only ever found by SID.
+ADMINISTRATORS_SID: Final = "S-1-5-32-544"
+
+# ---------------------------------------------------------------- legacy firewall (XP SP2 policy)
+# windowsfirewall.admx (XP SP2): HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\<profile>\...
+# (windows-settings.md, section 5).
+FIREWALL_POLICY_KEY: Final = r"HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall"
+LEGACY_PROFILE_KEYS: Final[dict[LegacyProfile, str]] = {
+    LegacyProfile.DOMAIN: "DomainProfile",
+    LegacyProfile.STANDARD: "StandardProfile",
+}
+GLOBALLY_OPEN_PORTS: Final = "GloballyOpenPorts"
+AUTHORIZED_APPLICATIONS: Final = "AuthorizedApplications"
+LIST_SUBKEY: Final = "List"
+ENABLED_VALUE: Final = "Enabled"
+# Naming list values "<port>:<proto>" for ports and by the program path for programs follows
+# Windows' local store (SharedAccess\Parameters\FirewallPolicy); for the policy store that
+# naming is UNCONFIRMED. The data string is what the firewall reads.
+LIST_NAMING_UNCONFIRMED: Final = True
+
+
+def legacy_section_key(profile: LegacyProfile, section: str) -> str:
+    """``...\\WindowsFirewall\\DomainProfile\\GloballyOpenPorts`` and the like."""
+    return rf"{FIREWALL_POLICY_KEY}\{LEGACY_PROFILE_KEYS[profile]}\{section}"
+
+
+def legacy_list_key(profile: LegacyProfile, section: str) -> str:
+    return rf"{legacy_section_key(profile, section)}\{LIST_SUBKEY}"
+
+
+# ---------------------------------------------------------------- modern firewall
+# The built-in "Remote Assistance" rule group, by its indirect string (display name is
+# localized: never match on it). Enable-NetFirewallRule docs; INetFwPolicy2::EnableRuleGroup.
+REMOTE_ASSISTANCE_RULE_GROUP: Final = "@FirewallAPI.dll,-33002"
+# NET_FW_PROFILE_TYPE2 (learn.microsoft.com): Domain 1, Private 2, Public 4.
+MODERN_PROFILE_MASKS: Final[dict[ModernProfile, FirewallProfile]] = {
+    ModernProfile.DOMAIN: FirewallProfile.DOMAIN,
+    ModernProfile.PRIVATE: FirewallProfile.PRIVATE,
+    ModernProfile.PUBLIC: FirewallProfile.PUBLIC,
+}
+
+# ---------------------------------------------------------------- editions and versions
+# OperatingSystemSKU values of Home / Starter editions (GetProductInfo SKU table,
+# windows-settings.md "Host profiles"): 2 Home Basic, 3 Home Premium, 5 Home Basic N,
+# 11 Starter, 98 Home N, 99 Home China, 100 Home Single Language, 101 Home.
+HOME_SKUS: Final = frozenset({2, 3, 5, 11, 98, 99, 100, 101})
+# Caption word of Home editions; XP reports no SKU (0), so the caption is what tells
+# "Microsoft Windows XP Home Edition" apart. Edition names are not translated in the caption.
+HOME_CAPTION_WORD: Final = "home"
+
+# NT 5.1 (XP) is the oldest Windows with Offer Remote Assistance (seed); NT 5.x is the legacy
+# profile, 6.0 (Vista / 2008) and later the modern one (windows-settings.md "Host profiles").
+MIN_NT_VERSION: Final = (5, 1)
+MODERN_NT_VERSION: Final = (6, 0)
+# The scripts raorch sends are written for PowerShell 2.0 (windows-settings.md, section 8).
+MIN_PS_VERSION: Final = (2, 0)
