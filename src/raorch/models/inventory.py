@@ -7,14 +7,54 @@ unknown keys refused), and the resolved dataclasses the lower layers use (``Targ
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+
+from raorch.models.errors import Location
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def reject(message: str, hint: str) -> PydanticCustomError:
+    """A validation error whose message and hint reach the user as written (the loaders read
+    ``ctx["hint"]``). Never put the offending value in ``message``: it may be a password."""
+    return PydanticCustomError("raorch", "{message}", {"message": message, "hint": hint})
+
+
+def _no_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true/false as 1/0; a "port: true" is a mistake, not a 1.
+    if isinstance(value, bool):
+        raise reject("expected a number, got true/false", "write a number")
+    return value
+
+
+def _positive_seconds(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise reject("must be a number of seconds greater than 0", "e.g. 10 or 2.5")
+    return value
+
+
+# Wave names appear on the command line (--wave) and in journal records: keep them plain.
+WAVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BATCH_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*\Z")
+
+
+def _plain_name(value: str, what: str) -> str:
+    if not value.strip() or _CONTROL.search(value) or value != value.strip():
+        raise reject(
+            f"{what} must be non-empty, without leading/trailing spaces or control characters",
+            f"write the {what} as plain text",
+        )
+    return value
 
 
 class Scheme(StrEnum):
@@ -77,10 +117,50 @@ class ConnectionSection(_Strict):
     certificate_pem: str | None = None  # auth: certificate
     certificate_key_pem: str | None = None
 
+    _numbers_not_bools = field_validator(
+        "port", "connect_timeout", "operation_timeout", mode="before"
+    )(_no_bool)
+
+    @field_validator("port")
+    @classmethod
+    def _port_range(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise reject(
+                "port must be between 1 and 65535",
+                "WinRM listens on 5985 (http) and 5986 (https) by default",
+            )
+        return value
+
+    _timeouts = field_validator("connect_timeout", "operation_timeout")(_positive_seconds)
+
+    @field_validator("ca_bundle", "certificate_pem", "certificate_key_pem")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\x00" in value):
+            raise reject("must be a file path", "a path, relative to the inventory file")
+        return value
+
 
 class CredentialsSection(_Strict):
     username: str
     password: str  # a reference: env:NAME | file:PATH | prompt | keyring:SERVICE
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        return _plain_name(value, "username")
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_reference(cls, value: str) -> str:
+        # Imported here: raorch.models.secrets imports this module for SecretRef.
+        from raorch.models.secrets import SecretSyntaxError, parse_secret_ref
+
+        try:
+            parse_secret_ref(value)
+        except SecretSyntaxError as exc:
+            raise reject(exc.message, exc.hint) from None
+        return value
 
 
 class DefaultsSection(_Strict):
@@ -92,6 +172,13 @@ class HostSection(_Strict):
     address: str
     connection: ConnectionSection | None = None
     credentials: CredentialsSection | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value) or _CONTROL.search(value):
+            raise reject("address must be a host name or IP address", "e.g. 10.20.3.101")
+        return value
 
 
 class GroupSection(_Strict):
@@ -109,10 +196,84 @@ class WaveSection(_Strict):
     skipped_counts_as_failed: bool = False
     deadline: float | None = None  # seconds per host
 
+    _numbers_not_bools = field_validator("max_fail_percentage", "batch", "deadline", mode="before")(
+        _no_bool
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not WAVE_NAME.match(value):
+            raise reject(
+                "a wave name must start with a letter or digit and contain only letters, "
+                "digits, '.', '_' and '-'",
+                "e.g. canary, pilot-1, broad",
+            )
+        return value
+
+    @field_validator("max_fail_percentage")
+    @classmethod
+    def _percentage(cls, value: float) -> float:
+        if not (math.isfinite(value) and 0 <= value <= 100):
+            raise reject(
+                "max_fail_percentage must be between 0 and 100",
+                "0 halts the wave at the first failed host",
+            )
+        return value
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, value: int | str | None) -> int | str | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            if value < 1:
+                raise reject("batch must be at least 1 host", 'write N hosts or "P%" of the wave')
+            return value
+        match = _BATCH_PERCENT.match(value)
+        if not match or not 0 < float(match.group(1)) <= 100:
+            raise reject(
+                "batch must be a number of hosts or a percentage of the wave",
+                'write N (N >= 1) or "P%" with 0 < P <= 100, e.g. 25 or "10%"',
+            )
+        return value
+
+    _deadline = field_validator("deadline")(_positive_seconds)
+
+    def batch_spec(self) -> Batch | None:
+        """The validated ``batch`` as a ``Batch``."""
+        if self.batch is None:
+            return None
+        if isinstance(self.batch, int):
+            return Batch(size=self.batch)
+        match = _BATCH_PERCENT.match(self.batch)
+        assert match is not None  # checked by the validator
+        return Batch(percent=float(match.group(1)))
+
 
 class Inventory(_Strict):
     playbook: str | None = None  # relative to the inventory file
     domains: tuple[str, ...]
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise reject(
+                "list at least one domain",
+                "the domains targets may belong to (the helpers' domain or trusted ones)",
+            )
+        for name in value:
+            _plain_name(name, "domain name")
+        return value
+
+    @field_validator("playbook")
+    @classmethod
+    def _playbook(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\x00" in value):
+            raise reject("playbook must be a file path", "relative to the inventory file")
+        return value
+
     defaults: DefaultsSection = DefaultsSection()
     groups: dict[str, GroupSection] = {}
     hosts: dict[str, HostSection]
@@ -179,6 +340,8 @@ class ResolvedInventory:
     domains: tuple[str, ...]
     targets: dict[str, Target]  # by host name, inventory order
     waves: tuple[WaveSpec, ...]
+    # Where ``playbook:`` is written, so that a missing playbook file is reported there.
+    playbook_location: Location | None = None
 
     def wave(self, name: str) -> WaveSpec | None:
         return next((w for w in self.waves if w.name == name), None)
