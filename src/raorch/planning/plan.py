@@ -245,7 +245,7 @@ class Plan:
 
 def make_plan(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> Plan:
     desired = desired_state(playbook, profile, snapshot)
-    return Plan(profile, desired, plan_changes(desired, snapshot), state_reads(playbook))
+    return Plan(profile, desired, plan_changes(desired, snapshot), state_reads(playbook, profile))
 
 
 # ---------------------------------------------------------------- JSON (the journal's "applied")

@@ -42,6 +42,7 @@ from raorch.models.remote import (
     ResolveAccount,
     RuleGroupState,
 )
+from raorch.planning.profile import HostProfile
 from raorch.planning.windows import (
     ADMINISTRATORS_SID,
     AUTHORIZED_APPLICATIONS,
@@ -96,8 +97,9 @@ def snapshot_reads(playbook: Playbook) -> tuple[Operation, ...]:
     return (GetFacts(), *accounts, *state_reads(playbook))
 
 
-def state_reads(playbook: Playbook) -> tuple[Operation, ...]:
-    """Every read of what raorch may change; verify and rollback re-read exactly these."""
+def state_reads(playbook: Playbook, profile: HostProfile | None = None) -> tuple[Operation, ...]:
+    """Every read of what raorch may change. Without a profile (pipeline 1, before the facts
+    are known) the union of both profiles'; with one (verify, rollback), only that profile's."""
     reads: list[Operation] = [
         ReadValues(TS_POLICY_KEY, TS_POLICY_VALUES),
         ListKey(RA_UNSOLICIT_KEY),
@@ -106,13 +108,13 @@ def state_reads(playbook: Playbook) -> tuple[Operation, ...]:
         GetGroup(ADMINISTRATORS_SID),
     ]
     legacy = playbook.firewall.legacy
-    if legacy is not None:
-        for profile in _unique(legacy.profiles):
+    if legacy is not None and profile is not HostProfile.MODERN:
+        for fw_profile in _unique(legacy.profiles):
             for section in (GLOBALLY_OPEN_PORTS, AUTHORIZED_APPLICATIONS):
-                reads.append(ReadValues(legacy_section_key(profile, section), (ENABLED_VALUE,)))
-                reads.append(ListKey(legacy_list_key(profile, section)))
+                reads.append(ReadValues(legacy_section_key(fw_profile, section), (ENABLED_VALUE,)))
+                reads.append(ListKey(legacy_list_key(fw_profile, section)))
     modern = playbook.firewall.modern
-    if modern is not None:
+    if modern is not None and profile is not HostProfile.LEGACY:
         reads.append(GetFirewallRules(modern.rule_group))
     return tuple(reads)
 
