@@ -175,6 +175,19 @@ class HostRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run of a command against a rollout (one ``RolloutStarted`` .. ``RolloutFinished``)."""
+
+    seq: int
+    rollout_id: str
+    kind: RunKind
+    forced: bool
+    started_at: float
+    finished_at: float | None  # None while it runs, or when the controller died
+    interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineRow:
     kind: RunKind
     outcome: Outcome
@@ -408,6 +421,18 @@ class Journal:
                 r[5],
             )
             for r in rows
+        ]
+
+    def runs(self, rollout_id: str) -> list[RunRow]:
+        """The runs of a rollout, oldest first (read-only; ``raorch status`` reads it)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, rollout_id, kind, forced, started_at, finished_at, interrupted "
+                "FROM runs WHERE rollout_id = ? ORDER BY seq",
+                (rollout_id,),
+            ).fetchall()
+        return [
+            RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6])) for r in rows
         ]
 
     # ------------------------------------------------------------ the event subscriber
