@@ -1,0 +1,248 @@
+"""What went wrong with a host session, from the exception pypsrp or requests raised.
+
+Every failure becomes a ``TransportError`` that says where (host, step), what, whether trying
+again may help, and what to do. Texts coming from libraries pass through ``scrub`` first: a
+password must never reach a message (docs/development.md).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+
+import requests
+from pypsrp.exceptions import (
+    AuthenticationError,
+    WinRMError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+from spnego.exceptions import SpnegoError
+
+from raorch.models.outcomes import Stage
+from raorch.transport.errors import TransportError
+
+_MASK = "********"
+_MAX_DETAIL = 300
+
+# Words of the OS / urllib3 messages that name the cause of a failed connection.
+_CONNECT_CAUSES: tuple[tuple[str, str], ...] = (
+    ("refused", "the connection was refused"),
+    ("reset", "the connection was reset"),
+    ("aborted", "the connection was aborted"),
+    ("timed out", "the connection timed out"),
+    ("no route to host", "there is no route to the host"),
+    ("network is unreachable", "the network is unreachable"),
+    ("remote end closed", "the host closed the connection"),
+    ("remotedisconnected", "the host closed the connection"),
+    ("broken pipe", "the host closed the connection"),
+)
+# Name resolution failures: the address is wrong more often than the DNS is down.
+_NAME_CAUSES = (
+    "name or service not known",
+    "nodename nor servname",
+    "getaddrinfo failed",
+    "temporary failure in name resolution",
+    "no address associated",
+)
+
+# WS-Management fault code 5 is ERROR_ACCESS_DENIED: the account may not use remoting.
+_WSMAN_ACCESS_DENIED = 5
+
+
+def scrub(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` (as is, or escaped as repr() would write
+    it) masked."""
+    if not secret:
+        return text
+    for form in {secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode("ascii")}:
+        if form:
+            text = text.replace(form, _MASK)
+    return text
+
+
+def _detail(exc: BaseException, secret: str) -> str:
+    text = scrub(" ".join(str(exc).split()), secret)
+    if len(text) > _MAX_DETAIL:
+        text = text[: _MAX_DETAIL - 3] + "..."
+    return text or type(exc).__name__
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The messages of an exception and those it was raised from, lower case."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(f"{type(current).__name__} {current}")
+        current = current.__cause__ or current.__context__
+    return " ".join(parts).lower()
+
+
+def classify(
+    exc: BaseException,
+    *,
+    host: str,
+    url: str,
+    stage: Stage | None,
+    step: str,
+    secret: str,
+) -> TransportError:
+    """The ``TransportError`` for ``exc``, raised while doing ``step`` with ``host`` at ``url``.
+
+    ``stage`` None means the session was being opened: the stage is then CONNECT, or AUTH when
+    the credentials were refused. Otherwise it is the stage the caller ran the pipeline for.
+    """
+
+    def error(default: Stage, message: str, *, transient: bool, hint: str) -> TransportError:
+        return TransportError(
+            host, stage or default, f"{step}: {message}", transient=transient, hint=hint
+        )
+
+    detail = _detail(exc, secret)
+    reach_hint = (
+        f"check that the host is up, that WinRM listens at {url} (winrm quickconfig) and that "
+        "no firewall blocks the port"
+    )
+
+    if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
+        text = _chain_text(exc)
+        if "certificate verify failed" in text or "certificate_verify_failed" in text:
+            return error(
+                Stage.CONNECT,
+                f"the host's TLS certificate is not trusted ({detail})",
+                transient=False,
+                hint="give the CA that signed the host's certificate (PEM) as ca_bundle for "
+                "this host, or fix the certificate's name and dates on the host",
+            )
+        return error(
+            Stage.CONNECT,
+            f"the TLS handshake failed ({detail})",
+            transient=False,
+            hint="check that the port speaks HTTPS (5986) and that the scheme is right",
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return error(
+            Stage.CONNECT,
+            "no connection within the connect timeout",
+            transient=True,
+            hint=reach_hint + "; raise connect_timeout if the network is slow",
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout | socket.timeout | TimeoutError):
+        return error(
+            Stage.CONNECT,
+            "the host did not answer within the operation timeout",
+            transient=True,
+            hint="the host may be overloaded; raise operation_timeout if it is slow",
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
+        text = _chain_text(exc)
+        if any(cause in text for cause in _NAME_CAUSES):
+            return error(
+                Stage.CONNECT,
+                "the host name does not resolve",
+                transient=False,
+                hint="check the host's address in the inventory and the DNS",
+            )
+        cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
+        return error(
+            Stage.CONNECT,
+            cause or f"the connection failed ({detail})",
+            transient=True,
+            hint=reach_hint,
+        )
+    if isinstance(exc, AuthenticationError | SpnegoError):
+        return error(
+            Stage.AUTH,
+            f"the host refused the credentials ({detail})",
+            transient=False,
+            hint="check the user name (DOMAIN\\user) and the password reference of this host "
+            "in the inventory, and that the account may use WinRM on the host",
+        )
+    if isinstance(exc, WinRMTransportError):
+        code = exc.code if isinstance(exc.code, int) else 0
+        if code == 401:
+            return error(
+                Stage.AUTH,
+                "the host refused the credentials (HTTP 401)",
+                transient=False,
+                hint="check the user name and the password reference of this host in the "
+                "inventory, and that the authentication method is enabled in WinRM",
+            )
+        if code >= 500:
+            return error(
+                Stage.CONNECT,
+                f"the WinRM service answered HTTP {code}",
+                transient=True,
+                hint="the WinRM service on the host failed; it may recover, else restart it "
+                "(Restart-Service WinRM)",
+            )
+        return error(
+            Stage.CONNECT,
+            f"the WinRM service answered HTTP {code}",
+            transient=False,
+            hint=f"check that {url} is a WinRM endpoint and the scheme and port are right",
+        )
+    if isinstance(exc, WSManFaultError):
+        if exc.code == _WSMAN_ACCESS_DENIED or "access is denied" in detail.lower():
+            return error(
+                Stage.AUTH,
+                f"the host denied access ({detail})",
+                transient=False,
+                hint="the account must be a local administrator or in Remote Management Users "
+                "on the host",
+            )
+        # Faults are answered with HTTP 500: quotas and busy services pass.
+        return error(
+            Stage.CONNECT,
+            f"the WinRM service reported a fault ({detail})",
+            transient=True,
+            hint="see the fault text; quotas such as MaxShellsPerUser free up when other "
+            "sessions end",
+        )
+    if isinstance(exc, ValueError):
+        return error(
+            Stage.CONNECT,
+            f"the connection settings are not usable ({detail})",
+            transient=False,
+            hint="check scheme, auth, certificate and encryption settings of this host",
+        )
+    if isinstance(exc, WinRMError):
+        return error(
+            Stage.CONNECT,
+            f"the remoting protocol failed ({type(exc).__name__}: {detail})",
+            transient=False,
+            hint="the host's WinRM / PowerShell remoting configuration may be broken; try "
+            "Enable-PSRemoting on the host",
+        )
+    if isinstance(exc, OSError):
+        return error(
+            Stage.CONNECT,
+            f"a network error happened ({detail})",
+            transient=True,
+            hint=reach_hint,
+        )
+    return error(
+        Stage.CONNECT,
+        f"unexpected {type(exc).__name__}: {detail}",
+        transient=False,
+        hint="this is likely a raorch bug; please report it with the rollout log",
+    )
+
+
+def error_record_text(record: object, secret: str) -> str:
+    """The message of a PowerShell ErrorRecord as pypsrp gives it."""
+    texts: list[str] = []
+    exception = getattr(record, "exception", None)
+    for props in ("adapted_properties", "extended_properties"):
+        message = getattr(exception, props, {}).get("Message") if exception is not None else None
+        if isinstance(message, str):
+            texts.append(message)
+    for attribute in ("details_message", "_to_string"):
+        value = getattr(record, attribute, None)
+        if isinstance(value, str):
+            texts.append(value)
+    text = next((t for t in texts if t.strip()), "") or str(record)
+    return scrub(re.sub(r"\s+", " ", text).strip(), secret)

@@ -1,0 +1,92 @@
+# ---- groups.ps1: GetGroup, AddGroupMember, RemoveGroupMember.
+# PowerShell 2.0 has no *-LocalGroupMember cmdlets: ADSI's WinNT provider does the work
+# (windows-settings.md, section 4; learn.microsoft.com, "WinNT ADsPath").
+
+# A local group by its SID: @{ Name = localized name; Adsi = the group object }. The name is
+# localized ("Administratoren", "Administrateurs"), so it is found by translating the
+# well-known SID, never by a fixed name.
+function Get-RaorchLocalGroup([string]$Sid) {
+    try {
+        $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $Sid
+        $account = $identifier.Translate([System.Security.Principal.NTAccount]).Value
+    } catch {
+        Stop-RaorchOp 'NotFound' "no local group with SID $Sid on this computer: $($_.Exception.Message)"
+    }
+    $name = $account.Substring($account.LastIndexOf('\') + 1)
+    $group = [ADSI]"WinNT://$env:COMPUTERNAME/$name,group"
+    return @{ Name = $name; Adsi = $group }
+}
+
+# WinNT://DOMAIN/name -> DOMAIN\name; WinNT://DOMAIN/COMPUTER/name (a local account) ->
+# COMPUTER\name; WinNT://S-1-5-... (an orphaned SID) stays the SID.
+function ConvertFrom-RaorchAdsPath([string]$Path) {
+    $parts = $Path.Substring('WinNT://'.Length).Split('/')
+    if ($parts.Length -ge 2) { return $parts[$parts.Length - 2] + '\' + $parts[$parts.Length - 1] }
+    return $parts[0]
+}
+
+# The members of a group: array of @{ Sid; Name; Path }.
+function Get-RaorchGroupMembers($Group) {
+    $members = New-Object System.Collections.ArrayList
+    # IADsGroup.Members through Invoke: the DirectoryEntry adapter has no member list of its own.
+    foreach ($member in @($Group.psbase.Invoke('Members'))) {
+        $type = $member.GetType()
+        $path = [string]$type.InvokeMember('ADsPath', 'GetProperty', $null, $member, $null)
+        $sidBytes = [byte[]]$type.InvokeMember('objectSid', 'GetProperty', $null, $member, $null)
+        $sid = (New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sidBytes, 0).Value
+        # DOMAIN\name from the SID when it still resolves; the ADsPath otherwise (a deleted
+        # account, or a domain that cannot be reached).
+        try {
+            $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sid
+            $name = $identifier.Translate([System.Security.Principal.NTAccount]).Value
+        } catch {
+            $name = ConvertFrom-RaorchAdsPath $path
+        }
+        [void]$members.Add(@{ Sid = $sid; Name = $name; Path = $path })
+    }
+    return , $members.ToArray()
+}
+
+function Invoke-RaorchGetGroup($P) {
+    $sid = [string]$P['Sid']
+    $group = Get-RaorchLocalGroup $sid
+    $members = New-Object System.Collections.ArrayList
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
+        [void]$members.Add(@{ Sid = $member['Sid']; Name = $member['Name'] })
+    }
+    return @{ Sid = $sid; Name = $group['Name']; Members = $members.ToArray() }
+}
+
+function Invoke-RaorchAddGroupMember($P) {
+    $group = Get-RaorchLocalGroup ([string]$P['Sid'])
+    $account = [string]$P['Account']
+    $sid = Resolve-RaorchAccount $account
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
+        # Already a member is success: the state asked for is there.
+        if ($member['Sid'] -eq $sid) { return @{} }
+    }
+    try {
+        $group['Adsi'].Add('WinNT://' + $account.Replace('\', '/'))
+    } catch {
+        # Added meanwhile by someone else: also the state asked for.
+        if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberInAlias'])) { throw }
+    }
+    return @{}
+}
+
+function Invoke-RaorchRemoveGroupMember($P) {
+    $group = Get-RaorchLocalGroup ([string]$P['Sid'])
+    $sid = Resolve-RaorchAccount ([string]$P['Account'])
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
+        if ($member['Sid'] -eq $sid) {
+            try {
+                # The member's own ADsPath names exactly the object that is in the group.
+                $group['Adsi'].Remove($member['Path'])
+            } catch {
+                if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberNotInAlias'])) { throw }
+            }
+        }
+    }
+    # Not a member is success.
+    return @{}
+}

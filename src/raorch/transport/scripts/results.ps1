@@ -1,0 +1,66 @@
+# ---- results.ps1: how an operation fails, and how a failure is classified.
+
+# Signed HRESULTs (HRESULT_FROM_WIN32 of the Win32 error, i.e. 0x8007xxxx); PowerShell compares
+# the signed Int32 that Marshal.GetHRForException and COMException.ErrorCode return.
+$RaorchHResult = @{
+    AccessDenied     = -2147024891  # 0x80070005, ERROR_ACCESS_DENIED (5)
+    NoneMapped       = -2147023564  # 0x80070534, ERROR_NONE_MAPPED (1332)
+    TrustFailure     = -2147023107  # 0x800706FD, ERROR_TRUSTED_RELATIONSHIP_FAILURE (1789)
+    NoSuchAlias      = -2147023520  # 0x80070560, ERROR_NO_SUCH_ALIAS (1376)
+    MemberNotInAlias = -2147023519  # 0x80070561, ERROR_MEMBER_NOT_IN_ALIAS (1377)
+    MemberInAlias    = -2147023518  # 0x80070562, ERROR_MEMBER_IN_ALIAS (1378)
+    GroupNotFound    = -2147022676  # 0x800708AC, NERR_GroupNotFound (2220)
+}
+
+# Ends the current operation with an error of a given kind. PowerShell 2.0 has no classes, so
+# the kind travels in Exception.Data (an IDictionary every .NET 2.0 exception has).
+function Stop-RaorchOp([string]$Kind, [string]$Message) {
+    $exception = New-Object System.Exception $Message
+    $exception.Data['RaorchErrorKind'] = $Kind
+    throw $exception
+}
+
+# True when the exception, or one it wraps, carries the given HRESULT. PowerShell wraps a
+# failing .NET or COM call in MethodInvocationException / TargetInvocationException, so the
+# interesting exception is usually an inner one.
+function Test-RaorchHResult($Exception, [int]$HResult) {
+    $e = $Exception
+    while ($null -ne $e) {
+        if ([System.Runtime.InteropServices.Marshal]::GetHRForException($e) -eq $HResult) {
+            return $true
+        }
+        $e = $e.InnerException
+    }
+    return $false
+}
+
+# The contract's ErrorKind for an exception (docs/remote-operations.md, "The operations").
+function Get-RaorchErrorKind($Exception) {
+    # NTAccount.Translate reports a broken trust as a plain SystemException whose message is
+    # the system text of Win32 error 1789 (.NET reference source, NTAccount.TranslateToSids);
+    # Win32Exception(1789).Message is that same text in the host's own language.
+    $trustText = (New-Object System.ComponentModel.Win32Exception 1789).Message
+    $e = $Exception
+    while ($null -ne $e) {
+        if ($e.Data.Contains('RaorchErrorKind')) { return [string]$e.Data['RaorchErrorKind'] }
+        if ($e -is [System.Security.Principal.IdentityNotMappedException]) { return 'NotMapped' }
+        if ($e -is [System.ComponentModel.Win32Exception] -and $e.NativeErrorCode -eq 1789) {
+            return 'TrustFailure'
+        }
+        if ($e.GetType() -eq [System.SystemException] -and $e.Message -eq $trustText) {
+            return 'TrustFailure'
+        }
+        if ($e -is [System.UnauthorizedAccessException] -or $e -is [System.Security.SecurityException]) {
+            return 'AccessDenied'
+        }
+        $hr = [System.Runtime.InteropServices.Marshal]::GetHRForException($e)
+        if ($hr -eq $RaorchHResult['TrustFailure']) { return 'TrustFailure' }
+        if ($hr -eq $RaorchHResult['AccessDenied']) { return 'AccessDenied' }
+        if ($hr -eq $RaorchHResult['NoneMapped']) { return 'NotMapped' }
+        if ($hr -eq $RaorchHResult['GroupNotFound'] -or $hr -eq $RaorchHResult['NoSuchAlias']) {
+            return 'NotFound'
+        }
+        $e = $e.InnerException
+    }
+    return 'Failed'
+}

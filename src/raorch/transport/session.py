@@ -1,0 +1,222 @@
+"""One WinRM session to one host: open a RunspacePool, run batches in it, close it.
+
+pypsrp 0.9 is synchronous; one ``WSMan`` holds one requests session and one authentication
+context, and sharing it between threads breaks NTLM (shared winrm-notes.md: 200 of 200
+sessions failed). So a ``HostSession`` owns its own ``WSMan`` and refuses to be used by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from pypsrp.complex_objects import PSInvocationState
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from raorch.models.inventory import Target
+from raorch.models.outcomes import Stage
+from raorch.models.remote import Operation, OpResult
+from raorch.transport.classify import classify, error_record_text, scrub
+from raorch.transport.endpoint import Endpoint, endpoint_for
+from raorch.transport.errors import TransportError
+from raorch.transport.script import batch_script
+from raorch.transport.wire import from_wire, op_name, to_wire
+
+log = logging.getLogger(__name__)
+
+
+class HostSession:
+    """One WinRM session to one host: one WSMan, one RunspacePool, one thread at a time.
+
+    ``with HostSession(target, password) as s: results = s.run(ops, Stage.SNAPSHOT)``.
+    Opening retries, with exponential backoff, only what may pass (refused or reset
+    connections, timeouts, HTTP 5xx); refused credentials and bad settings fail at once.
+    """
+
+    def __init__(
+        self, target: Target, password: str, *, retries: int = 2, backoff: float = 0.5
+    ) -> None:
+        self.target = target
+        self.retries = retries
+        self.backoff = backoff
+        self.requests = 0  # HTTP requests sent, handshakes included (for benchmarks)
+        self.attempts = 0  # how many times opening was tried
+        self._password = password
+        self._wsman: WSMan | None = None
+        self._pool: RunspacePool | None = None
+        self._endpoint: Endpoint | None = None
+        self._busy = threading.Lock()
+
+    def __repr__(self) -> str:
+        # Never the password.
+        state = "open" if self._pool is not None else "closed"
+        return f"HostSession(host={self.target.name!r}, address={self.target.address!r}, {state})"
+
+    # ------------------------------------------------------------ open / close
+
+    def __enter__(self) -> HostSession:
+        with self._exclusive():
+            endpoint = endpoint_for(self.target)
+            self._endpoint = endpoint
+            attempt = 0
+            while True:
+                self.attempts += 1
+                try:
+                    self._open(endpoint)
+                    return self
+                except Exception as exc:  # every failure is classified, none escapes raw
+                    self._discard()
+                    error = self._classify(exc, None, "opening the session")
+                if not error.transient or attempt >= self.retries:
+                    raise error
+                log.debug("host %s: %s; retrying", self.target.name, error)
+                time.sleep(self.backoff * (2**attempt))
+                attempt += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # The host's result is already known here; a failing close must not replace it.
+        with self._exclusive():
+            self._discard()
+
+    def _open(self, endpoint: Endpoint) -> None:
+        wsman = WSMan(password=self._password, **endpoint.wsman_kwargs())
+        self._wsman = wsman
+        self._count_requests(wsman)
+        pool = RunspacePool(wsman)
+        self._pool = pool
+        pool.open()
+
+    def _discard(self) -> None:
+        pool, wsman = self._pool, self._wsman
+        self._pool = None
+        self._wsman = None
+        try:
+            # A pool whose shell was never created has nothing to delete on the host.
+            if pool is not None and getattr(pool.shell, "id", None):
+                pool.close()
+        except Exception as exc:  # see __exit__
+            log.debug(
+                "host %s: closing the session failed: %s",
+                self.target.name,
+                scrub(str(exc), self._password),
+            )
+        try:
+            if wsman is not None:
+                wsman.close()
+        except Exception as exc:  # see __exit__
+            log.debug(
+                "host %s: closing the connection failed: %s",
+                self.target.name,
+                scrub(str(exc), self._password),
+            )
+
+    def _count_requests(self, wsman: WSMan) -> None:
+        """Count HTTP requests, authentication round trips included, by wrapping the send of
+        the requests adapters. pypsrp builds its requests session lazily on the first send
+        (``_TransportHTTP.send``); building it here, the same way, lets the adapters be
+        wrapped first. Best effort: without those internals, nothing is counted."""
+        transport = getattr(wsman, "transport", None)
+        build = getattr(transport, "_build_session", None)
+        if transport is None or build is None or getattr(transport, "session", None) is not None:
+            return
+        session = build()
+        transport.session = session
+        for adapter in session.adapters.values():
+            adapter.send = self._counting(adapter.send)
+
+    def _counting(self, send: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            return send(*args, **kwargs)
+
+        return counted
+
+    # ------------------------------------------------------------ run
+
+    def run(self, operations: Sequence[Operation], stage: Stage) -> list[OpResult]:
+        """Run ``operations`` as one pipeline; one result per operation, in order.
+
+        A failing operation comes back as ``OpResult(ok=False)``; ``TransportError`` (with
+        ``stage``) means the pipeline itself failed and no result is known.
+        """
+        with self._exclusive():
+            pool = self._pool
+            if pool is None:
+                raise RuntimeError("HostSession.run needs an open session: use it in a `with`")
+            if not operations:
+                return []
+            step = f"running {len(operations)} operations ({_summary(operations)})"
+            ps = PowerShell(pool)
+            ps.add_script(batch_script())
+            ps.add_parameter("Operations", [to_wire(op) for op in operations])
+            try:
+                output = ps.invoke()
+            except Exception as exc:  # every failure is classified, none escapes raw
+                raise self._classify(exc, stage, step) from None
+            if ps.had_errors or ps.state != PSInvocationState.COMPLETED:
+                records = [error_record_text(r, self._password) for r in ps.streams.error]
+                why = "; ".join(r for r in records if r) or f"pipeline state {ps.state}"
+                raise TransportError(
+                    self.target.name,
+                    stage,
+                    f"{step}: the batch failed on the host: {why}",
+                    transient=False,
+                    hint="this is a raorch bug or a host that does not run raorch's script; "
+                    "please report it with the rollout log",
+                )
+            if len(output) != len(operations):
+                raise TransportError(
+                    self.target.name,
+                    stage,
+                    f"{step}: the host returned {len(output)} results for "
+                    f"{len(operations)} operations",
+                    transient=False,
+                    hint="the host's PowerShell wrote unexpected output; please report it with "
+                    "the rollout log",
+                )
+            return [from_wire(op, obj) for op, obj in zip(operations, output, strict=True)]
+
+    # ------------------------------------------------------------ helpers
+
+    def _classify(self, exc: BaseException, stage: Stage | None, step: str) -> TransportError:
+        endpoint = self._endpoint
+        url = endpoint.url if endpoint is not None else self.target.address
+        return classify(
+            exc, host=self.target.name, url=url, stage=stage, step=step, secret=self._password
+        )
+
+    def _exclusive(self) -> _Exclusive:
+        return _Exclusive(self._busy, self.target.name)
+
+
+class _Exclusive:
+    """Refuses a second thread instead of letting two share one WSMan."""
+
+    def __init__(self, lock: threading.Lock, host: str) -> None:
+        self._lock = lock
+        self._host = host
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"HostSession for {self._host} used by two threads at once")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+def _summary(operations: Sequence[Operation]) -> str:
+    names: dict[str, int] = {}
+    for op in operations:
+        names[op_name(op)] = names.get(op_name(op), 0) + 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in names.items())

@@ -1,0 +1,211 @@
+"""The shipped PowerShell parses, and uses nothing newer than PowerShell 2.0.
+
+A host of the legacy profile (Windows XP / Server 2003) has PowerShell 2.0 at most
+(windows-settings.md, section 8), and there is no such host here: the scripts are parsed with
+tree-sitter-powershell and the syntax tree is searched for PowerShell 3+ constructs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import tree_sitter_powershell
+from tree_sitter import Language, Node, Parser
+
+from raorch.transport.script import MARKER, SCRIPT_FILES, batch_script, script_file
+
+POWERSHELL = Language(tree_sitter_powershell.language())
+
+# Type literals PowerShell 2.0 does not know ([ordered] and the [pscustomobject] accelerator
+# came with 3.0).
+NEW_TYPE_LITERALS = frozenset(
+    {"ordered", "pscustomobject", "system.management.automation.pscustomobject"}
+)
+# Commands of PowerShell 3.0 and later, or of modules that only exist on Windows 8 / 2012+.
+NEW_COMMANDS = frozenset(
+    name.lower()
+    for name in (
+        "ConvertTo-Json",
+        "ConvertFrom-Json",
+        "Invoke-RestMethod",
+        "Get-CimInstance",
+        "Set-CimInstance",
+        "New-CimInstance",
+        "Invoke-CimMethod",
+        "Add-LocalGroupMember",
+        "Get-LocalGroupMember",
+        "Remove-LocalGroupMember",
+        "Get-LocalGroup",
+        "Get-NetFirewallRule",
+        "Enable-NetFirewallRule",
+        "Disable-NetFirewallRule",
+        "Set-NetFirewallRule",
+    )
+)
+# -in / -notin (and their case variants) came with 3.0; -shl / -shr too.
+NEW_OPERATORS = frozenset({"-in", "-notin", "-iin", "-inotin", "-cin", "-cnotin", "-shl", "-shr"})
+# $PSItem came with 3.0.
+NEW_VARIABLES = frozenset({"$psitem"})
+# The .ForEach() / .Where() collection methods came with 4.0; ::new() with 5.0.
+NEW_METHODS = frozenset({"new", "foreach", "where"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    line: int  # 1-based
+    what: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.what}"
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _text(node: Node) -> str:
+    return (node.text or b"").decode("utf-8")
+
+
+def check_powershell(source: str) -> list[Finding]:
+    """Syntax errors and PowerShell 3+ constructs in ``source``."""
+    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
+    findings: list[Finding] = []
+    for node in _walk(tree.root_node):
+        line = node.start_point[0] + 1
+        kind = node.type
+        if node.is_missing:
+            findings.append(Finding(line, f"syntax error: missing {kind}"))
+        elif kind == "ERROR":
+            findings.append(Finding(line, f"syntax error near {_text(node)[:40]!r}"))
+        elif kind == "type_literal":
+            spec = next((c for c in node.children if c.type == "type_spec"), None)
+            if spec is not None and _text(spec).lower() in NEW_TYPE_LITERALS:
+                findings.append(Finding(line, f"type literal [{_text(spec)}]"))
+        elif kind in ("class_statement", "enum_statement"):
+            findings.append(Finding(line, f"{kind.removesuffix('_statement')} definition"))
+        elif kind == "command_name":
+            if _text(node).lower() in NEW_COMMANDS:
+                findings.append(Finding(line, f"command {_text(node)}"))
+        elif kind == "comparison_operator":
+            if _text(node).lower() in NEW_OPERATORS:
+                findings.append(Finding(line, f"operator {_text(node)}"))
+        elif kind == "variable":
+            if _text(node).lower() in NEW_VARIABLES:
+                findings.append(Finding(line, f"variable {_text(node)}"))
+        elif kind == "member_name":
+            # A method call: the member is followed by an argument list.
+            following = node.next_sibling
+            if (
+                _text(node).lower() in NEW_METHODS
+                and following is not None
+                and following.type == "argument_list"
+            ):
+                findings.append(Finding(line, f"method {_text(node)}()"))
+    return findings
+
+
+# ---------------------------------------------------------------- the checker can fail
+
+BAD_SNIPPETS = {
+    "type literal [ordered]": "$a = [ordered]@{ x = 1 }",
+    "type literal [pscustomobject]": "$b = [PSCustomObject]@{ y = 2 }",
+    "method new()": "$c = [System.Text.StringBuilder]::new()",
+    "class definition": "class Foo { [int]$x }",
+    "command ConvertTo-Json": "ConvertTo-Json $a",
+    "command ConvertFrom-Json": "'{}' | ConvertFrom-Json",
+    "command Get-CimInstance": "Get-CimInstance Win32_OperatingSystem",
+    "command Add-LocalGroupMember": "Add-LocalGroupMember -Group G -Member M",
+    "command Get-NetFirewallRule": "Get-NetFirewallRule -Group g",
+    "command Enable-NetFirewallRule": "Enable-NetFirewallRule -Group g",
+    "operator -in": "if ($x -in $y) { 1 }",
+    "operator -notin": "if ($x -notin $y) { 1 }",
+    "variable $PSItem": "1, 2 | ForEach-Object { $PSItem }",
+    "method Where()": "$list.Where({ $_ })",
+}
+
+
+@pytest.mark.parametrize("expected", sorted(BAD_SNIPPETS))
+def test_checker_reports_each_construct(expected: str) -> None:
+    findings = [f.what for f in check_powershell(BAD_SNIPPETS[expected])]
+    assert any(f.lower() == expected.lower() for f in findings), findings
+
+
+def test_checker_reports_syntax_errors() -> None:
+    findings = check_powershell("function Broken( { if ($x -eq ) }")
+    assert any(f.what.startswith("syntax error") for f in findings), findings
+
+
+def test_checker_ignores_lookalikes_in_strings_and_comments() -> None:
+    # Text that only looks like a construct is not one; the checker must not cry wolf either.
+    source = "'-in ConvertTo-Json [ordered]'\n# ConvertTo-Json $PSItem\n$x = $h['new']\n"
+    assert check_powershell(source) == []
+
+
+# ---------------------------------------------------------------- the shipped scripts
+
+
+@pytest.mark.parametrize("name", SCRIPT_FILES)
+def test_each_script_is_powershell_2(name: str) -> None:
+    findings = check_powershell(script_file(name))
+    assert findings == [], f"{name}: " + "; ".join(map(str, findings))
+
+
+def test_batch_is_powershell_2() -> None:
+    findings = check_powershell(batch_script())
+    assert findings == [], "; ".join(map(str, findings))
+
+
+def test_batch_starts_with_marker_then_param_block() -> None:
+    text = batch_script()
+    assert text.splitlines()[0] == MARKER
+    # param() must come before any statement, or PowerShell refuses the script.
+    tree = Parser(POWERSHELL).parse(text.encode("utf-8"))
+    first = [c.type for c in tree.root_node.children if c.type != "comment"]
+    assert first[0] == "param_block", first[:3]
+
+
+def test_batch_is_a_constant_without_templating() -> None:
+    text = batch_script()
+    # No str.format / %-style holes: inputs are never pasted into the script.
+    assert re.search(r"\{\d+(:[^}]*)?\}", text) is None
+    assert re.search(r"(?<!@)\{\}", text) is None  # '@{}' is an empty hashtable, not a hole
+    assert "%s" not in text
+    assert batch_script() is text  # read once, the same text every time
+
+
+def test_batch_holds_every_file_in_order() -> None:
+    text = batch_script()
+    positions = [text.index(script_file(name).strip()) for name in SCRIPT_FILES]
+    assert positions == sorted(positions)
+
+
+def test_scripts_are_ascii() -> None:
+    # Windows PowerShell 2.0 reads scripts in the ANSI code page unless they carry a BOM;
+    # sent over remoting the text is Unicode, but keeping files ASCII avoids the question.
+    for name in SCRIPT_FILES:
+        script_file(name).encode("ascii")
+
+
+def test_every_operation_of_the_contract_is_dispatched() -> None:
+    text = batch_script()
+    for op in (
+        "GetFacts",
+        "ResolveAccount",
+        "ReadValues",
+        "ListKey",
+        "SetValue",
+        "DeleteValue",
+        "GetGroup",
+        "AddGroupMember",
+        "RemoveGroupMember",
+        "GetFirewallRules",
+        "SetFirewallRule",
+    ):
+        assert re.search(rf"^\s+{op}\s+= @\{{", text, re.MULTILINE), op
+        assert f"function Invoke-Raorch{op}(" in text, op
