@@ -18,6 +18,8 @@ from raorch.models.playbook import (
     Permission,
     Playbook,
     SolicitedPolicy,
+    parse_port_entry,
+    parse_program_entry,
 )
 from raorch.models.remote import FirewallProfile, RegType, RegValue
 from raorch.planning.profile import HostProfile
@@ -39,10 +41,6 @@ from raorch.planning.windows import (
     legacy_list_key,
     legacy_section_key,
 )
-
-
-class PlaybookValueError(ValueError):
-    """A playbook entry that cannot become a Windows value; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,45 +106,6 @@ def unique_helpers(helpers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def port_entry_name(entry: str) -> str:
-    """``135:TCP:*:Enabled:Offer Remote Assistance`` -> ``135:TCP`` (the List value's name).
-
-    Syntax ``<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>`` (windowsfirewall.admx)."""
-    parts = entry.split(":", 4)
-    if len(parts) != 5 or not parts[4]:
-        raise PlaybookValueError(
-            f"firewall.legacy.ports: {entry!r} is not "
-            "<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>"
-        )
-    port, proto, _scope, state, _name = parts
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise PlaybookValueError(f"firewall.legacy.ports: {entry!r}: port must be 1-65535")
-    if proto.upper() not in ("TCP", "UDP"):
-        raise PlaybookValueError(f"firewall.legacy.ports: {entry!r}: protocol must be TCP or UDP")
-    if state not in ("Enabled", "Disabled"):
-        raise PlaybookValueError(
-            f"firewall.legacy.ports: {entry!r}: state must be Enabled or Disabled"
-        )
-    return f"{int(port)}:{proto.upper()}"
-
-
-def program_entry_name(entry: str) -> str:
-    """``%WINDIR%\\SYSTEM32\\Sessmgr.exe:*:Enabled:Remote Assistance`` -> the program path.
-
-    Syntax ``<path>:<scope>:<Enabled|Disabled>:<name>``; the path may hold a colon
-    (``C:\\...``), so the entry is split from the right."""
-    parts = entry.rsplit(":", 3)
-    if len(parts) != 4 or not parts[0] or not parts[3]:
-        raise PlaybookValueError(
-            f"firewall.legacy.programs: {entry!r} is not <path>:<scope>:<Enabled|Disabled>:<name>"
-        )
-    if parts[2] not in ("Enabled", "Disabled"):
-        raise PlaybookValueError(
-            f"firewall.legacy.programs: {entry!r}: state must be Enabled or Disabled"
-        )
-    return parts[0]
-
-
 def adds_helpers_to_administrators(playbook: Playbook, profile: HostProfile | None) -> bool:
     """``local_administrators.add_helpers``: the seed needs it on XP / 2003 (legacy_only)."""
     add = playbook.local_administrators.add_helpers
@@ -190,8 +149,9 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
 
     legacy = playbook.firewall.legacy
     if profile is HostProfile.LEGACY and legacy is not None:
-        ports = {port_entry_name(e): sz(e) for e in legacy.ports}
-        programs = {program_entry_name(e): sz(e) for e in legacy.programs}
+        # The playbook model has checked the entries' syntax (windowsfirewall.admx) on load.
+        ports = {(pe := parse_port_entry(e)).value_name: sz(pe.text) for e in legacy.ports}
+        programs = {(q := parse_program_entry(e)).value_name: sz(q.text) for e in legacy.programs}
         for fw_profile in dict.fromkeys(legacy.profiles):
             sections = ((GLOBALLY_OPEN_PORTS, ports), (AUTHORIZED_APPLICATIONS, programs))
             for section, entries in sections:

@@ -1,0 +1,157 @@
+"""Restore: exactly what raorch did is undone; conflicts are detected; a second run is a no-op."""
+
+from __future__ import annotations
+
+from test_plan_fixtures import (
+    PLAYBOOK,
+    RAU,
+    TS,
+    FakeHost,
+    dw,
+    sz,
+    w10_host,
+    xp_host,
+)
+
+from raorch.models.remote import Member
+from raorch.planning.plan import MemberChange, RuleChange, ValueChange, apply_changes, make_plan
+from raorch.planning.profile import HostProfile
+from raorch.planning.restore import changes_from_snapshot, restore_plan
+from raorch.planning.snapshot import Snapshot
+
+FW_LIST = r"HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\DomainProfile\GloballyOpenPorts\List"
+
+
+def roll_out(
+    host: FakeHost,
+) -> tuple[Snapshot, tuple[ValueChange | MemberChange | RuleChange, ...]]:
+    original = host.snapshot()
+    plan = make_plan(
+        PLAYBOOK, HostProfile.LEGACY if host.rules is None else HostProfile.MODERN, original
+    )
+    results = host.run(plan.operations())
+    assert all(r.ok for r in results)
+    return original, plan.changes
+
+
+def restore(host: FakeHost, original: Snapshot, applied, *, force: bool = False):  # type: ignore[no-untyped-def]
+    current = host.snapshot()
+    rp = restore_plan(original, current, applied, force=force)
+    host.run([c.operation() for c in rp.changes])
+    return rp
+
+
+def test_restore_returns_every_value_group_and_list_to_the_original() -> None:
+    host = xp_host()
+    registry_before = {k: (s, dict(v)) for k, (s, v) in host.registry.items()}
+    members_before = list(host.members)
+    original, applied = roll_out(host)
+    assert host.registry != registry_before
+    rp = restore(host, original, applied)
+    assert not rp.conflicted and rp.changes
+    # values that were absent are deleted again (their keys may remain, empty)
+    after = {k: v for k, (_, v) in host.registry.items() if v}
+    assert after == {k: v for k, (_, v) in registry_before.items() if v}
+    assert host.members == members_before
+
+
+def test_restore_is_idempotent() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    first = restore(host, original, applied)
+    assert first.changes
+    writes = host.writes
+    second = restore(host, original, applied)
+    assert second.done and host.writes == writes
+
+
+def test_restore_leaves_entries_raorch_did_not_add() -> None:
+    host = xp_host()
+    original, applied = roll_out(host)
+    # someone adds another port entry and another administrator after the rollout
+    host.set(FW_LIST, "8080:TCP", sz("8080:TCP:*:Enabled:Web"))
+    host.members.append(Member("S-1-5-21-7-7-7-1200", "CORP\\someone"))
+    restore(host, original, applied)
+    assert host.get(FW_LIST, "8080:TCP") == sz("8080:TCP:*:Enabled:Web")
+    assert host.get(FW_LIST, "3389:TCP") is not None  # there before raorch: stays
+    assert host.get(FW_LIST, "135:TCP") is None  # raorch added it: gone
+    assert [m.name for m in host.members] == ["WS\\Administrator", "CORP\\someone"]
+
+
+def test_helper_that_was_already_an_administrator_stays() -> None:
+    host = xp_host()
+    host.members.append(Member("S-1-5-21-1-2-3-1102", "CORP\\jdoe"))
+    original, applied = roll_out(host)
+    assert [c.account for c in applied if isinstance(c, MemberChange)] == ["CORP\\RA-Helpers"]
+    restore(host, original, applied)
+    assert "CORP\\jdoe" in [m.name for m in host.members]
+    assert "CORP\\RA-Helpers" not in [m.name for m in host.members]
+
+
+def test_conflict_when_someone_changed_a_value_raorch_set() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    host.set(TS, "fAllowUnsolicitedFullControl", dw(0))  # changed by hand since
+    writes = host.writes
+    rp = restore(host, original, applied)
+    assert rp.conflicted and rp.changes == ()
+    assert host.writes == writes  # a conflicted host is not touched at all
+    [diff] = rp.conflicts
+    assert diff.item.endswith("fAllowUnsolicitedFullControl")
+    assert (diff.expected, diff.found) == ("REG_DWORD 1", "REG_DWORD 0")
+    forced = restore(host, original, applied, force=True)
+    assert forced.changes and host.get(TS, "fAllowUnsolicitedFullControl") is None
+    assert host.get(TS, "fAllowUnsolicited") is None
+
+
+def test_value_already_back_at_its_original_is_not_a_conflict() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    host.delete(RAU, "CORP\\jdoe")  # absent before raorch, removed by hand since
+    rp = restore(host, original, applied)
+    assert not rp.conflicted
+    assert all(c.item != f"{RAU}\\CORP\\jdoe" for c in rp.changes)
+
+
+def test_conflict_on_a_helper_value_changed_by_hand() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    host.set(RAU, "CORP\\jdoe", sz("CORP\\jdoe2"))
+    rp = restore(host, original, applied)
+    assert [(d.expected, d.found) for d in rp.conflicts] == [
+        ('REG_SZ "CORP\\\\jdoe"', 'REG_SZ "CORP\\\\jdoe2"')
+    ]
+
+
+def test_restore_recreates_values_raorch_deleted() -> None:
+    host = xp_host()  # has a stale helper CORP\olduser that the exact list removes
+    original, applied = roll_out(host)
+    assert host.get(RAU, "CORP\\olduser") is None
+    restore(host, original, applied)
+    assert host.get(RAU, "CORP\\olduser") == sz("CORP\\olduser")
+
+
+def test_rules_are_restored_to_their_recorded_state() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    assert host.rules is not None and all(r.enabled for r in host.rules if r.profiles & 1)
+    restore(host, original, applied)
+    assert host.rules == w10_host().rules
+
+
+def test_applied_can_be_derived_from_the_original_snapshot() -> None:
+    host = xp_host()
+    original, applied = roll_out(host)
+    assert changes_from_snapshot(PLAYBOOK, original) == applied
+
+
+def test_partial_apply_restores_only_what_was_written() -> None:
+    """The failure path: only the first writes succeeded; the simulated current state."""
+    host = w10_host()
+    original = host.snapshot()
+    plan = make_plan(PLAYBOOK, HostProfile.MODERN, original)
+    done = plan.changes[:2]
+    current = apply_changes(original, done)
+    rp = restore_plan(original, current, plan.changes, force=True)
+    assert [c.item for c in rp.changes] == [c.item for c in done]
+    assert all(isinstance(c, ValueChange) and c.after is None for c in rp.changes)
