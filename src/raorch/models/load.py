@@ -207,12 +207,12 @@ class _Resolver:
         self.inv = inventory
         self.base = path.parent
         self.problems: list[Problem] = []
-        self.reported: set[PathKey] = set()
+        self.reported: set[tuple[PathKey, str]] = set()
 
     def fail(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
-        if path in self.reported:  # a default shared by many hosts is reported once
+        if (path, message) in self.reported:  # a default shared by many hosts: once
             return
-        self.reported.add(path)
+        self.reported.add((path, message))
         self.problems.append(self.source.problem(path, message, hint, key=key))
 
     # -- waves

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -205,22 +207,39 @@ class ModernProfile(StrEnum):
     PUBLIC = "public"
 
 
+def _item_check(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An item validator: the error then carries the item's index (``ports[2]``), so the user
+    is pointed at the entry itself, not at the list."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except EntryError as exc:
+            raise _reject(f"{exc.message}: {text!r}", exc.hint) from None
+        return text
+
+    return check
+
+
+HelperAccount = Annotated[str, AfterValidator(_item_check(check_account))]
+PortEntryText = Annotated[str, AfterValidator(_item_check(parse_port_entry))]
+ProgramEntryText = Annotated[str, AfterValidator(_item_check(parse_program_entry))]
+
+
 class OfferRemoteAssistance(_Strict):
     state: OfferState = OfferState.ENABLED
     permission: Permission = Permission.VIEW_AND_CONTROL
-    helpers: tuple[str, ...] = Field(default=(), description="DOMAIN\\name users or groups")
+    helpers: tuple[HelperAccount, ...] = Field(
+        default=(), description="DOMAIN\\name users or groups"
+    )
 
     @field_validator("helpers")
     @classmethod
     def _helpers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         seen: set[str] = set()
         for account in value:
-            try:
-                check_account(account)
-            except EntryError as exc:
-                raise _reject(f"{exc.message}: {account!r}", exc.hint) from None
             # Each helper becomes a registry value named after it; Windows names are
-            # case-insensitive, so CORP\\a and corp\\A would be the same value.
+            # case-insensitive, so CORP\a and corp\A would be the same value.
             if account.casefold() in seen:
                 raise _reject(f"helper {account!r} is listed twice", "list each helper once")
             seen.add(account.casefold())
@@ -242,34 +261,14 @@ class LocalAdministrators(_Strict):
 
 class LegacyFirewall(_Strict):
     profiles: tuple[LegacyProfile, ...] = (LegacyProfile.DOMAIN, LegacyProfile.STANDARD)
-    ports: tuple[str, ...] = ()  # "<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>"
-    programs: tuple[str, ...] = ()  # "<path>:<scope>:<Enabled|Disabled>:<name>"
+    ports: tuple[PortEntryText, ...] = ()  # "<port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>"
+    programs: tuple[ProgramEntryText, ...] = ()  # "<path>:<scope>:<Enabled|Disabled>:<name>"
 
     @field_validator("profiles")
     @classmethod
     def _profiles(cls, value: tuple[LegacyProfile, ...]) -> tuple[LegacyProfile, ...]:
         if not value:
             raise _reject("list at least one profile", "domain and/or standard")
-        return value
-
-    @field_validator("ports")
-    @classmethod
-    def _ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for text in value:
-            try:
-                parse_port_entry(text)
-            except EntryError as exc:
-                raise _reject(f"{exc.message} in {text!r}", exc.hint) from None
-        return value
-
-    @field_validator("programs")
-    @classmethod
-    def _programs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for text in value:
-            try:
-                parse_program_entry(text)
-            except EntryError as exc:
-                raise _reject(f"{exc.message} in {text!r}", exc.hint) from None
         return value
 
     def port_entries(self) -> tuple[PortEntry, ...]:
