@@ -226,3 +226,4 @@ def register(spec: str) -> None:
 
 
 # One line per command module, e.g. register("raorch.cli.lab:lab"):
+register("raorch.cli.lab:lab")

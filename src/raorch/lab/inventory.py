@@ -1,0 +1,111 @@
+"""The inventory ``raorch lab up`` writes for its fleet (format: docs/inventory.md).
+
+Written as plain YAML data here, not through raorch's inventory models: the lab imports
+nothing from raorch outside ``raorch.lab``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raorch.lab.state import atomic_write
+
+PLAYBOOK = Path("playbooks") / "offer-remote-assistance.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class InventorySpec:
+    ports: dict[str, int]  # host name -> port, in fleet order
+    scheme: str
+    auth: str
+    username: str
+    password_ref: str  # env:NAME or file:PATH
+    ca_bundle: Path | None
+    domains: tuple[str, ...] = ("CORP",)
+
+
+def find_playbook() -> Path | None:
+    """The repository's playbook, when raorch runs from a checkout (editable install) or the
+    working directory is one."""
+    here = Path(__file__).resolve()
+    for root in (here.parents[3], Path.cwd()):
+        candidate = root / PLAYBOOK
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def wave_sizes(count: int) -> tuple[int, int]:
+    """(canary, pilot) sizes: about 2% and 18% of the fleet, at least one host each while
+    hosts remain for the next wave."""
+    canary = max(1, round(count * 0.02)) if count else 0
+    pilot = max(1, round(count * 0.18)) if count > canary else 0
+    return min(canary, count), min(pilot, max(0, count - canary))
+
+
+def build_inventory(spec: InventorySpec, inventory_path: Path) -> dict[str, Any]:
+    base = inventory_path.resolve().parent
+    connection: dict[str, Any] = {"scheme": spec.scheme, "auth": spec.auth}
+    if spec.scheme == "https":
+        connection["cert_validation"] = True
+        if spec.ca_bundle is not None:
+            connection["ca_bundle"] = str(spec.ca_bundle.resolve())
+    if spec.auth == "basic" and spec.scheme == "http":
+        # Basic sends the password in clear over plain HTTP: only ever on 127.0.0.1 here.
+        connection["insecure"] = True
+    names = list(spec.ports)
+    canary, pilot = wave_sizes(len(names))
+    data: dict[str, Any] = {}
+    playbook = find_playbook()
+    if playbook is not None:
+        data["playbook"] = os.path.relpath(playbook, base)
+    data["domains"] = list(spec.domains)
+    data["defaults"] = {
+        "connection": connection,
+        "credentials": {"username": spec.username, "password": spec.password_ref},
+    }
+    data["hosts"] = {
+        name: {"address": "127.0.0.1", "connection": {"port": port}}
+        for name, port in spec.ports.items()
+    }
+    data["waves"] = [
+        {
+            "name": "canary",
+            "hosts": names[:canary],
+            "max_fail_percentage": 0,
+            "on_gate_failure": "halt",
+        },
+        {
+            "name": "pilot",
+            "hosts": names[canary : canary + pilot],
+            "max_fail_percentage": 5,
+            "batch": "25%",
+            "on_gate_failure": "rollback",
+        },
+        {
+            "name": "broad",
+            "rest": True,
+            "max_fail_percentage": 10,
+            "batch": "20%",
+            "on_gate_failure": "halt",
+        },
+    ]
+    if not data["waves"][1]["hosts"]:
+        del data["waves"][1]
+    return data
+
+
+def write_inventory(spec: InventorySpec, inventory_path: Path) -> None:
+    data = build_inventory(spec, inventory_path)
+    header = (
+        "# Written by `raorch lab up` for its emulated fleet (127.0.0.1, one port per host).\n"
+        "# It is rewritten on every start; ports change unless --base-port is given.\n"
+    )
+    text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    inventory_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(inventory_path, text.encode(), 0o644)

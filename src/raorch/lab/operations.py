@@ -1,0 +1,545 @@
+"""The remote-operations contract (docs/remote-operations.md), carried out on a host model.
+
+The lab does not interpret PowerShell. A pipeline is accepted only when it holds one script
+whose first line is ``# raorch-batch v1`` and whose parameter ``Operations`` is an array of
+hashtables; each operation runs on the ``Host`` and yields one hashtable, with the results and
+error messages Windows (.NET 2.0 / PowerShell 2.0) gives. Anything else raises
+``PipelineRejected``, which the server turns into a failed pipeline with an ErrorRecord.
+
+This module is written from the contract, not from raorch's controller code: it imports
+nothing from raorch outside ``raorch.lab``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psrpcore.types import PSInt, PSInt64
+
+from raorch.lab.directory import Directory
+from raorch.lab.host import ADMINISTRATORS_SID, Host, Member
+from raorch.lab.registry import RegData, RegistryPathError, RegKind, normalize_key
+
+MARKER = "# raorch-batch v1"
+PARAMETER = "Operations"
+
+READ_OPS = frozenset(
+    {"GetFacts", "ResolveAccount", "ReadValues", "ListKey", "GetGroup", "GetFirewallRules"}
+)
+WRITE_OPS = frozenset(
+    {"SetValue", "DeleteValue", "AddGroupMember", "RemoveGroupMember", "SetFirewallRule"}
+)
+# Required parameter keys of each operation (the contract's table).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "GetFacts": (),
+    "ResolveAccount": ("Account",),
+    "ReadValues": ("Key", "Names"),
+    "ListKey": ("Key",),
+    "SetValue": ("Key", "Name", "Type", "Data"),
+    "DeleteValue": ("Key", "Name"),
+    "GetGroup": ("Sid",),
+    "AddGroupMember": ("Sid", "Account"),
+    "RemoveGroupMember": ("Sid", "Account"),
+    "GetFirewallRules": ("Group",),
+    "SetFirewallRule": ("Group", "Rule", "Enabled"),
+}
+
+# .NET / Win32 messages, as PowerShell 2.0 shows them for each failure.
+MSG_REG_DENIED = "Requested registry access is not allowed."
+MSG_FW_DENIED = "Access is denied. (Exception from HRESULT: 0x80070005 (E_ACCESSDENIED))"
+MSG_ADSI_DENIED = 'Exception calling "Add" with "1" argument(s): "Access is denied.\r\n"'
+MSG_NOT_MAPPED = (
+    'Exception calling "Translate" with "1" argument(s): '
+    '"Some or all identity references could not be translated."'
+)
+MSG_TRUST = (
+    'Exception calling "Translate" with "1" argument(s): '
+    '"The trust relationship between this workstation and the primary domain failed.\r\n"'
+)
+MSG_SID_NOT_FOUND = (
+    'Exception calling "Translate" with "1" argument(s): '
+    '"No mapping between account names and security IDs was done."'
+)
+MSG_NO_FWPOLICY2 = (
+    'New-Object : Cannot create the COM object "HNetCfg.FwPolicy2": Retrieving the COM class '
+    "factory for component with CLSID {E2B3C97F-6AE1-41AC-817A-F6F92166D7DD} failed due to the "
+    "following error: 80040154."
+)
+MSG_KIND_MISMATCH = (
+    "The type of the value object did not match the specified RegistryValueKind or the object "
+    "could not be properly converted."
+)
+
+
+class PipelineRejected(Exception):
+    """The pipeline is not a valid raorch batch: it fails as a whole (state Failed)."""
+
+    def __init__(self, message: str, error_id: str, category: str = "InvalidArgument") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_id = error_id
+        self.category = category
+
+
+@dataclass(frozen=True, slots=True)
+class DenyRule:
+    """An injected access-denied (faults.py): matches ops by name, key prefix or rule group.
+
+    With no ``op``, only write operations match; a read is denied only when named.
+    """
+
+    op: str | None = None
+    key: str | None = None  # HKLM\... prefix, case-insensitive
+    group: str | None = None  # firewall rule group
+
+    def matches(self, op: str, params: Mapping[str, Any]) -> bool:
+        if self.op is not None and self.op.lower() != op.lower():
+            return False
+        if self.op is None and op not in WRITE_OPS:
+            return False
+        if self.key is not None:
+            key = params.get("key")
+            if not isinstance(key, str):
+                return False
+            try:
+                mine, theirs = normalize_key(self.key).upper(), normalize_key(key).upper()
+            except RegistryPathError:
+                return False
+            if not (theirs == mine or theirs.startswith(mine + "\\")):
+                return False
+        if self.group is not None:
+            group = params.get("group")
+            if not isinstance(group, str) or group.lower() != self.group.lower():
+                return False
+        return True
+
+
+@dataclass
+class BatchResult:
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    mutated: bool = False
+
+
+class _OpFailed(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def run_pipeline(
+    host: Host,
+    directory: Directory,
+    commands: Sequence[tuple[str, bool, Sequence[tuple[str | None, Any]]]],
+    deny: Sequence[DenyRule] = (),
+    trust_failure: bool = False,
+) -> BatchResult:
+    """Run one pipeline: ``commands`` are (text, is_script, parameters) as PSRP carries them.
+
+    ``trust_failure`` models a host whose secure channel to its domain is broken: every domain
+    account lookup fails with Win32 error 1789.
+    """
+    operations = _parse_batch(commands)
+    result = BatchResult()
+    failed_write: str | None = None
+    ctx = _Context(host, directory, deny, trust_failure)
+    for number, (op, params) in enumerate(operations, start=1):
+        if failed_write is not None:
+            result.outputs.append(
+                _out(
+                    op,
+                    False,
+                    "NotRun",
+                    f"Not run: an earlier write of this batch failed ({failed_write}).",
+                )
+            )
+            continue
+        try:
+            data = ctx.run(op, params)
+        except _OpFailed as exc:
+            result.outputs.append(_out(op, False, exc.kind, exc.message))
+            if op in WRITE_OPS:
+                failed_write = f"operation {number}, {op}"
+            continue
+        if op in WRITE_OPS:
+            result.mutated = True
+        out = _out(op, True, None, None)
+        out.update(data)
+        result.outputs.append(out)
+    return result
+
+
+def _out(op: str, ok: bool, kind: str | None, error: str | None) -> dict[str, Any]:
+    return {"Op": op, "Ok": ok, "ErrorKind": kind, "Error": error}
+
+
+def _parse_batch(
+    commands: Sequence[tuple[str, bool, Sequence[tuple[str | None, Any]]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    if len(commands) != 1:
+        raise PipelineRejected(
+            f"raorch lab: a pipeline must hold exactly one command, got {len(commands)}.",
+            "RaorchLab.NotOneCommand",
+        )
+    text, is_script, parameters = commands[0]
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    if not is_script:
+        raise PipelineRejected(
+            f"The term '{text}' is not recognized as the name of a cmdlet, function, script file, "
+            "or operable program. Check the spelling of the name, or if a path was included, "
+            "verify that the path is correct and try again.",
+            "CommandNotFoundException",
+            "ObjectNotFound",
+        )
+    if first_line != MARKER:
+        raise PipelineRejected(
+            "raorch lab: this emulated host runs only raorch batches (first line "
+            f"'{MARKER}'); the script received starts with {first_line[:80]!r}.",
+            "RaorchLab.UnknownScript",
+            "NotImplemented",
+        )
+    ops_value: Any = None
+    found = False
+    for name, value in parameters:
+        if name is not None and name.lower() == PARAMETER.lower():
+            ops_value, found = value, True
+    if not found:
+        raise PipelineRejected(
+            f"raorch lab: the batch has no '{PARAMETER}' parameter.",
+            "RaorchLab.MissingOperations",
+        )
+    if isinstance(ops_value, Mapping):
+        ops_value = [ops_value]
+    if not isinstance(ops_value, list | tuple):
+        raise PipelineRejected(
+            f"raorch lab: '{PARAMETER}' must be an array of hashtables, "
+            f"got {type(ops_value).__name__}.",
+            "RaorchLab.BadOperations",
+        )
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(ops_value, start=1):
+        if not isinstance(item, Mapping):
+            raise PipelineRejected(
+                f"raorch lab: operation {i} is not a hashtable ({type(item).__name__}).",
+                "RaorchLab.BadOperations",
+            )
+        # PowerShell hashtables are case-insensitive: keys are compared lower-cased.
+        params = {str(k).lower(): v for k, v in item.items()}
+        op_raw = params.get("op")
+        op = next(
+            (o for o in REQUIRED if isinstance(op_raw, str) and o.lower() == op_raw.lower()), None
+        )
+        if op is None:
+            raise PipelineRejected(
+                f"raorch lab: operation {i} has an unknown Op {op_raw!r}; "
+                f"known: {', '.join(REQUIRED)}.",
+                "RaorchLab.UnknownOp",
+            )
+        missing = [k for k in REQUIRED[op] if k.lower() not in params]
+        if missing:
+            raise PipelineRejected(
+                f"raorch lab: operation {i} ({op}) lacks the key(s) {', '.join(missing)}.",
+                "RaorchLab.MissingKey",
+            )
+        out.append((op, params))
+    return out
+
+
+# ------------------------------------------------------------------ the operations
+
+
+class _Context:
+    def __init__(
+        self, host: Host, directory: Directory, deny: Sequence[DenyRule], trust_failure: bool
+    ) -> None:
+        self.host = host
+        self.directory = directory
+        self.deny = deny
+        self.trust_failure = trust_failure
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "GetFacts": self.get_facts,
+            "ResolveAccount": self.resolve_account,
+            "ReadValues": self.read_values,
+            "ListKey": self.list_key,
+            "SetValue": self.set_value,
+            "DeleteValue": self.delete_value,
+            "GetGroup": self.get_group,
+            "AddGroupMember": self.add_member,
+            "RemoveGroupMember": self.remove_member,
+            "GetFirewallRules": self.get_rules,
+            "SetFirewallRule": self.set_rule,
+        }
+
+    def run(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        if op in ("SetValue", "DeleteValue", "ReadValues", "ListKey"):
+            self._check_denied(op, params, MSG_REG_DENIED)
+        elif op in ("SetFirewallRule",):
+            self._check_denied(op, params, MSG_FW_DENIED)
+        elif op in ("GetFacts", "ResolveAccount", "GetGroup", "GetFirewallRules"):
+            self._check_denied(op, params, MSG_REG_DENIED)
+        return self.handlers[op](params)
+
+    def _check_denied(self, op: str, params: dict[str, Any], message: str) -> None:
+        if any(rule.matches(op, params) for rule in self.deny):
+            raise _OpFailed("AccessDenied", message)
+
+    # --------------------------------------------------------- facts and accounts
+
+    def get_facts(self, params: dict[str, Any]) -> dict[str, Any]:
+        f = self.host.facts
+        return {
+            "OsVersion": f.os_version,
+            "Caption": f.edition,
+            "Sku": PSInt(f.sku),
+            "PsVersion": f.ps_version,
+            "PartOfDomain": f.part_of_domain,
+            "Domain": f.domain,
+            "Language": f.language,
+            "ComputerName": f.computer_name,
+            "Wow64": f.wow64,
+        }
+
+    def _resolve(self, account: Any) -> tuple[str, str]:
+        """(spelling, sid) as NTAccount.Translate gives it, or _OpFailed."""
+        if not isinstance(account, str):
+            raise _OpFailed("Failed", f"Account must be a string 'DOMAIN\\name', got {account!r}.")
+        domain, sep, name = account.partition("\\")
+        if not sep or not domain or not name:
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        host = self.host
+        if domain.upper() in (host.facts.computer_name.upper(), "."):
+            local = host.local_account(name)
+            if local is None:
+                raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+            return local
+        if domain.upper() == "BUILTIN":
+            group = next(
+                (
+                    g
+                    for g in host.groups.values()
+                    if g.sid.startswith("S-1-5-32-") and g.name.upper() == name.upper()
+                ),
+                None,
+            )
+            if group is None:
+                raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+            return f"BUILTIN\\{group.name}", group.sid
+        if not host.facts.part_of_domain:
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        host_domain = host.facts.domain
+        if self.trust_failure or host_domain.upper() in self.directory.broken_trusts:
+            raise _OpFailed("TrustFailure", MSG_TRUST)
+        if not self.directory.trusts_domain(host_domain, domain):
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        if domain.upper() in self.directory.broken_trusts:
+            raise _OpFailed("TrustFailure", MSG_TRUST)
+        hit = self.directory.lookup(account)
+        if hit is None:
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        return hit
+
+    def resolve_account(self, params: dict[str, Any]) -> dict[str, Any]:
+        _spelling, sid = self._resolve(params["account"])
+        return {"Account": str(params["account"]), "Sid": sid}
+
+    # --------------------------------------------------------- registry
+
+    def _key(self, params: dict[str, Any]) -> str:
+        key = params["key"]
+        if not isinstance(key, str):
+            raise _OpFailed("Failed", f"Key must be a string, got {key!r}.")
+        try:
+            return normalize_key(key)
+        except RegistryPathError as exc:
+            raise _OpFailed("Failed", f"raorch lab: {exc} (only HKLM is used).") from None
+
+    def _values_out(self, key: str, names: list[str] | None) -> dict[str, Any]:
+        reg_key = self.host.registry.get_key(key)
+        if reg_key is None:
+            return {"Key": key, "Exists": False, "Values": []}
+        if names is None:
+            chosen = list(reg_key.values.values())
+        else:
+            chosen = [v for n in names if (v := reg_key.values.get(n.upper())) is not None]
+        return {
+            "Key": reg_key.path,
+            "Exists": True,
+            "Values": [
+                {"Name": v.name, "Type": v.kind.value, "Data": wire_data(v.kind, v.data)}
+                for v in chosen
+            ],
+        }
+
+    def read_values(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = self._key(params)
+        names = params["names"]
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise _OpFailed("Failed", f"Names must be an array of strings, got {names!r}.")
+        return self._values_out(key, [str(n) for n in names])
+
+    def list_key(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._values_out(self._key(params), None)
+
+    def set_value(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = self._key(params)
+        name = params["name"]
+        if not isinstance(name, str):
+            raise _OpFailed("Failed", f"Name must be a string, got {name!r}.")
+        kind_raw = params["type"]
+        kind = next(
+            (
+                k
+                for k in RegKind
+                if isinstance(kind_raw, str) and k.value.lower() == kind_raw.lower()
+            ),
+            None,
+        )
+        if kind is None:
+            raise _OpFailed(
+                "Failed",
+                f'Cannot convert value "{kind_raw}" to a registry value type: use one of '
+                + ", ".join(k.value for k in RegKind)
+                + ".",
+            )
+        data = store_data(kind, params["data"])
+        self.host.registry.set_value(key, name, kind, data)
+        return {}
+
+    def delete_value(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = self._key(params)
+        name = params["name"]
+        if not isinstance(name, str):
+            raise _OpFailed("Failed", f"Name must be a string, got {name!r}.")
+        self.host.registry.delete_value(key, name)
+        return {}
+
+    # --------------------------------------------------------- groups
+
+    def get_group(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self.host.groups.get(str(params["sid"]).upper())
+        if group is None:
+            raise _OpFailed("NotFound", MSG_SID_NOT_FOUND)
+        return {
+            "Sid": group.sid,
+            "Name": group.name,
+            "Members": [{"Sid": m.sid, "Name": m.name} for m in group.members],
+        }
+
+    def _member_change(self, params: dict[str, Any], add: bool) -> dict[str, Any]:
+        group = self.host.groups.get(str(params["sid"]).upper())
+        if group is None:
+            raise _OpFailed("NotFound", MSG_SID_NOT_FOUND)
+        spelling, sid = self._resolve(params["account"])
+        op = "AddGroupMember" if add else "RemoveGroupMember"
+        if any(rule.matches(op, params) for rule in self.deny):
+            raise _OpFailed(
+                "AccessDenied",
+                MSG_ADSI_DENIED if add else MSG_ADSI_DENIED.replace('"Add"', '"Remove"'),
+            )
+        present = any(m.sid == sid for m in group.members)
+        if add and not present:
+            group.members.append(Member(sid, spelling))
+        elif not add and present:
+            group.members = [m for m in group.members if m.sid != sid]
+        return {}
+
+    def add_member(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._member_change(params, add=True)
+
+    def remove_member(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._member_change(params, add=False)
+
+    # --------------------------------------------------------- firewall
+
+    def get_rules(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.host.firewall is None:
+            raise _OpFailed("NotFound", MSG_NO_FWPOLICY2)
+        group = str(params["group"])
+        rules = [r for r in self.host.firewall.values() if r.group.lower() == group.lower()]
+        return {
+            "Group": group,
+            "Rules": [
+                {"Name": r.name, "Enabled": r.enabled, "Profiles": PSInt(r.profiles)} for r in rules
+            ],
+        }
+
+    def set_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.host.firewall is None:
+            raise _OpFailed("NotFound", MSG_NO_FWPOLICY2)
+        group, name, enabled = str(params["group"]), str(params["rule"]), params["enabled"]
+        rule = self.host.firewall.get(name.upper())
+        if rule is None or rule.group.lower() != group.lower():
+            raise _OpFailed("NotFound", f"No rule named '{name}' in the rule group '{group}'.")
+        if not isinstance(enabled, bool):
+            raise _OpFailed("Failed", f"Enabled must be a bool, got {enabled!r}.")
+        rule.enabled = enabled
+        return {}
+
+
+# ------------------------------------------------------------------ registry data on the wire
+
+
+def wire_data(kind: RegKind, data: RegData) -> Any:
+    """Data as .NET returns it: DWORD as signed Int32, QWORD as signed Int64 (the contract's
+    "Registry data on the wire"), strings unexpanded, MULTI_SZ as string[], BINARY as byte[]."""
+    if kind is RegKind.DWORD:
+        assert isinstance(data, int)
+        return PSInt(data - (1 << 32) if data >= 1 << 31 else data)
+    if kind is RegKind.QWORD:
+        assert isinstance(data, int)
+        return PSInt64(data - (1 << 64) if data >= 1 << 63 else data)
+    if kind is RegKind.MULTI_SZ:
+        assert isinstance(data, list)
+        return list(data)
+    if kind is RegKind.BINARY:
+        assert isinstance(data, bytes)
+        return bytes(data)
+    return str(data)
+
+
+def store_data(kind: RegKind, data: Any) -> RegData:
+    """Validate wire data for ``kind`` and return the stored form (unsigned integers).
+
+    Integers are accepted signed (what the wire carries) or unsigned (Lab notes in
+    remote-operations.md); anything else fails as RegistryKey.SetValue would.
+    """
+    if kind in (RegKind.SZ, RegKind.EXPAND_SZ):
+        if isinstance(data, str):
+            return str(data)
+        raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+    if kind in (RegKind.DWORD, RegKind.QWORD):
+        bits = 32 if kind is RegKind.DWORD else 64
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+        if not -(1 << (bits - 1)) <= data < (1 << bits):
+            raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+        return int(data) & ((1 << bits) - 1)
+    if kind is RegKind.MULTI_SZ:
+        if isinstance(data, list | tuple) and all(isinstance(x, str) for x in data):
+            return [str(x) for x in data]
+        raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+    # REG_BINARY: byte[] (bytes) or an array of integers 0..255 cast to [byte[]].
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, list | tuple) and all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in data
+    ):
+        return bytes(data)
+    raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+
+
+__all__ = [
+    "ADMINISTRATORS_SID",
+    "MARKER",
+    "BatchResult",
+    "DenyRule",
+    "PipelineRejected",
+    "run_pipeline",
+]

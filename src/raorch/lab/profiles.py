@@ -1,0 +1,181 @@
+"""Host profiles: which Windows an emulated host is, and how a fleet mixes them.
+
+Version strings are ``Win32_OperatingSystem.Version``, captions ``Win32_OperatingSystem.Caption``
+and SKUs ``OperatingSystemSKU`` (learn.microsoft.com, GetProductInfo table: 4 Enterprise,
+7 Standard Server, 48 Professional, 101 Core/Home). XP and Server 2003 have no
+``OperatingSystemSKU`` property, which the contract reports as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HostProfile:
+    name: str
+    os_version: str
+    caption: str
+    sku: int
+    ps_version: str
+    part_of_domain: bool = True
+    # Legacy hosts (NT 5.x) have no HNetCfg.FwPolicy2 and no "Offer Remote Assistance Helpers"
+    # group (windows-settings.md, host profiles).
+    legacy: bool = False
+    server: bool = False
+    description: str = ""
+
+
+PROFILES: dict[str, HostProfile] = {
+    p.name: p
+    for p in (
+        HostProfile(
+            "xp-pro",
+            "5.1.2600",
+            "Microsoft Windows XP Professional",
+            0,
+            "2.0",
+            legacy=True,
+            description="Windows XP Professional SP3 with WMF 2.0",
+        ),
+        HostProfile(
+            "xp-home",
+            "5.1.2600",
+            "Microsoft Windows XP Home Edition",
+            0,
+            "2.0",
+            legacy=True,
+            description="Windows XP Home SP3: no Group Policy, raorch must refuse it",
+        ),
+        HostProfile(
+            "server2003",
+            "5.2.3790",
+            "Microsoft(R) Windows(R) Server 2003, Standard Edition",
+            0,
+            "2.0",
+            legacy=True,
+            server=True,
+            description="Windows Server 2003 SP2 with WMF 2.0",
+        ),
+        HostProfile(
+            "win7-ent",
+            "6.1.7601",
+            "Microsoft Windows 7 Enterprise ",
+            4,
+            "2.0",
+            description="Windows 7 Enterprise SP1 (the caption really ends with a space)",
+        ),
+        HostProfile(
+            "win10-ent",
+            "10.0.19045",
+            "Microsoft Windows 10 Enterprise",
+            4,
+            "5.1",
+            description="Windows 10 Enterprise 22H2",
+        ),
+        HostProfile(
+            "win10-home",
+            "10.0.19045",
+            "Microsoft Windows 10 Home",
+            101,
+            "5.1",
+            description="Windows 10 Home: a Home SKU, raorch must refuse it",
+        ),
+        HostProfile(
+            "win11-pro",
+            "10.0.22631",
+            "Microsoft Windows 11 Pro",
+            48,
+            "5.1",
+            description="Windows 11 Pro 23H2",
+        ),
+        HostProfile(
+            "server2019",
+            "10.0.17763",
+            "Microsoft Windows Server 2019 Standard",
+            7,
+            "5.1",
+            server=True,
+            description="Windows Server 2019 Standard",
+        ),
+        HostProfile(
+            "win10-workgroup",
+            "10.0.19045",
+            "Microsoft Windows 10 Enterprise",
+            4,
+            "5.1",
+            part_of_domain=False,
+            description="Windows 10 Enterprise outside the domain (WORKGROUP): "
+            "raorch must refuse it",
+        ),
+    )
+}
+
+LANGUAGES = ("en-US", "de-DE", "fr-FR")
+
+# A realistic fleet: mostly Windows 10/11, some servers, a tail of old and refusable hosts.
+DEFAULT_MIX = (
+    "win10-ent:70,win11-pro:10,server2019:6,win7-ent:4,xp-pro:3,server2003:2,"
+    "xp-home:1,win10-home:2,win10-workgroup:2"
+)
+
+# Share of hosts per language; deterministic from the host index (see host.seed_host).
+DEFAULT_LANGUAGE_SHARES = (("en-US", 80), ("de-DE", 12), ("fr-FR", 8))
+
+
+class MixError(ValueError):
+    """A --mix value that cannot be used; the message says which part and why."""
+
+
+def parse_mix(text: str) -> list[tuple[HostProfile, int]]:
+    """``name:weight,name:weight`` -> profiles with integer weights (order kept)."""
+    out: list[tuple[HostProfile, int]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, weight_text = part.partition(":")
+        name = name.strip()
+        if name not in PROFILES:
+            raise MixError(
+                f"--mix: unknown profile {name!r}; known: {', '.join(sorted(PROFILES))} "
+                "(see `raorch lab profiles`)"
+            )
+        try:
+            weight = int(weight_text) if sep else 1
+        except ValueError:
+            raise MixError(
+                f"--mix: weight of {name!r} must be an integer, got {weight_text!r}"
+            ) from None
+        if weight < 0:
+            raise MixError(f"--mix: weight of {name!r} must not be negative")
+        out.append((PROFILES[name], weight))
+    if not out or sum(w for _, w in out) == 0:
+        raise MixError("--mix: give at least one profile with a positive weight, e.g. win10-ent:1")
+    return out
+
+
+def assign_profiles(count: int, mix: list[tuple[HostProfile, int]]) -> list[HostProfile]:
+    """Spread the mix over ``count`` hosts deterministically and evenly.
+
+    Largest-remainder apportionment gives each profile its share, then the hosts are
+    interleaved (host i takes the profile whose quota is furthest behind) so that any prefix of
+    the fleet, e.g. a canary wave, is itself a fair sample of the mix.
+    """
+    total = sum(w for _, w in mix)
+    targets = [count * w / total for _, w in mix]
+    quotas = [int(t) for t in targets]
+    rest = count - sum(quotas)
+    order = sorted(range(len(mix)), key=lambda i: targets[i] - quotas[i], reverse=True)
+    for i in order[:rest]:
+        quotas[i] += 1
+    given = [0] * len(mix)
+    result: list[HostProfile] = []
+    for n in range(count):
+        # Deficit of each profile after n hosts; ties go to the earlier profile of the mix.
+        best = max(
+            (i for i in range(len(mix)) if given[i] < quotas[i]),
+            key=lambda i: (quotas[i] * (n + 1) / count - given[i], -i),
+        )
+        given[best] += 1
+        result.append(mix[best][0])
+    return result
