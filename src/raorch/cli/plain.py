@@ -1,0 +1,131 @@
+"""Plain output: one line per finished host and a summary at the end, for pipes, logs and
+terminals that cannot (``TERM=dumb``) or should not (``NO_COLOR``, ``--no-dashboard``) be
+redrawn. The text helpers here are shared with the dashboard so both say the same words.
+
+A host line is ``host  wave  outcome  stage: reason`` (two spaces between fields, the reason
+only when there is one), easy to ``grep`` and ``cut``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+
+from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigures
+from raorch.models.events import Event, HostFinished
+from raorch.models.outcomes import Outcome, WaveState
+
+
+def host_line(event: HostFinished) -> str:
+    fields = [event.host, event.wave, event.outcome.value]
+    if event.reason is not None:
+        fields.append(str(event.reason))
+    return "  ".join(fields)
+
+
+def duration_text(seconds: float | None) -> str:
+    """A host's duration: ``340 ms``, ``1.2 s``, ``2 min 05 s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def clock_text(seconds: float | None) -> str:
+    """Elapsed time and ETA: ``0:03:12`` (hours grow as needed)."""
+    if seconds is None:
+        return "-"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def rate_text(per_second: float | None) -> str:
+    return "-" if per_second is None else f"{per_second:.1f} hosts/s"
+
+
+def percent_text(value: float) -> str:
+    return f"{value:.1f}%" if value % 1 else f"{value:.0f}%"
+
+
+def gate_text(gate: GateFigures | None) -> str:
+    """``failed 4.0% (max 5%): holds``. "holds" and "FAILS" are the words of the gate."""
+    if gate is None:
+        return "not started"
+    verdict = "holds" if gate.held else "FAILS"
+    return (
+        f"failed {percent_text(gate.failure_percentage)} "
+        f"(max {percent_text(gate.max_fail_percentage)}): {verdict}"
+    )
+
+
+def counts_text(wave: WaveFigures) -> str:
+    """Non-zero outcomes in a fixed order, e.g. ``changed 8, skipped 1, failed 1``."""
+    parts = [f"{o.value.replace('_', ' ')} {wave.counts[o]}" for o in Outcome if wave.counts.get(o)]
+    if wave.in_flight:
+        parts.append(f"in flight {wave.in_flight}")
+    return ", ".join(parts) or "no host finished"
+
+
+def summary_lines(figures: RolloutFigures) -> list[str]:
+    head = f"{figures.kind.value} {figures.rollout_id}"
+    if not figures.running and figures.finished_at is not None:
+        head += " (finished)"
+    elif figures.running:
+        head += " (running)"
+    lines = [head, f"  playbook {figures.playbook}", f"  inventory {figures.inventory}"]
+    for wave in figures.waves:
+        if wave.state is WaveState.PENDING:
+            lines.append(f"wave {wave.name}: pending")
+            continue
+        lines.append(
+            f"wave {wave.name}: {wave.state.value}, {wave.done}/{wave.total}; "
+            f"{counts_text(wave)}; gate {gate_text(wave.gate)}"
+        )
+    lines.append(
+        f"{figures.finished_hosts} hosts finished in {clock_text(figures.elapsed)} "
+        f"({rate_text(figures.throughput)}; per host p50 {duration_text(figures.latency_p50)}, "
+        f"p95 {duration_text(figures.latency_p95)})"
+    )
+    if figures.eta is not None:
+        lines.append(f"ETA {clock_text(figures.eta)}")
+    if figures.failed_hosts:
+        lines.append(f"failed hosts: {figures.failed_hosts}; the last ones:")
+        for f in figures.failures[:5]:
+            stage = "" if f.stage is None else f"{f.stage.value}: "
+            lines.append(f"  {f.host}  {f.wave}  {f.outcome.value}  {stage}{f.reason}")
+    if figures.refusals:
+        lines.append("refused (nothing written):")
+        lines += [f"  {g.reason}: {g.count}" for g in figures.refusals]
+    return lines
+
+
+def _say(console: Console, text: str) -> None:
+    # markup off: host names and Windows messages hold brackets and backslashes; soft_wrap:
+    # a piped line is never cut at the console's width.
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+class PlainLines:
+    """Subscriber: updates the view, then prints a line per finished host."""
+
+    def __init__(self, console: Console, view: RolloutView) -> None:
+        self.console = console
+        self.view = view
+
+    def __call__(self, event: Event) -> None:
+        self.view(event)
+        if isinstance(event, HostFinished):
+            _say(self.console, host_line(event))
+
+
+def print_summary(console: Console, view: RolloutView, now: float | None = None) -> None:
+    """The end-of-run summary, as plain lines (after the dashboard or the host lines)."""
+    for line in summary_lines(view.figures(time.time() if now is None else now)):
+        _say(console, line)
