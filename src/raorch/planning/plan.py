@@ -184,12 +184,17 @@ def _dedupe(changes: Iterable[Change]) -> tuple[Change, ...]:
 
 def compare(desired: DesiredState, state: Snapshot) -> tuple[Difference, ...]:
     """What is not as ``desired`` on ``state``: expected vs found, for verify and drift."""
-    differences = [Difference(c.item, _after(c), _before(c)) for c in plan_changes(desired, state)]
+    differences = [difference_of(c) for c in plan_changes(desired, state)]
     for item in desired.items:
         if isinstance(item, DesiredRule) and state.rule(item.rule) is None:
             where = f"firewall rule {item.rule} ({item.group})"
             differences.append(Difference(where, _onoff(item.enabled), "no such rule"))
     return tuple(differences)
+
+
+def difference_of(change: Change) -> Difference:
+    """A pending change seen as a difference: expected its after, found its before."""
+    return Difference(change.item, _after(change), _before(change))
 
 
 def _after(change: Change) -> str:

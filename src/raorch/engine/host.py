@@ -1,0 +1,468 @@
+"""One host, one WinRM session: read, check, snapshot, plan, apply, verify (or restore).
+
+The flow of a session (docs/planning.md, docs/remote-operations.md):
+
+* pipeline 1: facts, helper SIDs and every read of the snapshot (the union of both profiles'
+  reads, since the profile is unknown before the facts arrive); then, on the controller,
+  pre-flight and the plan. A refused or compliant host ends here: one pipeline.
+* pipeline 2 (APPLY, ROLLBACK): the writes, followed by the reads that verify them.
+* pipeline 3, only when a write of pipeline 2 failed: the writes that restore the host from its
+  snapshot, so that no host is left half-configured.
+
+``run_host`` never raises: every failure, including a bug, becomes a ``HostReport`` with an
+Outcome and a Reason (the host boundary, as nornir's Result).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import TracebackType
+from typing import Protocol
+
+from raorch.models.inventory import Target
+from raorch.models.outcomes import Outcome, Reason, Stage
+from raorch.models.playbook import Playbook
+from raorch.models.remote import WRITE_OPERATIONS, Facts, GetFacts, Operation, OpResult
+from raorch.planning.plan import (
+    Change,
+    Difference,
+    Plan,
+    apply_changes,
+    compare,
+    difference_of,
+    make_plan,
+)
+from raorch.planning.preflight import preflight
+from raorch.planning.profile import HostProfile, host_profile
+from raorch.planning.refusal import Refusal
+from raorch.planning.restore import changes_from_snapshot, restore_plan
+from raorch.planning.snapshot import Snapshot, SnapshotError, build_snapshot, state_reads
+from raorch.planning.snapshot import snapshot_reads as snapshot_reads_of
+from raorch.transport.errors import TransportError
+from raorch.transport.session import HostSession
+
+
+class HostMode(StrEnum):
+    PLAN = "plan"  # read only: what would change
+    APPLY = "apply"  # write the plan, verify it, restore on a failed write
+    VERIFY = "verify"  # read only: compliant or drifted
+    ROLLBACK = "rollback"  # restore what raorch changed, from the original snapshot
+
+
+class Session(Protocol):
+    """What ``run_host`` needs of a session (``raorch.transport.session.HostSession``)."""
+
+    def __enter__(self) -> Session: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def run(self, operations: Sequence[Operation], stage: Stage) -> list[OpResult]: ...
+
+
+SessionFactory = Callable[[Target, str], Session]
+
+
+@dataclass(frozen=True, slots=True)
+class HostReport:
+    """The typed result of one host in one run.
+
+    ``changes``: PLAN, the changes pending; APPLY, the changes written (and kept: a restored
+    host reports none); ROLLBACK, the restoring writes. ``restored``: on a failed APPLY, the
+    writes that put the snapshot back. ``differences``: VERIFY drift, a failed verify, or
+    ROLLBACK conflicts (expected: what raorch wrote; found: what is there).
+    """
+
+    host: str
+    mode: HostMode
+    outcome: Outcome
+    reason: Reason | None
+    profile: HostProfile | None
+    facts: Facts | None
+    snapshot: Snapshot | None
+    changes: tuple[Change, ...] = ()
+    differences: tuple[Difference, ...] = ()
+    duration: float = 0.0
+    refusals: tuple[Refusal, ...] = ()
+    restored: tuple[Change, ...] = ()
+
+    @property
+    def writes(self) -> int:
+        """Writes that stay on the host (HostFinished.changes)."""
+        if self.outcome in (Outcome.CHANGED, Outcome.ROLLED_BACK):
+            return len(self.changes)
+        return 0
+
+
+class _Done(Exception):
+    """Ends a host's flow early with its report (internal control flow only)."""
+
+    def __init__(self, report: HostReport) -> None:
+        super().__init__(report.outcome.value)
+        self.report = report
+
+
+def run_host(
+    target: Target,
+    password: str,
+    playbook: Playbook,
+    domains: Sequence[str],
+    mode: HostMode,
+    *,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
+    original_snapshot: Snapshot | None = None,
+    applied: Sequence[Change] | None = None,
+    force: bool = False,
+    cancel: threading.Event | None = None,
+    session_factory: SessionFactory = HostSession,
+) -> HostReport:
+    """Run one host in one session; never raises.
+
+    ``on_snapshot`` (APPLY): called in this thread once the snapshot is read and pre-flight
+    passed, before any write; if it raises, the host fails with nothing written.
+    ``original_snapshot``: on a resumed rollout, the snapshot stored the first time; a failed
+    write restores THAT state (never one of a half-applied host); the plan itself is computed
+    from the fresh read. ROLLBACK restores from it (required).
+    ``applied`` (ROLLBACK): the changes raorch made, as journaled; by default the plan that
+    ``original_snapshot`` gives. ``force`` (ROLLBACK): restore over conflicts.
+    ``cancel``: when set (deadline passed, run aborted) no write starts.
+    """
+    flow = _HostFlow(
+        target,
+        password,
+        playbook,
+        tuple(domains),
+        mode,
+        on_snapshot,
+        original_snapshot,
+        None if applied is None else tuple(applied),
+        force,
+        cancel,
+        session_factory,
+    )
+    started = time.monotonic()
+    try:
+        report = flow.run()
+    except _Done as done:
+        report = done.report
+    except Exception as exc:  # the host boundary: a bug is this host's failure, not the run's
+        report = flow.report(
+            Outcome.FAILED,
+            Reason(flow.stage, f"internal error in raorch: {type(exc).__name__}: {exc}"),
+        )
+    return _with_duration(report, time.monotonic() - started)
+
+
+def _with_duration(report: HostReport, duration: float) -> HostReport:
+    return replace(report, duration=duration)
+
+
+class _HostFlow:
+    def __init__(
+        self,
+        target: Target,
+        password: str,
+        playbook: Playbook,
+        domains: tuple[str, ...],
+        mode: HostMode,
+        on_snapshot: Callable[[Snapshot], None] | None,
+        original: Snapshot | None,
+        applied: tuple[Change, ...] | None,
+        force: bool,
+        cancel: threading.Event | None,
+        session_factory: SessionFactory,
+    ) -> None:
+        self.target = target
+        self.password = password
+        self.playbook = playbook
+        self.domains = domains
+        self.mode = mode
+        self.on_snapshot = on_snapshot
+        self.original = original
+        self.applied = applied
+        self.force = force
+        self.cancel = cancel
+        self.session_factory = session_factory
+        self.stage = Stage.CONNECT
+        self.snapshot: Snapshot | None = None
+        self.profile: HostProfile | None = None
+
+    # ------------------------------------------------------------ reports
+
+    def report(
+        self,
+        outcome: Outcome,
+        reason: Reason | None = None,
+        *,
+        changes: tuple[Change, ...] = (),
+        differences: tuple[Difference, ...] = (),
+        refusals: tuple[Refusal, ...] = (),
+        restored: tuple[Change, ...] = (),
+    ) -> HostReport:
+        snap = self.snapshot
+        return HostReport(
+            host=self.target.name,
+            mode=self.mode,
+            outcome=outcome,
+            reason=reason,
+            profile=self.profile,
+            facts=snap.facts if snap is not None else None,
+            snapshot=snap,
+            changes=changes,
+            differences=differences,
+            refusals=refusals,
+            restored=restored,
+        )
+
+    def fail(
+        self,
+        stage: Stage,
+        message: str,
+        *,
+        changes: tuple[Change, ...] = (),
+        restored: tuple[Change, ...] = (),
+    ) -> _Done:
+        return _Done(
+            self.report(Outcome.FAILED, Reason(stage, message), changes=changes, restored=restored)
+        )
+
+    def transport_failure(self, error: TransportError) -> _Done:
+        if self.mode is HostMode.VERIFY and error.stage in (Stage.CONNECT, Stage.AUTH):
+            return _Done(self.report(Outcome.UNREACHABLE, Reason(error.stage, str(error))))
+        return _Done(self.report(Outcome.FAILED, Reason(error.stage, str(error))))
+
+    # ------------------------------------------------------------ the flow
+
+    def run(self) -> HostReport:
+        if self.mode is HostMode.ROLLBACK and self.original is None:
+            raise self.fail(
+                Stage.ROLLBACK,
+                "no snapshot of this host was recorded, so there is nothing raorch changed to "
+                "roll back",
+            )
+        try:
+            session = self.session_factory(self.target, self.password)
+            with session as s:
+                self.stage = Stage.SNAPSHOT
+                if self.mode is HostMode.ROLLBACK:
+                    return self.rollback(s)
+                return self.forward(s)
+        except TransportError as error:
+            raise self.transport_failure(error) from None
+
+    def read_snapshot(self, session: Session, reads: Sequence[Operation]) -> Snapshot:
+        results = session.run(reads, Stage.SNAPSHOT)
+        try:
+            snap = build_snapshot(self.target.name, results)
+        except SnapshotError as exc:
+            raise self.fail(Stage.SNAPSHOT, f"{exc.message}; nothing was changed") from None
+        self.snapshot = snap
+        return snap
+
+    def forward(self, session: Session) -> HostReport:
+        snap = self.read_snapshot(session, snapshot_reads_of(self.playbook))
+        self.stage = Stage.PREFLIGHT
+        verdict = preflight(snap, self.playbook, self.domains)
+        if verdict.refused or verdict.profile is None:
+            first = verdict.first
+            assert first is not None
+            outcome = Outcome.REFUSED if self.mode is HostMode.VERIFY else Outcome.SKIPPED
+            return self.report(outcome, first.reason(), refusals=verdict.refusals)
+        self.profile = verdict.profile
+        plan = make_plan(self.playbook, verdict.profile, snap)
+
+        if self.mode is HostMode.PLAN:
+            outcome = Outcome.CHANGED if plan.changes else Outcome.UNCHANGED
+            return self.report(outcome, changes=plan.changes)
+        if self.mode is HostMode.VERIFY:
+            differences = compare(plan.desired, snap)
+            if differences:
+                reason = Reason(
+                    Stage.VERIFY, f"{len(differences)} setting(s) differ from the playbook"
+                )
+                return self.report(Outcome.DRIFTED, reason, differences=differences)
+            return self.report(Outcome.COMPLIANT)
+        return self.apply(session, snap, plan)
+
+    # ------------------------------------------------------------ APPLY
+
+    def apply(self, session: Session, snap: Snapshot, plan: Plan) -> HostReport:
+        self.stage = Stage.SNAPSHOT
+        if self.on_snapshot is not None:
+            try:
+                self.on_snapshot(snap)
+            except Exception as exc:
+                raise self.fail(
+                    Stage.SNAPSHOT,
+                    f"recording the snapshot failed ({type(exc).__name__}: {exc}); nothing was "
+                    "changed",
+                ) from None
+        if not plan.changes:
+            return self.report(Outcome.UNCHANGED)
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.fail(
+                Stage.DEADLINE, "the run was stopped before any write; nothing was changed"
+            )
+
+        self.stage = Stage.APPLY
+        writes = plan.operations()
+        try:
+            results = session.run((*writes, *plan.verify_reads()), Stage.APPLY)
+        except TransportError as error:
+            # Which writes landed is unknown: restore every item of the plan (force), in the
+            # same session if it still works.
+            restored, note = self.restore_after_failure(session, snap, plan.changes, plan.changes)
+            raise self.fail(error.stage, f"{error}; {note}", restored=restored) from None
+
+        failed = next((i for i, r in enumerate(results[: len(writes)]) if not r.ok), None)
+        if failed is not None:
+            result = results[failed]
+            change = plan.changes[failed]
+            what = f"{change.describe()} failed ({_error(result)})"
+            restored, note = self.restore_after_failure(
+                session, snap, plan.changes[:failed], plan.changes
+            )
+            raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored)
+
+        self.stage = Stage.VERIFY
+        try:
+            after = build_snapshot(self.target.name, results[len(writes) :], base=snap)
+        except SnapshotError as exc:
+            raise self.fail(Stage.VERIFY, f"reading back failed: {exc.message}") from None
+        differences = compare(plan.desired, after)
+        if differences:
+            return self.report(
+                Outcome.FAILED,
+                Reason(Stage.VERIFY, f"{len(differences)} setting(s) did not read back as written"),
+                changes=plan.changes,
+                differences=differences,
+            )
+        return self.report(Outcome.CHANGED, changes=plan.changes)
+
+    def restore_after_failure(
+        self,
+        session: Session,
+        snap: Snapshot,
+        done: Sequence[Change],
+        planned: Sequence[Change],
+    ) -> tuple[tuple[Change, ...], str]:
+        """Pipeline 3: put back the ORIGINAL state of every item raorch touched (this run's
+        successful writes; on a resumed run also the items of the first run's plan)."""
+        original = self.original or snap
+        touched: list[Change] = list(done)
+        if self.original is not None:
+            touched += changes_from_snapshot(self.playbook, self.original)
+        touched += planned  # harmless: an item still at its original needs no write
+        current = apply_changes(snap, done)
+        restore = restore_plan(original, current, touched, force=True)
+        if not restore.changes:
+            return (), "nothing had been written, the host is unchanged"
+        ops = tuple(c.operation() for c in restore.changes)
+        try:
+            results = session.run(ops, Stage.ROLLBACK)
+        except TransportError as error:
+            return (), (
+                f"restoring the snapshot failed too ({error}): the host may be half-configured; "
+                "run `raorch rollback` for it"
+            )
+        bad = next((r for r in results if not r.ok), None)
+        if bad is not None:
+            return (), (
+                f"restoring the snapshot failed too ({_op_text(bad.operation)}: {_error(bad)}): "
+                "the host may be half-configured; run `raorch rollback` for it"
+            )
+        return restore.changes, (
+            f"the host was restored from its snapshot ({len(restore.changes)} write(s) undone)"
+        )
+
+    # ------------------------------------------------------------ ROLLBACK
+
+    def rollback(self, session: Session) -> HostReport:
+        original = self.original
+        assert original is not None
+        profile = host_profile(original.facts) if original.facts is not None else None
+        self.profile = profile if isinstance(profile, HostProfile) else None
+        reads = (GetFacts(), *state_reads(self.playbook, self.profile))
+        current = self.read_snapshot(session, reads)
+        self.stage = Stage.PREFLIGHT
+        facts = current.facts
+        assert facts is not None  # build_snapshot refuses a missing GetFacts
+        if facts.wow64:
+            raise self.fail(
+                Stage.PREFLIGHT,
+                "the remote PowerShell is 32-bit on 64-bit Windows: it would write to the "
+                "WOW6432Node registry view; nothing was changed",
+            )
+        if original.facts is not None and (
+            original.facts.computer_name.casefold() != facts.computer_name.casefold()
+        ):
+            raise self.fail(
+                Stage.PREFLIGHT,
+                f"this address now answers as computer {facts.computer_name}, but the snapshot "
+                f"is of {original.facts.computer_name}; nothing was changed",
+            )
+        applied = self.applied
+        if applied is None:
+            applied = changes_from_snapshot(self.playbook, original)
+        restore = restore_plan(original, current, applied, force=self.force)
+        if restore.conflicted and not self.force:
+            return self.report(
+                Outcome.CONFLICT,
+                Reason(
+                    Stage.ROLLBACK,
+                    f"{len(restore.conflicts)} setting(s) were changed by someone else since "
+                    "raorch set them; nothing was changed (use --force to restore anyway)",
+                ),
+                differences=restore.conflicts,
+            )
+        if not restore.changes:
+            return self.report(Outcome.ROLLED_BACK, differences=restore.conflicts)
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.fail(
+                Stage.DEADLINE, "the run was stopped before any write; nothing was changed"
+            )
+
+        self.stage = Stage.ROLLBACK
+        ops = tuple(c.operation() for c in restore.changes)
+        results = session.run((*ops, *state_reads(self.playbook, self.profile)), Stage.ROLLBACK)
+        failed = next((i for i, r in enumerate(results[: len(ops)]) if not r.ok), None)
+        if failed is not None:
+            raise self.fail(
+                Stage.ROLLBACK,
+                f"{restore.changes[failed].describe()} failed ({_error(results[failed])}); "
+                f"{failed} of {len(ops)} restoring write(s) were made; run the rollback again",
+                changes=restore.changes[:failed],
+            )
+        self.stage = Stage.VERIFY
+        try:
+            after = build_snapshot(self.target.name, results[len(ops) :], base=current)
+        except SnapshotError as exc:
+            raise self.fail(Stage.VERIFY, f"reading back failed: {exc.message}") from None
+        left = restore_plan(original, after, applied, force=True)
+        if left.changes:
+            return self.report(
+                Outcome.FAILED,
+                Reason(
+                    Stage.VERIFY, f"{len(left.changes)} setting(s) did not read back as restored"
+                ),
+                changes=restore.changes,
+                differences=tuple(difference_of(c) for c in left.changes),
+            )
+        return self.report(Outcome.ROLLED_BACK, changes=restore.changes)
+
+
+def _error(result: OpResult) -> str:
+    kind = result.error_kind.value if result.error_kind else "Failed"
+    return f"{kind}: {result.error}" if result.error else kind
+
+
+def _op_text(op: Operation) -> str:
+    return type(op).__name__ if not isinstance(op, WRITE_OPERATIONS) else repr(op)
