@@ -227,3 +227,4 @@ def register(spec: str) -> None:
 
 # One line per command module, e.g. register("raorch.cli.lab:lab"):
 register("raorch.cli.lab:lab")
+register("raorch.cli.status:status")

@@ -192,8 +192,8 @@ class RolloutFigures:
     failures: tuple[FailureLine, ...]  # newest first
     refusals: tuple[RefusalGroup, ...]  # largest first
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(asdict(self), indent=indent)
 
 
 # ---------------------------------------------------------------- the aggregate
