@@ -228,3 +228,4 @@ def register(spec: str) -> None:
 # One line per command module, e.g. register("raorch.cli.lab:lab"):
 register("raorch.cli.lab:lab")
 register("raorch.cli.status:status")
+register("raorch.cli.plan:plan")

@@ -1,0 +1,261 @@
+"""`raorch plan`: what a rollout would change on each host, read-only.
+
+Per host: its profile, the pre-flight verdict, and the exact changes (key, value, before ->
+after; members to add; rules to enable). Nothing is written: ``run_host`` in PLAN mode sends
+pipeline 1 (reads) only.
+
+Exit codes (docs/exit-codes.md): 0 every host is compliant already (or refused, so a rollout
+would not touch it); 4 (CHANGES_PENDING) some host would change; 1 (HOSTS_FAILED) some host
+could not be planned (unreachable, a read failed), since the plan is then incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from raorch.cli.errors import handle_errors
+from raorch.engine.host import HostMode, HostReport, run_host
+from raorch.models.errors import ExitCode, InputError, Location, Problem
+from raorch.models.inventory import ResolvedInventory, Target
+from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
+from raorch.models.outcomes import Outcome
+from raorch.models.playbook import Playbook
+from raorch.models.secrets import SecretResolver
+from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
+from raorch.planning.selection import select_hosts, unmatched_patterns
+
+DEFAULT_CONCURRENCY = 32
+
+
+def _prompt(username: str) -> str:
+    return str(click.prompt(f"Password for {username}", hide_input=True, err=True))
+
+
+def choose_targets(
+    inventory: ResolvedInventory, wave: str | None, limit: str | None
+) -> list[Target]:
+    """The hosts of ``--wave`` (or all), narrowed by ``--limit``; a typo is an input error."""
+    names = list(inventory.targets)
+    if wave is not None:
+        spec = inventory.wave(wave)
+        if spec is None:
+            known = ", ".join(w.name for w in inventory.waves)
+            raise InputError(
+                [
+                    Problem(
+                        Location(inventory.path, path="waves"),
+                        f"no wave named {wave!r}",
+                        f"known waves: {known}",
+                    )
+                ]
+            )
+        names = list(spec.hosts)
+    missing = unmatched_patterns(names, limit)
+    if missing:
+        raise InputError(
+            [
+                Problem(
+                    Location("--limit"),
+                    f"no host matches {', '.join(missing)}",
+                    "patterns are fnmatch patterns on host names, comma-separated",
+                )
+            ]
+        )
+    return [inventory.targets[n] for n in select_hosts(names, limit)]
+
+
+def plan_hosts(
+    targets: Sequence[Target],
+    passwords: dict[str, str],
+    playbook: Playbook,
+    domains: Sequence[str],
+    concurrency: int,
+) -> list[HostReport]:
+    """One read-only session per host, ``concurrency`` at a time; reports in target order."""
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
+        return list(
+            pool.map(
+                lambda t: run_host(t, passwords[t.name], playbook, domains, HostMode.PLAN),
+                targets,
+            )
+        )
+
+
+def exit_code(reports: Sequence[HostReport]) -> ExitCode:
+    outcomes = {r.outcome for r in reports}
+    if Outcome.FAILED in outcomes:
+        return ExitCode.HOSTS_FAILED
+    if Outcome.CHANGED in outcomes:
+        return ExitCode.CHANGES_PENDING
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------- text
+
+
+def change_line(change: Change) -> str:
+    if isinstance(change, ValueChange):
+        verb = "delete" if change.after is None else "set"
+        return (
+            f"{verb} {change.key} | {change.name}: "
+            f"{describe_value(change.before)} -> {describe_value(change.after)}"
+        )
+    if isinstance(change, MemberChange):
+        verb = "add member" if change.after else "remove member"
+        return f"{verb} {change.account} ({change.sid}) of group {change.group_sid}"
+    verb = "enable" if change.after else "disable"
+    return f"{verb} firewall rule {change.rule} ({change.group})"
+
+
+def report_lines(report: HostReport) -> list[str]:
+    profile = f" [{report.profile}]" if report.profile else ""
+    caption = f" {report.facts.caption.strip()}," if report.facts else ""
+    head = f"{report.host}{profile}{caption}"
+    if report.outcome is Outcome.CHANGED:
+        lines = [f"{head} {len(report.changes)} change(s):"]
+        lines += [f"    {change_line(c)}" for c in report.changes]
+        return lines
+    if report.outcome is Outcome.UNCHANGED:
+        return [f"{head} compliant, nothing to change"]
+    if report.outcome is Outcome.SKIPPED:
+        lines = [f"{head} refused by pre-flight, would not be touched:"]
+        lines += [f"    {r.kind.value}: {r.message}" for r in report.refusals]
+        return lines
+    reason = f"{report.reason}" if report.reason else "unknown"
+    return [f"{head} FAILED: {reason}"]
+
+
+def summary_line(reports: Sequence[HostReport]) -> str:
+    counts = Counter(r.outcome for r in reports)
+    return (
+        f"{len(reports)} host(s): {counts[Outcome.CHANGED]} would change, "
+        f"{counts[Outcome.UNCHANGED]} compliant, {counts[Outcome.SKIPPED]} refused, "
+        f"{counts[Outcome.FAILED]} failed"
+    )
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    out: dict[str, Any] = {"item": change.item, "description": change_line(change)}
+    if isinstance(change, ValueChange):
+        out |= {
+            "kind": "value",
+            "key": change.key,
+            "name": change.name,
+            "before": describe_value(change.before),
+            "after": describe_value(change.after),
+        }
+    elif isinstance(change, MemberChange):
+        out |= {
+            "kind": "member",
+            "group_sid": change.group_sid,
+            "account": change.account,
+            "sid": change.sid,
+            "add": change.after,
+        }
+    elif isinstance(change, RuleChange):
+        out |= {
+            "kind": "rule",
+            "group": change.group,
+            "rule": change.rule,
+            "before": change.before,
+            "after": change.after,
+        }
+    return out
+
+
+def report_json(report: HostReport) -> dict[str, Any]:
+    return {
+        "host": report.host,
+        "outcome": report.outcome.value,
+        "profile": report.profile.value if report.profile else None,
+        "caption": report.facts.caption.strip() if report.facts else None,
+        "reason": None
+        if report.reason is None
+        else {
+            "stage": report.reason.stage.value,
+            "message": report.reason.message,
+        },
+        "refusals": [{"kind": r.kind.value, "message": r.message} for r in report.refusals],
+        "changes": [change_json(c) for c in report.changes],
+    }
+
+
+# ---------------------------------------------------------------- the command
+
+
+@click.command("plan")
+@click.option(
+    "--inventory",
+    "-i",
+    "inventory_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Inventory YAML file (targets, connection settings, waves).",
+)
+@click.option(
+    "--playbook",
+    "-p",
+    "playbook_opt",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Playbook YAML file. Default: the inventory's `playbook:`.",
+)
+@click.option("--wave", default=None, help="Only the hosts of this wave (default: every host).")
+@click.option(
+    "--limit",
+    default=None,
+    help="Only hosts matching these patterns (comma-separated fnmatch, case-insensitive).",
+)
+@click.option(
+    "--concurrency",
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Hosts read at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def plan(
+    inventory_path: str,
+    playbook_opt: str | None,
+    wave: str | None,
+    limit: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Show what a rollout would change on each host, without changing anything.
+
+    Exit 0 when every host is compliant (or refused), 4 when changes are pending, 1 when some
+    host could not be read.
+    """
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    targets = choose_targets(inventory, wave, limit)
+    resolver = SecretResolver(prompt=_prompt if sys.stdin.isatty() else None)
+    passwords = {t.name: resolver.password(t.credentials) for t in targets}
+    reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
+    if as_json:
+        document = {
+            "playbook": playbook.name,
+            "hosts": [report_json(r) for r in reports],
+            "exit_code": int(exit_code(reports)),
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            for line in report_lines(report):
+                click.echo(line)
+        click.echo(summary_line(reports))
+    raise click.exceptions.Exit(int(exit_code(reports)))
