@@ -23,6 +23,7 @@ from raorch.models.inventory import Target
 from raorch.models.outcomes import Stage
 from raorch.models.remote import Operation, OpResult
 from raorch.transport.classify import classify, error_record_text, scrub
+from raorch.transport.clixml import runspace_pool
 from raorch.transport.endpoint import Endpoint, endpoint_for
 from raorch.transport.errors import TransportError
 from raorch.transport.script import batch_script
@@ -93,7 +94,7 @@ class HostSession:
         wsman = WSMan(password=self._password, **endpoint.wsman_kwargs())
         self._wsman = wsman
         self._count_requests(wsman)
-        pool = RunspacePool(wsman)
+        pool = runspace_pool(wsman)
         self._pool = pool
         pool.open()
 

@@ -24,7 +24,7 @@ function Invoke-RaorchGetFirewallRules($P) {
             [void]$rules.Add(@{ Name = [string]$rule.Name; Enabled = [bool]$rule.Enabled; Profiles = [int]$rule.Profiles })
         }
     }
-    return @{ Group = $group; Rules = $rules.ToArray() }
+    return @{ Group = $group; Rules = $rules }
 }
 
 function Invoke-RaorchSetFirewallRule($P) {

@@ -54,7 +54,7 @@ function Invoke-RaorchGetGroup($P) {
     foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
         [void]$members.Add(@{ Sid = $member['Sid']; Name = $member['Name'] })
     }
-    return @{ Sid = $sid; Name = $group['Name']; Members = $members.ToArray() }
+    return @{ Sid = $sid; Name = $group['Name']; Members = $members }
 }
 
 function Invoke-RaorchAddGroupMember($P) {

@@ -50,7 +50,7 @@ function Read-RaorchKey([string]$Key, $Names) {
     $values = New-Object System.Collections.ArrayList
     $regKey = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($path, $false)
     if ($null -eq $regKey) {
-        return @{ Key = $Key; Exists = $false; Values = $values.ToArray() }
+        return @{ Key = $Key; Exists = $false; Values = $values }
     }
     try {
         # Value names are case-insensitive; a PowerShell hashtable literal is too. The default
@@ -73,7 +73,7 @@ function Read-RaorchKey([string]$Key, $Names) {
     } finally {
         $regKey.Close()
     }
-    return @{ Key = $Key; Exists = $true; Values = $values.ToArray() }
+    return @{ Key = $Key; Exists = $true; Values = $values }
 }
 
 function Invoke-RaorchReadValues($P) {

@@ -1,4 +1,8 @@
 # ---- results.ps1: how an operation fails, and how a failure is classified.
+#
+# Lists inside results are ArrayLists, not arrays: pypsrp 0.9.1 reads every element of a
+# System.Object[] as a generic object and loses a hashtable's entries, while it reads the
+# elements of an ArrayList by their own type (raorch/transport/clixml.py).
 
 # Signed HRESULTs (HRESULT_FROM_WIN32 of the Win32 error, i.e. 0x8007xxxx); PowerShell compares
 # the signed Int32 that Marshal.GetHRForException and COMException.ErrorCode return.
