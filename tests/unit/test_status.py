@@ -188,3 +188,24 @@ def test_status_unknown_rollout(tmp_path: Path, home: Path) -> None:
     result = CliRunner().invoke(main, ["status", "--rollout", "nope"])
     assert result.exit_code == 6
     assert "there is no rollout 'nope'" in result.output and rollout.id in result.output
+
+
+def test_a_live_view_seeded_from_the_journal_keeps_the_earlier_waves(
+    tmp_path: Path, home: Path
+) -> None:
+    """How `raorch rollout --wave pilot` shows the canary that ran before: seed the view from
+    the journal, then feed it the run's events."""
+    journal = Journal(home / "state.db")
+    rollout = rollout_of(tmp_path, journal)
+    asyncio.run(rollout.run_wave(RunOptions(wave="canary", subscribers=[journal.record])))
+    live = RolloutView.from_journal(journal, rollout.id)
+    options = RunOptions(wave="pilot", concurrency=1, subscribers=[journal.record, live])
+    asyncio.run(rollout.run_wave(options))
+    now = time.time() + 3600
+    figures = live.figures(now)
+    assert figures == RolloutView.from_journal(journal, rollout.id).figures(now)
+    assert [(w.name, w.state) for w in figures.waves] == [
+        ("canary", WaveState.DONE),
+        ("pilot", WaveState.HALTED),
+        ("broad", WaveState.PENDING),
+    ]
