@@ -64,7 +64,7 @@ def test_home_editions_are_refused(caption: str, sku: int) -> None:
     assert verdict.first is not None
     assert verdict.first.kind is RefusalKind.HOME_EDITION
     assert "Home edition" in verdict.first.message
-    assert verdict.profile is None
+    assert verdict.refused and verdict.profile is HostProfile.MODERN
 
 
 def test_homegroup_word_inside_another_word_is_not_home() -> None:

@@ -271,12 +271,12 @@ class _HostFlow:
         snap = self.read_snapshot(session, snapshot_reads_of(self.playbook))
         self.stage = Stage.PREFLIGHT
         verdict = preflight(snap, self.playbook, self.domains)
+        self.profile = verdict.profile
         if verdict.refused or verdict.profile is None:
             first = verdict.first
             assert first is not None
             outcome = Outcome.REFUSED if self.mode is HostMode.VERIFY else Outcome.SKIPPED
             return self.report(outcome, first.reason(), refusals=verdict.refusals)
-        self.profile = verdict.profile
         plan = make_plan(self.playbook, verdict.profile, snap)
 
         if self.mode is HostMode.PLAN:

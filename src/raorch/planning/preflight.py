@@ -32,7 +32,8 @@ from raorch.planning.windows import (
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Pre-flight's answer: the profile when the host may be changed, else the refusals."""
+    """Pre-flight's answer: the host's profile (when its version could be understood) and the
+    refusals; the host may be changed only when there are none."""
 
     profile: HostProfile | None
     refusals: tuple[Refusal, ...]
@@ -191,4 +192,4 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
                 "found on this host",
             )
         )
-    return Verdict(profile_value if not refusals else None, tuple(refusals))
+    return Verdict(profile_value, tuple(refusals))
