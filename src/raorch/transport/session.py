@@ -103,8 +103,9 @@ class HostSession:
         self._pool = None
         self._wsman = None
         try:
-            # A pool whose shell was never created has nothing to delete on the host.
-            if pool is not None and getattr(pool.shell, "id", None):
+            # Deletes the shell on the host; a shell that was never created is skipped by
+            # pypsrp itself (WinRS.close checks ``opened``).
+            if pool is not None:
                 pool.close()
         except Exception as exc:  # see __exit__
             log.debug(
