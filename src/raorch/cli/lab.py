@@ -20,7 +20,14 @@ from raorch.lab.directory import DirectoryError, load_accounts
 from raorch.lab.faults import FaultsError
 from raorch.lab.host import Host
 from raorch.lab.inventory import InventorySpec, write_inventory
-from raorch.lab.profiles import DEFAULT_MIX, PROFILES, MixError, parse_mix
+from raorch.lab.profiles import (
+    DEFAULT_LANGUAGES,
+    DEFAULT_MIX,
+    PROFILES,
+    MixError,
+    parse_languages,
+    parse_mix,
+)
 from raorch.lab.server import LabConfig, LabServer
 from raorch.lab.state import PASSWORD_ENV, host_file, lab_password, marker_file, read_json
 from raorch.models.errors import RaorchError
@@ -88,6 +95,12 @@ def lab() -> None:
     "--seed", type=int, default=0, show_default=True, help="Seed of the fleet's initial states."
 )
 @click.option("--fresh", is_flag=True, help="Forget saved host states in the state dir.")
+@click.option(
+    "--languages",
+    default=DEFAULT_LANGUAGES,
+    show_default=True,
+    help="UI languages and weights (en-US, de-DE, fr-FR).",
+)
 def up(
     count: int,
     mix: str,
@@ -101,6 +114,7 @@ def up(
     base_port: int | None,
     seed: int,
     fresh: bool,
+    languages: str,
 ) -> None:
     """Start the fleet in the foreground (Ctrl-C stops it) and write its inventory.
 
@@ -115,6 +129,7 @@ def up(
         )
     try:
         parse_mix(mix)
+        parse_languages(languages)
         accounts = load_accounts(accounts_path) if accounts_path else []
     except (MixError, DirectoryError) as exc:
         raise RaorchError(str(exc)) from None
@@ -134,6 +149,7 @@ def up(
         base_port=base_port,
         seed=seed,
         fresh=fresh,
+        languages=languages,
     )
 
     def ready(server: LabServer) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from raorch.lab.inventory import InventorySpec, write_inventory
-from raorch.lab.profiles import DEFAULT_MIX
+from raorch.lab.profiles import DEFAULT_LANGUAGES, DEFAULT_MIX
 from raorch.lab.server import LabConfig, LabServer
 from raorch.lab.state import marker_file, read_json
 
@@ -137,6 +137,7 @@ class _ChildConfig:
     base_port: int | None
     seed: int
     fresh: bool
+    languages: str
 
 
 @contextlib.contextmanager
@@ -155,6 +156,7 @@ def running_lab(
     base_port: int | None = None,
     seed: int = 0,
     fresh: bool = True,
+    languages: str = DEFAULT_LANGUAGES,
     in_process: bool = False,
 ) -> Iterator[LabHandle]:
     """Start a lab of ``hosts`` emulated hosts, yield a ``LabHandle``, stop it on exit.
@@ -185,6 +187,7 @@ def running_lab(
             base_port=base_port,
             seed=seed,
             fresh=fresh,
+            languages=languages,
         )
         marker_file(state_dir).unlink(missing_ok=True)
         stopper: _ThreadStopper | _ChildStopper = (
@@ -239,6 +242,7 @@ def _lab_config(c: _ChildConfig) -> LabConfig:
         base_port=c.base_port,
         seed=c.seed,
         fresh=c.fresh,
+        languages=c.languages,
     )
 
 

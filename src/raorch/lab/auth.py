@@ -57,33 +57,53 @@ class BadMessage(Exception):
 # ------------------------------------------------------------------ NTLM credential store
 
 _store_lock = threading.Lock()
-_store_entries: dict[tuple[str, str], str] = {}
+_store_entries: dict[tuple[str, str], tuple[str, int]] = {}  # -> (password, labs using it)
 _store_dir: Path | None = None
 
 
 def register_ntlm_login(domain: str, user: str, password: str) -> None:
     """Add a login to this process's NTLM credential file and point NTLM_USER_FILE at it."""
-    global _store_dir
     key = (domain.upper(), user.upper())
     with _store_lock:
         known = _store_entries.get(key)
-        if known is not None and known != password:
+        if known is not None and known[0] != password:
             raise ValueError(
                 f"another lab in this process already serves {domain}\\{user} with another "
                 "password; use the same password (RAORCH_LAB_PASSWORD) or another --user"
             )
-        _store_entries[key] = password
-        if _store_dir is None:
-            _store_dir = Path(tempfile.mkdtemp(prefix="raorch-lab-ntlm-"))
-            atexit.register(shutil.rmtree, _store_dir, True)
-        path = _store_dir / "ntlm-users"
-        tmp = _store_dir / "ntlm-users.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for (d, u), p in _store_entries.items():
-                f.write(f"{d}:{u}:{p}\n")
-        tmp.replace(path)
-        os.environ["NTLM_USER_FILE"] = str(path)
+        _store_entries[key] = (password, (known[1] if known else 0) + 1)
+        _write_store()
+
+
+def unregister_ntlm_login(domain: str, user: str) -> None:
+    """A lab that stops releases its login (the file keeps the logins of running labs)."""
+    key = (domain.upper(), user.upper())
+    with _store_lock:
+        known = _store_entries.get(key)
+        if known is None:
+            return
+        if known[1] <= 1:
+            del _store_entries[key]
+        else:
+            _store_entries[key] = (known[0], known[1] - 1)
+        _write_store()
+
+
+def _write_store() -> None:
+    """Rewrite the credential file (caller holds _store_lock). An empty file when no lab
+    runs: pyspnego then refuses every NTLM login."""
+    global _store_dir
+    if _store_dir is None:
+        _store_dir = Path(tempfile.mkdtemp(prefix="raorch-lab-ntlm-"))
+        atexit.register(shutil.rmtree, _store_dir, True)
+    path = _store_dir / "ntlm-users"
+    tmp = _store_dir / "ntlm-users.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for (d, u), (p, _count) in _store_entries.items():
+            f.write(f"{d}:{u}:{p}\n")
+    tmp.replace(path)
+    os.environ["NTLM_USER_FILE"] = str(path)
 
 
 # ------------------------------------------------------------------ per connection
@@ -123,6 +143,11 @@ class Authenticator:
         if "ntlm" in methods:
             domain, _, user = credentials.username.partition("\\")
             register_ntlm_login(domain, user, credentials.password)
+
+    def close(self) -> None:
+        if "ntlm" in self.methods:
+            domain, _, user = self.credentials.username.partition("\\")
+            unregister_ntlm_login(domain, user)
 
     def challenges(self) -> list[str]:
         out = []

@@ -67,10 +67,6 @@ MSG_NO_FWPOLICY2 = (
     "factory for component with CLSID {E2B3C97F-6AE1-41AC-817A-F6F92166D7DD} failed due to the "
     "following error: 80040154."
 )
-MSG_KIND_MISMATCH = (
-    "The type of the value object did not match the specified RegistryValueKind or the object "
-    "could not be properly converted."
-)
 
 
 class PipelineRejected(Exception):
@@ -404,9 +400,9 @@ class _Context:
         if kind is None:
             raise _OpFailed(
                 "Failed",
-                f'Cannot convert value "{kind_raw}" to a registry value type: use one of '
+                f"unknown registry type '{kind_raw}' for value '{name}' (known: "
                 + ", ".join(k.value for k in RegKind)
-                + ".",
+                + ").",
             )
         data = store_data(kind, params["data"])
         self.host.registry.set_value(key, name, kind, data)
@@ -505,34 +501,70 @@ def wire_data(kind: RegKind, data: RegData) -> Any:
 
 
 def store_data(kind: RegKind, data: Any) -> RegData:
-    """Validate wire data for ``kind`` and return the stored form (unsigned integers).
-
-    Integers are accepted signed (what the wire carries) or unsigned (Lab notes in
-    remote-operations.md); anything else fails as RegistryKey.SetValue would.
-    """
+    """Convert wire data for ``kind`` as PowerShell's casts do before RegistryKey.SetValue
+    (``[string]``, ``[int]``, ``[long]``, ``[string[]]``, ``[byte[]]``) and return the stored
+    form (unsigned integers). A value the cast refuses fails the operation, as on Windows."""
     if kind in (RegKind.SZ, RegKind.EXPAND_SZ):
-        if isinstance(data, str):
-            return str(data)
-        raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+        return _ps_string(data)
     if kind in (RegKind.DWORD, RegKind.QWORD):
         bits = 32 if kind is RegKind.DWORD else 64
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise _OpFailed("Failed", MSG_KIND_MISMATCH)
-        if not -(1 << (bits - 1)) <= data < (1 << bits):
-            raise _OpFailed("Failed", MSG_KIND_MISMATCH)
-        return int(data) & ((1 << bits) - 1)
+        value = _ps_integer(data, bits)
+        return value & ((1 << bits) - 1)
     if kind is RegKind.MULTI_SZ:
-        if isinstance(data, list | tuple) and all(isinstance(x, str) for x in data):
-            return [str(x) for x in data]
-        raise _OpFailed("Failed", MSG_KIND_MISMATCH)
-    # REG_BINARY: byte[] (bytes) or an array of integers 0..255 cast to [byte[]].
+        if data is None:
+            return []
+        items = data if isinstance(data, list | tuple) else [data]
+        return [_ps_string(x) for x in items]
+    # REG_BINARY: [byte[]] accepts byte[] and arrays (or one) of integers 0..255.
+    if data is None:
+        return b""
     if isinstance(data, bytes | bytearray):
         return bytes(data)
-    if isinstance(data, list | tuple) and all(
-        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in data
-    ):
-        return bytes(data)
-    raise _OpFailed("Failed", MSG_KIND_MISMATCH)
+    items = data if isinstance(data, list | tuple) else [data]
+    return bytes(_ps_integer(x, 8, signed=False) for x in items)
+
+
+def _ps_string(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, list | tuple):
+        # [string] of an array joins its items with $OFS, a space by default.
+        return " ".join(_ps_string(v) for v in value)
+    return str(value)
+
+
+def _ps_integer(value: Any, bits: int, signed: bool = True) -> int:
+    type_name = {8: "System.Byte", 32: "System.Int32", 64: "System.Int64"}[bits]
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    number: int | None = None
+    if isinstance(value, int):
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text, 16) if text.lower().startswith("0x") else int(text)
+        except ValueError:
+            number = None
+    if number is None:
+        raise _OpFailed(
+            "Failed",
+            f'Cannot convert value "{value}" to type "{type_name}". '
+            'Error: "Input string was not in a correct format."',
+        )
+    if not low <= number <= high:
+        raise _OpFailed(
+            "Failed",
+            f'Cannot convert value "{value}" to type "{type_name}". '
+            f'Error: "Value was either too large or too small for {"a" if bits == 8 else "an"} '
+            f'{type_name.split(".")[1]}."',
+        )
+    return number
 
 
 __all__ = [

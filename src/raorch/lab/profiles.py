@@ -119,8 +119,8 @@ DEFAULT_MIX = (
     "xp-home:1,win10-home:2,win10-workgroup:2"
 )
 
-# Share of hosts per language; deterministic from the host index (see host.seed_host).
-DEFAULT_LANGUAGE_SHARES = (("en-US", 80), ("de-DE", 12), ("fr-FR", 8))
+# Share of hosts per UI language; each host's is drawn from its index (server._build_hosts).
+DEFAULT_LANGUAGES = "en-US:80,de-DE:12,fr-FR:8"
 
 
 class MixError(ValueError):
@@ -151,6 +151,23 @@ def parse_mix(text: str) -> list[tuple[HostProfile, int]]:
         out.append((PROFILES[name], weight))
     if not out or sum(w for _, w in out) == 0:
         raise MixError("--mix: give at least one profile with a positive weight, e.g. win10-ent:1")
+    return out
+
+
+def parse_languages(text: str) -> list[tuple[str, int]]:
+    """``en-US:80,de-DE:12`` -> languages with weights; only the ones the lab models."""
+    out: list[tuple[str, int]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, weight_text = part.partition(":")
+        if name not in LANGUAGES:
+            raise MixError(f"--languages: {name!r} is not modelled; use {', '.join(LANGUAGES)}")
+        try:
+            weight = int(weight_text) if sep else 1
+        except ValueError:
+            raise MixError(f"--languages: weight of {name!r} must be an integer") from None
+        out.append((name, max(0, weight)))
+    if sum(w for _, w in out) <= 0:
+        raise MixError("--languages: give at least one language with a positive weight")
     return out
 
 

@@ -51,7 +51,13 @@ from raorch.lab.directory import Directory, default_directory
 from raorch.lab.faults import NO_FAULTS, FaultPlan, FaultsError, HostFaults, load_faults
 from raorch.lab.host import Host, host_name, seed_host
 from raorch.lab.operations import run_pipeline
-from raorch.lab.profiles import DEFAULT_LANGUAGE_SHARES, DEFAULT_MIX, assign_profiles, parse_mix
+from raorch.lab.profiles import (
+    DEFAULT_LANGUAGES,
+    DEFAULT_MIX,
+    assign_profiles,
+    parse_languages,
+    parse_mix,
+)
 from raorch.lab.session import Commands, Shell
 from raorch.lab.state import host_file, hosts_dir, marker_file, read_json, write_json
 from raorch.lab.tls import LabCertificates, make_certificates
@@ -75,6 +81,7 @@ class LabConfig:
     base_port: int | None = None  # None: the OS picks a free port per host
     seed: int = 0
     fresh: bool = False  # ignore saved host states
+    languages: str = DEFAULT_LANGUAGES
 
 
 @dataclass
@@ -167,7 +174,7 @@ class LabServer:
         admin_sock = _bind(0)
         admin_sock.listen(64)
         self.admin_port = admin_sock.getsockname()[1]
-        await web.SockSite(self._admin_runner, admin_sock, shutdown_timeout=1.0).start()
+        await web.SockSite(self._admin_runner, admin_sock).start()
         self._watch_task = asyncio.get_running_loop().create_task(self._watch_faults())
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._write_marker()
@@ -189,12 +196,16 @@ class LabServer:
                 rt.placeholder.close()
                 rt.placeholder = None
         marker_file(self.state_dir).unlink(missing_ok=True)
+        if self.auth is not None:
+            self.auth.close()
+            self.auth = None
 
     def _build_hosts(self) -> None:
         cfg = self.config
         profiles = assign_profiles(cfg.hosts, parse_mix(cfg.mix))
-        languages = [lang for lang, _ in DEFAULT_LANGUAGE_SHARES]
-        weights = [w for _, w in DEFAULT_LANGUAGE_SHARES]
+        shares = parse_languages(cfg.languages)
+        languages = [lang for lang, _ in shares]
+        weights = [w for _, w in shares]
         for i, profile in enumerate(profiles, start=1):
             name = host_name(i)
             language = random.Random(f"lang:{cfg.seed}:{i}").choices(languages, weights)[0]
@@ -235,9 +246,7 @@ class LabServer:
             rt.placeholder = sock
             return
         sock.listen(512)
-        rt.site = web.SockSite(
-            self._runner, sock, ssl_context=self._ssl, backlog=512, shutdown_timeout=1.0
-        )
+        rt.site = web.SockSite(self._runner, sock, ssl_context=self._ssl, backlog=512)
         await rt.site.start()
 
     async def _close_listener(self, rt: HostRuntime) -> None:

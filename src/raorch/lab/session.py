@@ -21,6 +21,7 @@ from typing import Any
 from psrpcore import (
     CreatePipelineEvent,
     EndOfPipelineInputEvent,
+    PSRPCoreError,
     PSRPPayload,
     ServerPipeline,
     ServerRunspacePool,
@@ -73,7 +74,26 @@ class Shell:
         Returns True when a pipeline ran (the host state may have changed)."""
         self.pool.receive_data(PSRPPayload(data, StreamType.default, pipeline_id))
         ran = False
-        while (event := self.pool.next_event()) is not None:
+        while True:
+            try:
+                event = self.pool.next_event()
+            except (ValueError, TypeError, KeyError, PSRPCoreError) as exc:
+                # A message PowerShell cannot deserialize (e.g. an <I32> out of Int32's range,
+                # which pypsrp writes for any Python int): the pipeline fails, as on Windows.
+                info = self.pipelines.get(pipeline_id) if pipeline_id else None
+                if info is None or info.ended:
+                    raise PSRPCoreError(f"cannot deserialize the PSRP message: {exc}") from exc
+                info.pipeline.start()
+                _fail(
+                    info.pipeline,
+                    f"raorch lab: cannot deserialize the pipeline's parameters: {exc}",
+                    "RaorchLab.Deserialization",
+                    "InvalidData",
+                )
+                info.ended = True
+                continue
+            if event is None:
+                break
             if isinstance(event, CreatePipelineEvent):
                 info = self.pipelines[event.pipeline_id]
                 meta = event.pipeline

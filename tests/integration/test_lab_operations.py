@@ -1,0 +1,308 @@
+"""Every operation of docs/remote-operations.md, sent as a real batch through pypsrp to the lab,
+does what the contract says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from raorch.lab import LabHandle
+
+LabFactory = Callable[..., LabHandle]
+LabClient = Any  # the lab_client fixture (conftest.py)
+
+TS = "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services"
+RA_GROUP = "@FirewallAPI.dll,-33002"
+ADMINS = "S-1-5-32-544"
+
+
+@pytest.fixture(scope="module")
+def modern(lab_factory: LabFactory) -> LabHandle:
+    return lab_factory(
+        hosts=6, mix="win10-ent:1", languages="en-US:1", accounts=["CORP\\Zoë O'Brien (Help) #1"]
+    )
+
+
+@pytest.fixture(scope="module")
+def legacy(lab_factory: LabFactory) -> LabHandle:
+    return lab_factory(hosts=2, mix="xp-pro:1", languages="de-DE:1")
+
+
+def one(lab_client: LabClient, handle: LabHandle, host: str, op: dict[str, Any]) -> dict[str, Any]:
+    run = lab_client.run_batch(handle, host, [op])
+    assert not run.had_errors, run.errors
+    assert len(run.outputs) == 1
+    out: dict[str, Any] = run.outputs[0]
+    assert out["Op"] == op["Op"]
+    return out
+
+
+def test_get_facts(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:
+    f = one(lab_client, modern, "lab-0001", {"Op": "GetFacts"})
+    assert f["Ok"] is True and f["ErrorKind"] is None and f["Error"] is None
+    assert (f["OsVersion"], f["Sku"], f["PsVersion"]) == ("10.0.19045", 4, "5.1")
+    assert f["Caption"] == "Microsoft Windows 10 Enterprise"
+    assert (f["PartOfDomain"], f["Domain"], f["Language"]) == (True, "CORP", "en-US")
+    assert f["Wow64"] is False
+    g = one(lab_client, legacy, "lab-0001", {"Op": "GetFacts"})
+    assert (g["OsVersion"], g["Sku"], g["PsVersion"], g["Language"]) == (
+        "5.1.2600",
+        0,
+        "2.0",
+        "de-DE",
+    )
+
+
+def test_facts_of_the_refused_profiles(lab_factory: LabFactory, lab_client: LabClient) -> None:
+    handle = lab_factory(hosts=3, mix="xp-home:1,win10-home:1,win10-workgroup:1")
+    facts = [one(lab_client, handle, h, {"Op": "GetFacts"}) for h in handle.hosts]
+    assert {f["Caption"] for f in facts} >= {"Microsoft Windows XP Home Edition"}
+    assert 101 in {f["Sku"] for f in facts}
+    assert any(f["PartOfDomain"] is False and f["Domain"] == "WORKGROUP" for f in facts)
+
+
+def test_set_then_read_values_of_every_type(modern: LabHandle, lab_client: LabClient) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Types"
+    values = [
+        ("Sz", "REG_SZ", "plain"),
+        ("Expand", "REG_EXPAND_SZ", "%WINDIR%\\System32\\Sessmgr.exe"),
+        ("DwordMax", "REG_DWORD", -1),
+        ("Dword", "REG_DWORD", 7),
+        ("Qword", "REG_QWORD", -2),
+        ("Multi", "REG_MULTI_SZ", ["a", "b c"]),
+        ("Bin", "REG_BINARY", b"\x00\xff\x10"),
+        ("", "REG_SZ", "default value"),
+        ("Empty", "REG_SZ", ""),
+    ]
+    ops: list[dict[str, Any]] = [
+        {"Op": "SetValue", "Key": key, "Name": n, "Type": t, "Data": d} for n, t, d in values
+    ]
+    names = [n for n, _, _ in values] + ["Absent"]
+    ops.append({"Op": "ReadValues", "Key": key.lower(), "Names": names})
+    run = lab_client.run_batch(modern, "lab-0002", ops)
+    assert all(o["Ok"] for o in run.outputs), run.outputs
+    read = run.outputs[-1]
+    assert read["Exists"] is True and read["Key"] == key  # the key keeps its creation case
+    got = {v["Name"]: (v["Type"], v["Data"]) for v in read["Values"]}
+    assert "Absent" not in got
+    assert got["Expand"] == ("REG_EXPAND_SZ", "%WINDIR%\\System32\\Sessmgr.exe")  # unexpanded
+    assert got["DwordMax"] == ("REG_DWORD", -1)  # 0xFFFFFFFF travels signed
+    assert got["Qword"] == ("REG_QWORD", -2)
+    assert got["Multi"] == ("REG_MULTI_SZ", ["a", "b c"])
+    assert got["Bin"] == ("REG_BINARY", b"\x00\xff\x10")
+    assert got[""] == ("REG_SZ", "default value")
+    assert got["Empty"] == ("REG_SZ", "")  # exists with empty data
+    # The state file shows stored data: DWORD unsigned, binary as hex.
+    state = modern.state("lab-0002")["registry"][key]
+    assert state["DwordMax"] == {"type": "REG_DWORD", "data": 0xFFFFFFFF}
+    assert state["Bin"] == {"type": "REG_BINARY", "data": "00ff10"}
+
+
+def test_names_are_case_insensitive_and_keep_their_case(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Case"
+    run = lab_client.run_batch(
+        modern,
+        "lab-0003",
+        [
+            {"Op": "SetValue", "Key": key, "Name": "MixedCase", "Type": "REG_DWORD", "Data": 1},
+            {
+                "op": "setvalue",
+                "KEY": key.upper(),
+                "name": "MIXEDCASE",
+                "type": "REG_DWORD",
+                "data": 2,
+            },
+            {"Op": "ListKey", "Key": key.upper()},
+        ],
+    )
+    assert [o["Ok"] for o in run.outputs] == [True, True, True]
+    assert run.outputs[2]["Values"] == [{"Name": "MixedCase", "Type": "REG_DWORD", "Data": 2}]
+
+
+def test_read_of_a_missing_key(modern: LabHandle, lab_client: LabClient) -> None:
+    out = one(
+        lab_client,
+        modern,
+        "lab-0001",
+        {"Op": "ReadValues", "Key": "HKLM\\SOFTWARE\\Nope", "Names": ["x"]},
+    )
+    assert out["Ok"] is True and out["Exists"] is False and out["Values"] == []
+    out = one(lab_client, modern, "lab-0001", {"Op": "ListKey", "Key": "HKLM\\SOFTWARE\\Nope"})
+    assert out["Exists"] is False
+
+
+def test_delete_value(modern: LabHandle, lab_client: LabClient) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Delete"
+    run = lab_client.run_batch(
+        modern,
+        "lab-0004",
+        [
+            {"Op": "SetValue", "Key": key, "Name": "A", "Type": "REG_SZ", "Data": "x"},
+            {"Op": "DeleteValue", "Key": key, "Name": "a"},
+            {"Op": "DeleteValue", "Key": key, "Name": "NeverThere"},
+            {"Op": "DeleteValue", "Key": key + "\\NoSuchKey", "Name": "A"},
+            {"Op": "ListKey", "Key": key},
+        ],
+    )
+    assert all(o["Ok"] for o in run.outputs)
+    assert run.outputs[-1]["Exists"] is True and run.outputs[-1]["Values"] == []
+
+
+def test_bad_data_fails_the_write_and_stops_the_batch(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Stop"
+    run = lab_client.run_batch(
+        modern,
+        "lab-0005",
+        [
+            {"Op": "GetFacts"},
+            # [int]"4294967295" fails on Windows: too large for an Int32.
+            {
+                "Op": "SetValue",
+                "Key": key,
+                "Name": "Big",
+                "Type": "REG_DWORD",
+                "Data": "4294967295",
+            },
+            {"Op": "SetValue", "Key": key, "Name": "After", "Type": "REG_SZ", "Data": "x"},
+            {"Op": "ReadValues", "Key": key, "Names": ["After"]},
+        ],
+    )
+    kinds = [(o["Ok"], o["ErrorKind"]) for o in run.outputs]
+    assert kinds == [(True, None), (False, "Failed"), (False, "NotRun"), (False, "NotRun")]
+    assert "Int32" in run.outputs[1]["Error"]
+    assert key not in modern.state("lab-0005")["registry"]
+
+
+def test_unknown_op_or_missing_key_fails_the_whole_pipeline(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Whole"
+    for bad in (
+        {"Op": "FormatDisk"},
+        {"Op": "SetValue", "Key": key, "Name": "x", "Type": "REG_SZ"},
+    ):
+        run = lab_client.run_batch(
+            modern,
+            "lab-0006",
+            [{"Op": "SetValue", "Key": key, "Name": "y", "Type": "REG_SZ", "Data": "1"}, bad],
+        )
+        assert run.had_errors and run.outputs == []
+    # Nothing ran: the batch is checked before any operation.
+    assert key not in modern.state("lab-0006")["registry"]
+
+
+def test_resolve_account(modern: LabHandle, lab_client: LabClient) -> None:
+    run = lab_client.run_batch(
+        modern,
+        "lab-0001",
+        [
+            {"Op": "ResolveAccount", "Account": "CORP\\RA-Helpers"},
+            {"Op": "ResolveAccount", "Account": "corp\\jdoe"},
+            {"Op": "ResolveAccount", "Account": "CORP\\Zoë O'Brien (Help) #1"},
+            {"Op": "ResolveAccount", "Account": "PARTNER\\helpdesk"},  # CORP trusts PARTNER
+            {"Op": "ResolveAccount", "Account": "OTHER\\stranger"},  # not trusted
+            {"Op": "ResolveAccount", "Account": "CORP\\nobody"},
+        ],
+    )
+    ok = [(o["Ok"], o["ErrorKind"]) for o in run.outputs]
+    assert ok[:4] == [(True, None)] * 4
+    assert ok[4:] == [(False, "NotMapped")] * 2
+    sids = [o["Sid"] for o in run.outputs[:4]]
+    assert all(s.startswith("S-1-5-21-") for s in sids) and len(set(sids)) == 4
+
+
+def test_workgroup_host_maps_no_domain_account(
+    lab_factory: LabFactory, lab_client: LabClient
+) -> None:
+    handle = lab_factory(hosts=1, mix="win10-workgroup:1")
+    out = one(lab_client, handle, "lab-0001", {"Op": "ResolveAccount", "Account": "CORP\\jdoe"})
+    assert (out["Ok"], out["ErrorKind"]) == (False, "NotMapped")
+
+
+def test_groups(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:
+    g = one(lab_client, legacy, "lab-0002", {"Op": "GetGroup", "Sid": ADMINS})
+    assert g["Name"] == "Administratoren"  # German host: localized name
+    run = lab_client.run_batch(
+        legacy,
+        "lab-0002",
+        [
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},  # already: ok
+            {"Op": "GetGroup", "Sid": ADMINS},
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},  # not: ok
+            {"Op": "GetGroup", "Sid": ADMINS},
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\nobody"},
+            {"Op": "GetGroup", "Sid": "S-1-5-32-999"},
+        ],
+    )
+    outs = run.outputs
+    assert [o["Ok"] for o in outs[:6]] == [True] * 6
+    names = [m["Name"] for m in outs[2]["Members"]]
+    assert names.count("CORP\\RA-Helpers") == 1
+    assert "CORP\\RA-Helpers" not in [m["Name"] for m in outs[5]["Members"]]
+    assert outs[6]["ErrorKind"] == "NotMapped"
+    assert outs[7]["ErrorKind"] == "NotRun"  # after a failed write
+    missing = one(lab_client, modern, "lab-0001", {"Op": "GetGroup", "Sid": "S-1-5-32-999"})
+    assert missing["ErrorKind"] == "NotFound"
+    modern_groups = modern.state("lab-0001")["groups"]
+    assert "Offer Remote Assistance Helpers" in {g["name"] for g in modern_groups.values()}
+
+
+def test_firewall_rules(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:
+    rules = one(lab_client, modern, "lab-0002", {"Op": "GetFirewallRules", "Group": RA_GROUP})
+    by_name = {r["Name"]: r for r in rules["Rules"]}
+    dcom = "RemoteAssistance-DCOM-In-TCP-NoScope-Active"
+    assert by_name[dcom]["Profiles"] == 1
+    assert any(r["Profiles"] & 6 for r in rules["Rules"])  # Private/Public rules exist
+    run = lab_client.run_batch(
+        modern,
+        "lab-0002",
+        [
+            {"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": dcom, "Enabled": True},
+            {"Op": "GetFirewallRules", "Group": RA_GROUP},
+            {"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": "NoSuchRule", "Enabled": True},
+        ],
+    )
+    assert run.outputs[0]["Ok"] is True
+    assert {r["Name"]: r["Enabled"] for r in run.outputs[1]["Rules"]}[dcom] is True
+    assert run.outputs[2]["ErrorKind"] == "NotFound"
+    assert modern.state("lab-0002")["firewall_rules"][dcom]["enabled"] is True
+    old = one(lab_client, legacy, "lab-0001", {"Op": "GetFirewallRules", "Group": RA_GROUP})
+    assert (old["Ok"], old["ErrorKind"]) == (False, "NotFound")
+    assert "HNetCfg.FwPolicy2" in old["Error"]
+
+
+def test_state_survives_a_restart(lab_client: LabClient, tmp_path: Any) -> None:
+    from raorch.lab import running_lab
+
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Persist"
+    op = {"Op": "SetValue", "Key": key, "Name": "V", "Type": "REG_SZ", "Data": "kept"}
+    with running_lab(hosts=2, state_dir=tmp_path, in_process=True) as first:
+        assert lab_client.run_batch(first, "lab-0001", [op]).outputs[0]["Ok"]
+    with running_lab(hosts=2, state_dir=tmp_path, fresh=False, in_process=True) as second:
+        out = lab_client.run_batch(second, "lab-0001", [{"Op": "ListKey", "Key": key}]).outputs[0]
+        assert out["Values"] == [{"Name": "V", "Type": "REG_SZ", "Data": "kept"}]
+        assert key not in second.state("lab-0002")["registry"]
+
+
+def test_undeserializable_parameters_fail_the_pipeline(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    # pypsrp 0.9 writes every Python int as <I32>: 2**32 - 1 cannot be read back as Int32.
+    op = {
+        "Op": "SetValue",
+        "Key": "HKLM\\SOFTWARE\\X",
+        "Name": "B",
+        "Type": "REG_QWORD",
+        "Data": 2**32 - 1,
+    }
+    run = lab_client.run_batch(modern, "lab-0005", [op])
+    assert run.had_errors and run.outputs == []
+    assert "deserialize" in run.errors[0]
