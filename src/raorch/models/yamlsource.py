@@ -24,8 +24,8 @@ from raorch.models.errors import InputError, Location, Problem
 PathKey = tuple[str | int, ...]
 
 # A YAML alias re-uses a node; expanding nested aliases naively can explode ("billion laughs").
-# Real inventories are a few thousand nodes; a million is a generous ceiling.
-_MAX_NODES = 1_000_000
+# A 10,000-host inventory is about 50,000 values; 500,000 leaves ten times that room.
+_MAX_NODES = 500_000
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
