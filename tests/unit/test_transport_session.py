@@ -159,6 +159,12 @@ def classified(exc: BaseException, stage: Stage | None = None) -> TransportError
         ),
         (ssl.SSLError("wrong version number"), Stage.CONNECT, False, "TLS handshake"),
         (
+            requests.exceptions.SSLError("EOF occurred in violation of protocol (_ssl.c:2427)"),
+            Stage.CONNECT,
+            True,
+            "cut during TLS",
+        ),
+        (
             AuthenticationError("Failed to authenticate the user CORP\\admin with ntlm"),
             Stage.AUTH,
             False,

@@ -47,6 +47,17 @@ _NAME_CAUSES = (
     "no address associated",
 )
 
+# TLS errors that are really a connection cut (OpenSSL / Python ssl texts).
+_TLS_CUT = (
+    "eof occurred",
+    "unexpected eof",
+    "reset by peer",
+    "connection reset",
+    "connection aborted",
+    "connectionreseterror",
+    "connectionabortederror",
+)
+
 # WS-Management fault code 5 is ERROR_ACCESS_DENIED: the account may not use remoting.
 _WSMAN_ACCESS_DENIED = 5
 
@@ -116,6 +127,15 @@ def classify(
                 transient=False,
                 hint="give the CA that signed the host's certificate (PEM) as ca_bundle for "
                 "this host, or fix the certificate's name and dates on the host",
+            )
+        if any(word in text for word in _TLS_CUT):
+            # The connection was cut under TLS (a reset, a closed socket): a network failure,
+            # not a TLS configuration problem.
+            return error(
+                Stage.CONNECT,
+                f"the connection was cut during TLS ({detail})",
+                transient=True,
+                hint=reach_hint,
             )
         return error(
             Stage.CONNECT,
