@@ -282,3 +282,22 @@ def test_dashboard_draws_on_the_event_loop_thread_only(tmp_path: Path) -> None:
     screen = c.export_text()
     assert "Home edition: 4" in screen
     assert "40/40" in screen
+
+
+def test_a_drawing_bug_falls_back_to_plain_lines_and_the_run_goes_on() -> None:
+    view = RolloutView()
+    c = console()
+
+    def broken_clock() -> float:  # frames break once the run has started
+        if view.started_at is not None:
+            raise ValueError("bad frame")
+        return T0
+
+    with Dashboard(c, view, clock=broken_clock) as dashboard:
+        dashboard(RolloutStarted(RID, RunKind.ROLLOUT, "inv.yaml", "pb.yaml", ("pilot",), T0))
+        assert isinstance(dashboard.failed, ValueError)
+        dashboard(HostFinished(RID, "pilot", "ws-1", Outcome.CHANGED, None, 1.0, T0))
+    out = c.export_text()
+    assert "ws-1  pilot  changed" in out
+    assert "the dashboard stopped drawing (ValueError: bad frame)" in out
+    assert view.figures(T0).finished_hosts == 1  # the view still saw every event

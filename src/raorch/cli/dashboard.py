@@ -17,10 +17,10 @@ failures, the refusals grouped by reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from types import TracebackType
 from typing import TextIO
 
@@ -36,6 +36,7 @@ from raorch.cli.plain import (
     duration_text,
     percent_text,
     rate_text,
+    say,
 )
 from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigures
 from raorch.models.events import (
@@ -301,12 +302,15 @@ class Dashboard:
         )
         self._last_draw = -float("inf")
         self._timer: asyncio.TimerHandle | None = None
+        self.failed: Exception | None = None  # why drawing stopped, if it did
+        self._plain = PlainLines(console, view)
 
     def _frame(self) -> RenderableType:
         return DashboardFrame(self.view.figures(self.clock()))
 
     def __enter__(self) -> Dashboard:
-        self._live.start(refresh=True)
+        self._live.start(refresh=False)
+        self.refresh()  # guarded, unlike Live.start's own first frame
         return self
 
     def __exit__(
@@ -316,13 +320,37 @@ class Dashboard:
         tb: TracebackType | None,
     ) -> None:
         self._stop_timer()
-        self._live.stop()  # draws the final frame
+        if self.failed is None:
+            try:
+                self._live.stop()  # draws the final frame
+            except Exception as error:  # see refresh()
+                self.failed = error
+        if self.failed is not None:
+            say(
+                self.console,
+                f"the dashboard stopped drawing ({type(self.failed).__name__}: {self.failed}); "
+                "the run went on and the journal has every host. Please report this bug; "
+                "use --no-dashboard meanwhile.",
+            )
 
     def refresh(self) -> None:
+        if self.failed is not None:
+            return
         self._last_draw = time.monotonic()
-        self._live.refresh()
+        try:
+            self._live.refresh()
+        except Exception as error:
+            # A drawing bug must not abort a rollout of thousands of hosts half-way (the
+            # engine does not guard its subscribers): fall back to plain lines instead.
+            self.failed = error
+            self._stop_timer()
+            with contextlib.suppress(Exception):
+                self._live.stop()
 
     def __call__(self, event: Event) -> None:
+        if self.failed is not None:
+            self._plain(event)
+            return
         self.view(event)
         milestone = isinstance(
             event, (RolloutStarted, WaveStarted, GateEvaluated, WaveFinished, RolloutFinished)
@@ -331,7 +359,7 @@ class Dashboard:
             self.refresh()
         if isinstance(event, RolloutFinished):
             self._stop_timer()  # the engine's loop may close right after this event
-        elif self._timer is None:
+        elif self._timer is None and self.failed is None:
             self._start_timer()
 
     def _start_timer(self) -> None:
@@ -345,7 +373,8 @@ class Dashboard:
         self._timer = None
         if time.monotonic() - self._last_draw >= self.interval * 0.9:
             self.refresh()
-        self._start_timer()
+        if self.failed is None:
+            self._start_timer()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -353,7 +382,7 @@ class Dashboard:
             self._timer = None
 
 
-@contextmanager
+@contextlib.contextmanager
 def live_output(console: Console, view: RolloutView, enabled: bool) -> Iterator[Subscriber]:
     """The subscriber to add to ``RunOptions.subscribers``: the live dashboard when
     ``enabled`` (see ``should_use_dashboard``), plain host lines otherwise. Either one feeds

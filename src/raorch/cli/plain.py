@@ -106,7 +106,8 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
     return lines
 
 
-def _say(console: Console, text: str) -> None:
+def say(console: Console, text: str) -> None:
+    """One plain line, exactly as given."""
     # markup off: host names and Windows messages hold brackets and backslashes; soft_wrap:
     # a piped line is never cut at the console's width.
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -122,10 +123,10 @@ class PlainLines:
     def __call__(self, event: Event) -> None:
         self.view(event)
         if isinstance(event, HostFinished):
-            _say(self.console, host_line(event))
+            say(self.console, host_line(event))
 
 
 def print_summary(console: Console, view: RolloutView, now: float | None = None) -> None:
     """The end-of-run summary, as plain lines (after the dashboard or the host lines)."""
     for line in summary_lines(view.figures(time.time() if now is None else now)):
-        _say(console, line)
+        say(console, line)
