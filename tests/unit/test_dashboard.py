@@ -301,3 +301,18 @@ def test_a_drawing_bug_falls_back_to_plain_lines_and_the_run_goes_on() -> None:
     assert "ws-1  pilot  changed" in out
     assert "the dashboard stopped drawing (ValueError: bad frame)" in out
     assert view.figures(T0).finished_hosts == 1  # the view still saw every event
+
+
+def test_the_summary_lists_the_largest_refusal_groups_only() -> None:
+    out = io.StringIO()
+    view = RolloutView()
+    view(RolloutStarted(RID, RunKind.ROLLOUT, "inv.yaml", "pb.yaml", ("pilot",), T0))
+    for i in range(25):
+        for j in range(i + 1):
+            reason = Reason(Stage.PREFLIGHT, f"reason {i:02}")
+            view(HostFinished(RID, "pilot", f"h{i}-{j}", Outcome.SKIPPED, reason, 1.0, T0))
+    print_summary(Console(file=out, width=80), view, now=T0 + 1)
+    text = out.getvalue()
+    assert "  reason 24: 25" in text and "  reason 15: 16" in text
+    assert "reason 14" not in text
+    assert "  15 other reasons: 120" in text  # 1 + 2 + ... + 15

@@ -16,6 +16,8 @@ from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigure
 from raorch.models.events import Event, HostFinished
 from raorch.models.outcomes import Outcome, WaveState
 
+SUMMARY_REFUSALS = 10  # reason groups listed in the summary; --json has them all
+
 
 def host_line(event: HostFinished) -> str:
     fields = [event.host, event.wave, event.outcome.value]
@@ -102,7 +104,10 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
             lines.append(f"  {f.host}  {f.wave}  {f.outcome.value}  {stage}{f.reason}")
     if figures.refusals:
         lines.append("refused (nothing written):")
-        lines += [f"  {g.reason}: {g.count}" for g in figures.refusals]
+        shown, rest = figures.refusals[:SUMMARY_REFUSALS], figures.refusals[SUMMARY_REFUSALS:]
+        lines += [f"  {g.reason}: {g.count}" for g in shown]
+        if rest:  # reasons naming each host would otherwise flood the summary
+            lines.append(f"  {len(rest)} other reasons: {sum(g.count for g in rest)}")
     return lines
 
 
