@@ -429,3 +429,64 @@ def test_unreachable_hosts(lab_factory: LabFactory, fault: dict[str, Any], stage
     apply = fleet.run("lab-0002", HostMode.APPLY)
     assert apply.outcome is Outcome.FAILED
     assert apply.reason is not None and apply.reason.stage is stage
+
+
+# ---------------------------------------------------------------- raorch plan
+
+
+def test_raorch_plan_over_a_mixed_fleet(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from raorch.cli.main import main
+
+    monkeypatch.setenv("RAORCH_LAB_PASSWORD", fleet.handle.password)
+    before = {h: comparable(fleet.state(h)) for h in fleet.handle.hosts}
+    inventory = str(fleet.handle.inventory_path)
+    result = CliRunner().invoke(
+        main, ["plan", "--inventory", inventory, "--playbook", _playbook_file(), "--json"]
+    )
+    document = json.loads(result.output)
+    by_host = {h["host"]: h for h in document["hosts"]}
+    assert by_host[XP_HOME]["outcome"] == "skipped"
+    assert [r["kind"] for r in by_host[W10_HOME]["refusals"]] == ["home_edition"]
+    assert by_host[WORKGROUP]["refusals"][0]["kind"] == "not_domain_member"
+    assert by_host[S2003]["profile"] == "legacy" and by_host[S2003]["outcome"] == "changed"
+    kinds = {c["kind"] for c in by_host[S2003]["changes"]}
+    assert kinds == {"value", "member"}
+    assert {c["kind"] for c in by_host[W11]["changes"]} == {"value", "rule"}
+    assert result.exit_code == 4  # ExitCode.CHANGES_PENDING
+    assert {h: comparable(fleet.state(h)) for h in fleet.handle.hosts} == before  # read-only
+
+    limited = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            "--inventory",
+            inventory,
+            "--playbook",
+            _playbook_file(),
+            "--limit",
+            "LAB-0004,lab-0005",
+        ],
+    )
+    assert limited.exit_code == 0, limited.output  # both refused: nothing would change
+    assert "lab-0004" in limited.output and "lab-0001" not in limited.output
+    assert "2 host(s): 0 would change, 0 compliant, 2 refused, 0 failed" in limited.output
+
+
+def _playbook_file() -> str:
+    import tempfile
+
+    import yaml
+
+    data = {
+        "name": "it",
+        "offer_remote_assistance": {"helpers": list(HELPERS)},
+        "firewall": {
+            "legacy": {"ports": list(SEED_PORTS), "programs": list(SEED_PROGRAMS)},
+            "modern": {},
+        },
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as f:
+        yaml.safe_dump(data, f)
+    return f.name
