@@ -229,3 +229,5 @@ def register(spec: str) -> None:
 register("raorch.cli.lab:lab")
 register("raorch.cli.status:status")
 register("raorch.cli.plan:plan")
+register("raorch.cli.rollout:rollout")
+register("raorch.cli.demo:demo")

@@ -1,0 +1,85 @@
+"""What the rollout engine runs on each host: ``run_host`` in a mode, bound to the journal.
+
+The engine (``raorch.engine.rollout``) knows nothing of snapshots' contents: it hands each
+host's work a ``WorkContext`` (commit a snapshot, the original snapshot of an earlier attempt,
+a cancel flag) and receives a ``WorkResult``. These adapters translate between that and
+``run_host``'s typed ``HostReport``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from raorch.engine.host import HostMode, HostReport, run_host
+from raorch.engine.rollout import HostWork, WorkContext, WorkResult
+from raorch.models.inventory import Target
+from raorch.models.playbook import Playbook
+from raorch.planning.plan import changes_to_json
+from raorch.planning.snapshot import Snapshot
+
+ReportSink = Callable[[HostReport], None]
+
+
+def rollout_work(
+    playbook: Playbook,
+    domains: Sequence[str],
+    passwords: Mapping[str, str],
+    on_report: ReportSink | None = None,
+) -> HostWork:
+    """APPLY on each host: snapshot committed through the journal before the first write."""
+
+    def work(target: Target, ctx: WorkContext) -> WorkResult:
+        original = (
+            None if ctx.original_snapshot is None else Snapshot.from_json(ctx.original_snapshot)
+        )
+        report = run_host(
+            target,
+            passwords[target.name],
+            playbook,
+            domains,
+            HostMode.APPLY,
+            on_snapshot=lambda snap: ctx.on_snapshot(snap.to_json()),
+            original_snapshot=original,
+            cancel=ctx.cancel,
+        )
+        if on_report is not None:
+            on_report(report)
+        applied = changes_to_json(report.changes) if report.changes else None
+        return WorkResult(report.outcome, report.reason, report.writes, applied)
+
+    return work
+
+
+def rollback_work(
+    playbook: Playbook,
+    domains: Sequence[str],
+    passwords: Mapping[str, str],
+    *,
+    force: bool,
+    on_report: ReportSink | None = None,
+) -> HostWork:
+    """ROLLBACK on each host, from the ORIGINAL snapshot the journal kept.
+
+    What raorch wrote is derived from that snapshot and the playbook (``run_host``'s default),
+    not read from the journal's ``applied`` record: a controller killed in the middle of an
+    apply never recorded the writes it had already made, but the snapshot was committed first.
+    """
+
+    def work(target: Target, ctx: WorkContext) -> WorkResult:
+        if ctx.original_snapshot is None:
+            raise LookupError(f"no snapshot of {target.name} in the journal")
+        report = run_host(
+            target,
+            passwords[target.name],
+            playbook,
+            domains,
+            HostMode.ROLLBACK,
+            original_snapshot=Snapshot.from_json(ctx.original_snapshot),
+            force=force,
+            cancel=ctx.cancel,
+        )
+        if on_report is not None:
+            on_report(report)
+        return WorkResult(report.outcome, report.reason, report.writes)
+
+    return work
