@@ -290,3 +290,19 @@ def test_changes_are_value_changes_with_before_and_after() -> None:
     report, _ = go(w10_host(), HostMode.PLAN)
     first = report.changes[0]
     assert isinstance(first, ValueChange) and first.before is None and first.after is not None
+
+
+def test_failed_restore_says_the_host_may_be_half_configured() -> None:
+    host = w10_host()
+    count = {"n": 0}
+
+    def fault(op: Operation) -> ErrorKind | None:
+        count["n"] += 1
+        return ErrorKind.ACCESS_DENIED if count["n"] >= 3 else None  # restore fails too
+
+    host.fault = fault
+    report, session = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert report.reason.stage is Stage.APPLY
+    assert "half-configured" in report.reason.message and report.restored == ()
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]

@@ -26,7 +26,7 @@ from typing import Protocol
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
 from raorch.models.playbook import Playbook
-from raorch.models.remote import WRITE_OPERATIONS, Facts, GetFacts, Operation, OpResult
+from raorch.models.remote import Facts, GetFacts, Operation, OpResult
 from raorch.planning.plan import (
     Change,
     Difference,
@@ -373,11 +373,12 @@ class _HostFlow:
                 f"restoring the snapshot failed too ({error}): the host may be half-configured; "
                 "run `raorch rollback` for it"
             )
-        bad = next((r for r in results if not r.ok), None)
+        bad = next((i for i, r in enumerate(results) if not r.ok), None)
         if bad is not None:
             return (), (
-                f"restoring the snapshot failed too ({_op_text(bad.operation)}: {_error(bad)}): "
-                "the host may be half-configured; run `raorch rollback` for it"
+                f"restoring the snapshot failed too ({restore.changes[bad].describe()}: "
+                f"{_error(results[bad])}): the host may be half-configured; run `raorch "
+                "rollback` for it"
             )
         return restore.changes, (
             f"the host was restored from its snapshot ({len(restore.changes)} write(s) undone)"
@@ -462,7 +463,3 @@ class _HostFlow:
 def _error(result: OpResult) -> str:
     kind = result.error_kind.value if result.error_kind else "Failed"
     return f"{kind}: {result.error}" if result.error else kind
-
-
-def _op_text(op: Operation) -> str:
-    return type(op).__name__ if not isinstance(op, WRITE_OPERATIONS) else repr(op)
