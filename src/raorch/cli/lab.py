@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from raorch.cli.errors import RaorchGroup
 from raorch.lab.api import run_foreground
 from raorch.lab.directory import DirectoryError, load_accounts
 from raorch.lab.faults import FaultsError
@@ -35,7 +36,7 @@ from raorch.models.errors import RaorchError
 DEFAULT_STATE_DIR = Path(".raorch") / "lab"
 
 
-@click.group()
+@click.group(cls=RaorchGroup)
 def lab() -> None:
     """An emulated Windows fleet on 127.0.0.1 that speaks real WinRM / PowerShell remoting."""
 

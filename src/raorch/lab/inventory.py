@@ -95,8 +95,12 @@ def build_inventory(spec: InventorySpec, inventory_path: Path) -> dict[str, Any]
             "on_gate_failure": "halt",
         },
     ]
-    if not data["waves"][1]["hosts"]:
-        del data["waves"][1]
+    # The loader refuses empty waves: keep only those that get hosts.
+    data["waves"] = [
+        w
+        for w, size in zip(data["waves"], (canary, pilot, len(names) - canary - pilot), strict=True)
+        if size > 0
+    ]
     return data
 
 
