@@ -276,3 +276,14 @@ def test_settings_refused_before_any_connection() -> None:
 def test_run_needs_an_open_session() -> None:
     with pytest.raises(RuntimeError, match="open session"):
         HostSession(target(), PASSWORD).run([], Stage.SNAPSHOT)
+
+
+def test_a_session_refuses_a_second_thread() -> None:
+    # Two threads on one WSMan break NTLM (winrm-notes.md); the session says so instead.
+    session = HostSession(target(), PASSWORD)
+    session._busy.acquire()  # another thread is inside the session
+    try:
+        with pytest.raises(RuntimeError, match="two threads"):
+            session.run([], Stage.SNAPSHOT)
+    finally:
+        session._busy.release()

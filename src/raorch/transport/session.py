@@ -160,7 +160,9 @@ class HostSession:
                 return []
             step = f"running {len(operations)} operations ({_summary(operations)})"
             ps = PowerShell(pool)
-            ps.add_script(batch_script())
+            # Local scope: the batch's functions and variables stay in this pipeline instead
+            # of lingering in the pool's global scope for the next one.
+            ps.add_script(batch_script(), use_local_scope=True)
             ps.add_parameter("Operations", [to_wire(op) for op in operations])
             try:
                 output = ps.invoke()
