@@ -9,17 +9,28 @@
   ``lab_client.wsman(handle, host, **overrides)`` -> ``pypsrp.wsman.WSMan``;
   ``lab_client.run_batch(handle, host, operations, script=BATCH_SCRIPT)`` -> ``BatchRun``
   (``outputs``: list of dicts, ``had_errors``, ``state``, ``errors``: error strings).
+- ``raorch_cli(handle)`` -> ``RaorchCli``: the real ``raorch`` command (``run``, ``start``) with
+  ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
+  reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
+  ``conftest``): ``lab_inventory`` (the lab's inventory with other waves), ``touchable``,
+  ``expected_refused``, ``playbook_problems``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
@@ -93,3 +104,226 @@ class LabClient:
 @pytest.fixture(scope="session")
 def lab_client() -> LabClient:
     return LabClient()
+
+
+# ---------------------------------------------------------------- raorch rollout against a lab
+# (issue 5) The real command runs in a subprocess with RAORCH_HOME in the test's tmp_path; its
+# journal is read with plain sqlite3 (SELECT only), the lab's hosts through its state API.
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK_FILE = REPO / "playbooks" / "offer-remote-assistance.yaml"
+# What the repository's playbook sets (playbooks/offer-remote-assistance.yaml).
+PLAYBOOK_HELPERS = ("CORP\\RA-Helpers", "CORP\\jdoe")
+CLI_WAIT = 300.0  # a bound so that a hung command fails the test instead of hanging CI
+
+TS_KEY = "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services"
+RAU_KEY = TS_KEY + "\\RAUnsolicit"
+RA_MACHINE_KEY = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Remote Assistance"
+OLE_KEY = "HKLM\\SOFTWARE\\Microsoft\\Ole"
+FW_POLICY_KEY = "HKLM\\SOFTWARE\\Policies\\Microsoft\\WindowsFirewall"
+ADMINISTRATORS = "S-1-5-32-544"
+RA_RULE_GROUP = "@FirewallAPI.dll,-33002"
+LEGACY_PROFILES = frozenset({"xp-pro", "xp-home", "server2003"})
+# Lab profiles the pre-flight checks must refuse (Home SKUs, outside the domain).
+REFUSED_PROFILES = frozenset({"xp-home", "win10-home", "win10-workgroup"})
+
+
+def lab_inventory(lab: LabHandle, path: Path, waves: list[dict[str, Any]]) -> Path:
+    """The lab's own inventory (connections, credentials) with these waves instead of its own,
+    the repository's playbook, and only the hosts the waves name (all with a ``rest`` wave)."""
+    data = yaml.safe_load(lab.inventory_path.read_text(encoding="utf-8"))
+    if not any(w.get("rest") for w in waves):
+        named = {h for w in waves for h in w.get("hosts", [])}
+        data["hosts"] = {h: v for h, v in data["hosts"].items() if h in named}
+    data["playbook"] = str(PLAYBOOK_FILE)
+    data["waves"] = waves
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class JournalFile:
+    """Read-only look at a journal (``$RAORCH_HOME/state.db``), a new connection per query so
+    that nothing is held open while a command writes (WAL: readers never block it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(sql, args).fetchall()]
+        finally:
+            db.close()
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def rollout_ids(self) -> list[str]:
+        return [r["id"] for r in self.query("SELECT id FROM rollouts ORDER BY created_at, rowid")]
+
+    def hosts(self, wave: str | None = None) -> dict[str, dict[str, Any]]:
+        sql = "SELECT * FROM hosts" + (" WHERE wave = ?" if wave else "") + " ORDER BY rowid"
+        return {r["host"]: r for r in self.query(sql, *([wave] if wave else []))}
+
+    def outcome_counts(self, wave: str) -> dict[str, int]:
+        rows = self.query(
+            "SELECT outcome, COUNT(*) AS n FROM hosts WHERE wave = ? AND outcome IS NOT NULL "
+            "GROUP BY outcome",
+            wave,
+        )
+        return {r["outcome"]: r["n"] for r in rows}
+
+    def waves(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in self.query("SELECT * FROM waves ORDER BY rowid")}
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM runs ORDER BY seq")
+
+    def snapshots(self) -> dict[str, tuple[float, str]]:
+        """host -> (taken_at, data)."""
+        return {
+            r["host"]: (r["taken_at"], r["data"])
+            for r in self.query("SELECT host, taken_at, data FROM snapshots")
+        }
+
+
+class RaorchCli:
+    """The real ``raorch`` command for one lab and one state directory."""
+
+    def __init__(self, lab: LabHandle, home: Path, procs: list[subprocess.Popen[str]]) -> None:
+        self.lab = lab
+        self.home = home
+        self._procs = procs
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NO_COLOR", "COLUMNS", "LINES", "RAORCH_HOME")
+        }
+        env.update(RAORCH_HOME=str(self.home), RAORCH_LAB_PASSWORD=self.lab.password)
+        return env
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "raorch", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_WAIT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Started in the background, stdout a pipe (line by line), stderr into a file; killed
+        at the test's end if still running."""
+        err = (self.home.parent / f"stderr-{len(self._procs)}.txt").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raorch", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        err.close()
+        self._procs.append(proc)
+        return proc
+
+    @property
+    def journal(self) -> JournalFile:
+        return JournalFile(self.home / "state.db")
+
+
+@pytest.fixture
+def raorch_cli(tmp_path: Path) -> Iterator[Callable[[LabHandle], RaorchCli]]:
+    """``raorch_cli(lab)`` -> ``RaorchCli`` with ``RAORCH_HOME`` under ``tmp_path``; every
+    process it started is killed at the end, also when the test failed."""
+    procs: list[subprocess.Popen[str]] = []
+    count = 0
+
+    def make(lab: LabHandle) -> RaorchCli:
+        nonlocal count
+        count += 1
+        home = tmp_path / f"raorch-{count}" / "home"
+        home.parent.mkdir(parents=True)
+        return RaorchCli(lab, home, procs)
+
+    yield make
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def lab_registry(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k.casefold(): v for k, v in state["registry"].items()}
+
+
+def lab_values(state: dict[str, Any], key: str) -> dict[str, Any]:
+    return lab_registry(state).get(key.casefold(), {})
+
+
+def touchable(state: dict[str, Any]) -> dict[str, Any]:
+    """What raorch may change on a lab host, to compare before/after (empty keys ignored: a
+    restore may leave a key it created, empty, as Windows' own tools do)."""
+    return {
+        "registry": {k: v for k, v in lab_registry(state).items() if v},
+        "groups": {
+            sid: sorted(m["sid"] for m in g["members"]) for sid, g in state["groups"].items()
+        },
+        "rules": {n: r["enabled"] for n, r in (state["firewall_rules"] or {}).items()},
+    }
+
+
+def expected_refused(state: dict[str, Any]) -> bool:
+    """Whether the pre-flight must refuse this lab host under the repository's playbook:
+    a Home or workgroup profile, or Solicited RA turned off on the machine (the lab never sets
+    the policy value, so the machine value decides; docs/planning.md)."""
+    machine = lab_values(state, RA_MACHINE_KEY).get("fAllowToGetHelp")
+    solicited_off = machine == {"type": "REG_DWORD", "data": 0}
+    return state["profile"] in REFUSED_PROFILES or solicited_off
+
+
+def playbook_problems(state: dict[str, Any]) -> list[str]:
+    """Where a lab host differs from what the repository's playbook sets (empty: compliant)."""
+    problems: list[str] = []
+
+    def want(key: str, name: str, kind: str, data: Any) -> None:
+        found = lab_values(state, key).get(name)
+        if found != {"type": kind, "data": data}:
+            problems.append(f"{key}\\{name}: {found} (want {kind} {data!r})")
+
+    want(TS_KEY, "fAllowUnsolicited", "REG_DWORD", 1)
+    want(TS_KEY, "fAllowUnsolicitedFullControl", "REG_DWORD", 1)  # view_and_control
+    want(OLE_KEY, "EnableDCOM", "REG_SZ", "Y")
+    helpers = {n.casefold() for n in lab_values(state, RAU_KEY)}
+    for helper in PLAYBOOK_HELPERS:
+        if helper.casefold() not in helpers:
+            problems.append(f"{RAU_KEY}: helper {helper} missing ({sorted(helpers)})")
+    admins = {m["name"].casefold() for m in state["groups"][ADMINISTRATORS]["members"]}
+    if state["profile"] in LEGACY_PROFILES:
+        # add_helpers: legacy_only; the KB's port and program exceptions in both profiles.
+        for helper in PLAYBOOK_HELPERS:
+            if helper.casefold() not in admins:
+                problems.append(f"Administrators: {helper} missing")
+        for profile in ("DomainProfile", "StandardProfile"):
+            ports = lab_values(state, f"{FW_POLICY_KEY}\\{profile}\\GloballyOpenPorts\\List")
+            apps = lab_values(state, f"{FW_POLICY_KEY}\\{profile}\\AuthorizedApplications\\List")
+            if "135:TCP" not in ports:
+                problems.append(f"{profile}: port 135:TCP missing")
+            if len([a for a in apps if "HelpCtr" in a or "Sessmgr" in a]) != 3:
+                problems.append(f"{profile}: RA programs missing ({sorted(apps)})")
+    else:
+        for helper in PLAYBOOK_HELPERS:
+            if helper.casefold() in admins:
+                problems.append(f"Administrators: {helper} added on a modern host")
+        for name, rule in (state["firewall_rules"] or {}).items():
+            if rule["group"] == RA_RULE_GROUP and rule["profile_mask"] & 1 and not rule["enabled"]:
+                problems.append(f"firewall rule {name} (Domain) not enabled")
+    return problems

@@ -359,15 +359,17 @@ class _Context:
         if reg_key is None:
             return {"Key": key, "Exists": False, "Values": []}
         if names is None:
-            chosen = list(reg_key.values.values())
+            chosen = [(v.name, v) for v in reg_key.values.values()]
         else:
-            chosen = [v for n in names if (v := reg_key.values.get(n.upper())) is not None]
+            # ReadValues reports each value under the name asked for, as raorch's batch script
+            # does (remote-operations.md, transport notes); ListKey under the stored name.
+            chosen = [(n, v) for n in names if (v := reg_key.values.get(n.upper())) is not None]
         return {
             "Key": reg_key.path,
             "Exists": True,
             "Values": [
-                {"Name": v.name, "Type": v.kind.value, "Data": wire_data(v.kind, v.data)}
-                for v in chosen
+                {"Name": name, "Type": v.kind.value, "Data": wire_data(v.kind, v.data)}
+                for name, v in chosen
             ],
         }
 
