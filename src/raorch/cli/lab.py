@@ -30,7 +30,7 @@ from raorch.lab.profiles import (
     parse_mix,
 )
 from raorch.lab.server import LabConfig, LabServer
-from raorch.lab.state import PASSWORD_ENV, host_file, lab_password, marker_file, read_json
+from raorch.lab.state import host_file, lab_password, marker_file, read_json
 from raorch.models.errors import RaorchError
 
 DEFAULT_STATE_DIR = Path(".raorch") / "lab"
@@ -176,8 +176,6 @@ def up(
         click.echo(f"  login       {user}, password from {password_ref}")
         click.echo(f"  faults      {server.faults_path} (re-read when it changes)")
         click.echo(f"  state       {state_dir} (raorch lab state HOST --state-dir {state_dir})")
-        if password_ref.startswith("file:"):
-            click.echo(f"  try: export {PASSWORD_ENV}=$(cat {state_dir / 'password'})")
         click.echo(f"  try: raorch validate -i {inventory_out}")
         click.echo("Ctrl-C stops the lab.")
         sys.stdout.flush()
