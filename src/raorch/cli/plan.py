@@ -12,7 +12,6 @@ could not be planned (unreachable, a read failed), since the plan is then incomp
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 
 import click
 
+from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.engine.host import HostMode, HostReport, run_host
 from raorch.models.errors import ExitCode, InputError, Location, Problem
@@ -27,15 +27,10 @@ from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
-from raorch.models.secrets import SecretResolver
 from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
 from raorch.planning.selection import select_hosts, unmatched_patterns
 
 DEFAULT_CONCURRENCY = 32
-
-
-def _prompt(username: str) -> str:
-    return str(click.prompt(f"Password for {username}", hide_input=True, err=True))
 
 
 def choose_targets(
@@ -77,14 +72,16 @@ def plan_hosts(
     playbook: Playbook,
     domains: Sequence[str],
     concurrency: int,
+    mode: HostMode = HostMode.PLAN,
 ) -> list[HostReport]:
-    """One read-only session per host, ``concurrency`` at a time; reports in target order."""
+    """One read-only session per host (PLAN or VERIFY), ``concurrency`` at a time; reports in
+    target order."""
     if not targets:
         return []
     with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
         return list(
             pool.map(
-                lambda t: run_host(t, passwords[t.name], playbook, domains, HostMode.PLAN),
+                lambda t: run_host(t, passwords[t.name], playbook, domains, mode),
                 targets,
             )
         )
@@ -243,8 +240,8 @@ def plan(
     inventory = load_inventory(inventory_path)
     playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
     targets = choose_targets(inventory, wave, limit)
-    resolver = SecretResolver(prompt=_prompt if sys.stdin.isatty() else None)
-    passwords = {t.name: resolver.password(t.credentials) for t in targets}
+    secrets = resolver()
+    passwords = {t.name: secrets.password(t.credentials) for t in targets}
     reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
     if as_json:
         document = {

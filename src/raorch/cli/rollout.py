@@ -2,64 +2,48 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from raorch.cli.dashboard import live_output, should_use_dashboard
+from raorch.cli.credentials import resolver
+from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.plain import print_summary
-from raorch.cli.view import RolloutView
+from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.journal import Journal
-from raorch.engine.log import RolloutLog, log_path
+from raorch.engine.rollback import RollbackResult
 from raorch.engine.rollout import DEFAULT_CONCURRENCY, Rollout, RunOptions, WaveResult
-from raorch.engine.work import rollout_work
+from raorch.engine.work import rollback_work, rollout_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem
-from raorch.models.events import Event
-from raorch.models.inventory import ResolvedInventory, Target
+from raorch.models.events import Subscriber
+from raorch.models.inventory import ResolvedInventory, WaveSpec
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome, WaveState
-from raorch.models.secrets import SecretResolver
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    inventory: ResolvedInventory
-    playbook_path: Path
-    passwords: dict[str, str]  # by host name; never printed
+def wave_spec(inventory: ResolvedInventory, wave: str) -> WaveSpec:
+    spec = inventory.wave(wave)
+    if spec is None:
+        raise InputError(
+            [
+                Problem(
+                    Location(inventory.path, path="waves"),
+                    f"there is no wave named {wave!r}",
+                    "the inventory's waves are: " + ", ".join(w.name for w in inventory.waves),
+                )
+            ]
+        )
+    return spec
 
 
-def prompt_password(username: str) -> str:
-    return str(click.prompt(f"Password for {username}", hide_input=True, err=True))
-
-
-def prepare(inventory_path: str, playbook_opt: str | None, hosts: list[str] | None) -> Prepared:
-    """Load and check everything before any host is touched; passwords resolved once per
-    account (``prompt`` asks once, not once per host)."""
-    inventory = load_inventory(inventory_path)
-    playbook_path = resolve_playbook_path(inventory, playbook_opt)
-    resolver = SecretResolver(prompt=prompt_password if sys.stdin.isatty() else None)
-    names = hosts if hosts is not None else list(inventory.targets)
-    passwords = {h: resolver.password(inventory.targets[h].credentials) for h in names}
-    return Prepared(inventory, playbook_path, passwords)
-
-
-def insecure_warnings(targets: list[Target]) -> list[str]:
-    """Basic over plain HTTP and unvalidated HTTPS only with `insecure: true`: warn every run."""
-    insecure = [t.name for t in targets if t.connection.insecure]
-    if not insecure:
-        return []
-    sample = ", ".join(insecure[:5]) + (" ..." if len(insecure) > 5 else "")
-    return [
-        f"warning: {len(insecure)} host(s) use an insecure connection (insecure: true): {sample}."
-        " Credentials or traffic may be exposed; use https with certificate validation."
-    ]
+def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> dict[str, str]:
+    """Resolved before any host is touched, once per account (``prompt`` asks once)."""
+    secrets = resolver()
+    return {h: secrets.password(inventory.targets[h].credentials) for h in hosts}
 
 
 def exit_code_for(result: WaveResult) -> ExitCode:
@@ -70,6 +54,11 @@ def exit_code_for(result: WaveResult) -> ExitCode:
     if result.counts.get(Outcome.FAILED):
         return ExitCode.HOSTS_FAILED
     return ExitCode.OK
+
+
+def rollback_line(result: RollbackResult) -> str:
+    counts = ", ".join(f"{n} {o.value}" for o, n in sorted(result.counts.items())) or "nothing"
+    return f"gate failed; on_gate_failure: rollback restored the wave's hosts: {counts}"
 
 
 def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
@@ -91,6 +80,13 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
             },
             "ran": result.ran,
             "failed_hosts": list(result.failed_hosts),
+            "rollback": None
+            if result.rollback is None
+            else {
+                "counts": {o.value: n for o, n in sorted(result.rollback.counts.items())},
+                "conflict_hosts": list(result.rollback.conflict_hosts),
+                "failed_hosts": list(result.rollback.failed_hosts),
+            },
             "journal": str(journal.path),
             "log": str(log),
             "exit_code": int(exit_code_for(result)),
@@ -114,79 +110,41 @@ def run_rollout(
 ) -> ExitCode:
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
-    spec = inventory.wave(wave)
-    if spec is None:
-        raise InputError(
-            [
-                Problem(
-                    Location(inventory.path, path="waves"),
-                    f"there is no wave named {wave!r}",
-                    "the inventory's waves are: " + ", ".join(w.name for w in inventory.waves),
-                )
-            ]
-        )
-    prepared = prepare(inventory_path, playbook_opt, list(spec.hosts))
     playbook = load_playbook(playbook_path)
-    err = Console(stderr=True)
-    for line in insecure_warnings([inventory.targets[h] for h in spec.hosts]):
-        err.print(line, style="yellow", markup=False, highlight=False)
+    spec = wave_spec(inventory, wave)
+    passwords = passwords_for(inventory, spec.hosts)
+    warn(insecure_warnings([inventory.targets[h] for h in spec.hosts]))
 
     journal = Journal.open_default()
-    work = rollout_work(playbook, inventory.domains, prepared.passwords)
-    rollout = Rollout(journal, inventory, playbook_path, work)
-    log = RolloutLog(log_path(rollout.id, journal.path.parent))
-    options = RunOptions(
-        wave=wave, limit=limit, force=force, concurrency=concurrency, deadline=deadline
+    rollout = Rollout(
+        journal, inventory, playbook_path, rollout_work(playbook, inventory.domains, passwords)
+    )
+    terminal = Terminal(
+        journal, rollout.id, rollout.stop, console, dashboard=dashboard, as_json=as_json
     )
 
-    view = RolloutView.from_journal(journal, rollout.id)
-
-    def journal_sub(event: Event) -> None:
-        journal.record(event)
-
-    def log_sub(event: Event) -> None:
-        log(event)
-
-    async def main() -> WaveResult:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-
-        def on_sigint() -> None:
-            if rollout.stop.requested and task is not None:
-                task.cancel()  # second press: abort
-                return
-            rollout.stop.press()
-            err.print(
-                "stopping: no new host starts; hosts in flight finish. Ctrl-C again to abort.",
-                style="yellow",
+    def engine(subscribers: list[Subscriber]) -> Awaitable[WaveResult]:
+        return rollout.run_wave(
+            RunOptions(
+                wave=wave,
+                limit=limit,
+                force=force,
+                concurrency=concurrency,
+                deadline=deadline,
+                subscribers=subscribers,
+                # on_gate_failure: rollback undoes the halted wave's changes in the same run.
+                rollback_work=rollback_work(playbook, inventory.domains, passwords, force=False),
             )
+        )
 
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        try:
-            # With --json, stdout carries only the JSON summary: host lines go to stderr.
-            lines = Console(stderr=True) if as_json else console
-            with live_output(lines, view, dashboard) as view_sub:
-                options.subscribers = [journal_sub, log_sub, view_sub]
-                return await rollout.run_wave(options)
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-
-    try:
-        result = asyncio.run(main())
-    except asyncio.CancelledError:
-        err.print(f"aborted; the journal keeps every finished host: {journal.path}")
-        log.close()
-        journal.close()
-        sys.stdout.flush()
-        # Worker threads may be blocked in pypsrp I/O; do not wait for them on abort.
-        os._exit(int(ExitCode.INTERRUPTED))
-    log.close()
+    result = terminal.run(engine)
     if as_json:
-        click.echo(summary_json(result, journal, log.path))
+        click.echo(summary_json(result, journal, terminal.log.path))
     else:
-        print_summary(console, view)
-        console.print(f"journal: {journal.path}", highlight=False, soft_wrap=True)
-        console.print(f"log:     {log.path}", highlight=False, soft_wrap=True)
+        print_summary(console, terminal.view)
+        if result.rollback is not None:
+            console.print(rollback_line(result.rollback), highlight=False, soft_wrap=True)
+        terminal.print_where()
     journal.close()
     return exit_code_for(result)
 

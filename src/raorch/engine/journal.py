@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
     campaign TEXT NOT NULL,          -- hash of inventory + playbook content
     inventory TEXT NOT NULL,
     playbook TEXT NOT NULL,
+    playbook_sha TEXT NOT NULL DEFAULT '',  -- the playbook's content, for rollback's check
     waves TEXT NOT NULL,             -- JSON list of wave names, inventory order
     created_at REAL NOT NULL,
     closed_at REAL                   -- set when the rollout was rolled back entirely
@@ -100,6 +101,16 @@ CREATE TABLE IF NOT EXISTS timeline (
     at REAL NOT NULL,
     duration REAL
 );
+CREATE TABLE IF NOT EXISTS rollbacks (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    outcome TEXT NOT NULL,           -- rolled_back | conflict | failed
+    stage TEXT,
+    reason TEXT,
+    details TEXT,                    -- JSON list: a conflict's differences
+    at REAL NOT NULL,
+    PRIMARY KEY (rollout_id, host)
+);
 CREATE INDEX IF NOT EXISTS timeline_host ON timeline (rollout_id, host);
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -143,6 +154,7 @@ class RolloutRow:
     waves: tuple[str, ...]
     created_at: float
     closed_at: float | None
+    playbook_sha: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +256,12 @@ class Journal:
     # ------------------------------------------------------------ rollouts
 
     def open_rollout(
-        self, campaign: str, inventory: str, playbook: str, waves: tuple[str, ...]
+        self,
+        campaign: str,
+        inventory: str,
+        playbook: str,
+        waves: tuple[str, ...],
+        playbook_sha: str = "",
     ) -> RolloutRow:
         """The open rollout of this campaign, or a new one."""
         with self._tx() as db:
@@ -259,9 +276,17 @@ class Journal:
                 n = db.execute("SELECT COUNT(*) FROM rollouts").fetchone()[0]
                 rollout_id = f"{stamp}-{campaign[:8]}-{n + 1}"
                 db.execute(
-                    "INSERT INTO rollouts (id, campaign, inventory, playbook, waves, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (rollout_id, campaign, inventory, playbook, json.dumps(list(waves)), now),
+                    "INSERT INTO rollouts (id, campaign, inventory, playbook, playbook_sha, "
+                    "waves, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rollout_id,
+                        campaign,
+                        inventory,
+                        playbook,
+                        playbook_sha,
+                        json.dumps(list(waves)),
+                        now,
+                    ),
                 )
                 for name in waves:
                     db.execute(
@@ -281,7 +306,8 @@ class Journal:
     def rollout(self, rollout_id: str) -> RolloutRow | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at "
+                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
+                "playbook_sha "
                 "FROM rollouts WHERE id = ?",
                 (rollout_id,),
             ).fetchone()
@@ -290,7 +316,8 @@ class Journal:
     def rollouts(self) -> list[RolloutRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at "
+                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
+                "playbook_sha "
                 "FROM rollouts ORDER BY created_at, rowid"
             ).fetchall()
         return [_rollout_row(r) for r in rows]
@@ -387,6 +414,41 @@ class Journal:
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def snapshot_hosts(self, rollout_id: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host FROM snapshots WHERE rollout_id = ?", (rollout_id,)
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def rolled_back(self, rollout_id: str) -> set[str]:
+        """Hosts whose last rollback in this rollout restored them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host FROM rollbacks WHERE rollout_id = ? AND outcome = ?",
+                (rollout_id, Outcome.ROLLED_BACK.value),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def rollback_outcomes(self, rollout_id: str) -> dict[str, Outcome]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, outcome FROM rollbacks WHERE rollout_id = ?", (rollout_id,)
+            ).fetchall()
+        return {str(r[0]): Outcome(r[1]) for r in rows}
+
+    def rollback_details(self, rollout_id: str, hosts: Iterable[str]) -> dict[str, list[str]]:
+        """The recorded differences of hosts' last rollback (conflicts), by host."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for host in hosts:
+                row = self._db.execute(
+                    "SELECT details FROM rollbacks WHERE rollout_id = ? AND host = ?",
+                    (rollout_id, host),
+                ).fetchone()
+                out[host] = json.loads(row[0]) if row and row[0] else []
+        return out
+
     def save_applied(self, rollout_id: str, host: str, data: str) -> None:
         """What raorch changed on a host (a resumed run merges into the first record)."""
         with self._tx() as db:
@@ -431,14 +493,14 @@ class Journal:
                 "FROM runs WHERE rollout_id = ? ORDER BY seq",
                 (rollout_id,),
             ).fetchall()
-        return [
-            RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6])) for r in rows
-        ]
+        return [RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6])) for r in rows]
 
     # ------------------------------------------------------------ the event subscriber
 
-    def record(self, event: Event, kind: RunKind = RunKind.ROLLOUT) -> None:
-        """Subscriber: make an engine event durable."""
+    def record(self, event: Event) -> None:
+        """Subscriber: make an engine event durable. Rollout events update the rollout's
+        waves and hosts; rollback events the ``rollbacks`` table; both the timeline."""
+        kind = getattr(event, "kind", RunKind.ROLLOUT)
         with self._tx() as db:
             match event:
                 case RolloutStarted():
@@ -469,6 +531,24 @@ class Journal:
                         (event.rollout_id, event.host, event.wave, event.at),
                     )
                 case HostFinished():
+                    if kind is RunKind.ROLLBACK:
+                        db.execute(
+                            "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, "
+                            "details, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (rollout_id, host) DO UPDATE SET "
+                            "outcome = excluded.outcome, stage = excluded.stage, "
+                            "reason = excluded.reason, details = excluded.details, "
+                            "at = excluded.at",
+                            (
+                                event.rollout_id,
+                                event.host,
+                                event.outcome.value,
+                                None if event.reason is None else event.reason.stage.value,
+                                None if event.reason is None else event.reason.message,
+                                json.dumps(list(event.details)),
+                                event.at,
+                            ),
+                        )
                     if kind is RunKind.ROLLOUT:
                         db.execute(
                             "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
@@ -536,4 +616,5 @@ def _rollout_row(r: tuple[object, ...]) -> RolloutRow:
         tuple(waves),
         float(str(r[5])),
         None if r[6] is None else float(str(r[6])),
+        str(r[7] or ""),
     )

@@ -13,25 +13,32 @@ handed back to them is the ORIGINAL one the journal kept).
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncio_pool import AioPool
 
 from raorch.engine.journal import Journal, RolloutRow
+from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
+from raorch.engine.runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    HostRunner,
+    HostWork,
+    Stop,
+    WorkContext,
+    WorkResult,
+    fanout,
+)
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
     GateEvaluated,
-    HostFinished,
-    HostStarted,
     RolloutFinished,
     RolloutStarted,
     RunKind,
@@ -39,33 +46,24 @@ from raorch.models.events import (
     WaveFinished,
     WaveStarted,
 )
-from raorch.models.inventory import ResolvedInventory, Target, WaveSpec
-from raorch.models.outcomes import Outcome, Reason, Stage, WaveState
+from raorch.models.inventory import GateAction, ResolvedInventory, Target, WaveSpec
+from raorch.models.outcomes import Outcome, WaveState
 from raorch.planning import waves as wave_math
+from raorch.planning.selection import select_hosts, unmatched_patterns
 
-DEFAULT_CONCURRENCY = 32  # Invoke-Command's default ThrottleLimit
 FAILED_SELECTOR = "@failed"
 
-
-@dataclass(frozen=True, slots=True)
-class WorkContext:
-    """What the engine hands a host's work, in its worker thread."""
-
-    rollout_id: str
-    on_snapshot: Callable[[str], None]  # commit the snapshot (JSON) before the first write
-    original_snapshot: str | None  # kept from an earlier, interrupted attempt
-    cancel: threading.Event  # set when the host's deadline passed or the run was aborted
-
-
-@dataclass(frozen=True, slots=True)
-class WorkResult:
-    outcome: Outcome
-    reason: Reason | None = None
-    changes: int = 0
-    applied: str | None = None  # the changes made, JSON, kept for rollback
-
-
-HostWork = Callable[[Target, WorkContext], WorkResult]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "FAILED_SELECTOR",
+    "HostWork",
+    "Rollout",
+    "RunOptions",
+    "WaveResult",
+    "WorkContext",
+    "WorkResult",
+    "campaign_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +76,7 @@ class WaveResult:
     ran: int  # hosts this run took on
     failed_hosts: tuple[str, ...]
     changed_hosts: tuple[str, ...]
+    rollback: RollbackResult | None = None  # on_gate_failure: rollback
 
 
 @dataclass(slots=True)
@@ -88,9 +87,8 @@ class RunOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     deadline: float | None = None  # per host, seconds; None = the wave's or a default
     subscribers: list[Subscriber] = field(default_factory=list)
-
-
-DEFAULT_DEADLINE = 300.0
+    # What `on_gate_failure: rollback` runs on the wave's changed hosts; None = halt only.
+    rollback_work: HostWork | None = None
 
 
 def campaign_key(inventory: Path, playbook: Path) -> str:
@@ -102,24 +100,26 @@ def campaign_key(inventory: Path, playbook: Path) -> str:
     return digest.hexdigest()
 
 
-def matches(host: str, pattern: str | None) -> bool:
-    """``--limit``: comma-separated fnmatch patterns on host names (``ws-01*,srv-*``)."""
-    if not pattern:
-        return True
-    return any(fnmatch.fnmatchcase(host, p.strip()) for p in pattern.split(",") if p.strip())
+def content_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class Stop:
-    """Ctrl-C: the first press stops starting hosts; the second aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.aborted = False
-
-    def press(self) -> None:
-        if self.requested:
-            self.aborted = True
-        self.requested = True
+def check_limit(inventory: ResolvedInventory, hosts: Sequence[str], limit: str | None) -> None:
+    """A ``--limit`` pattern that selects no host of the run is almost always a typo."""
+    if limit is None or limit == FAILED_SELECTOR:
+        return
+    missing = unmatched_patterns(hosts, limit)
+    if missing:
+        raise InputError(
+            [
+                Problem(
+                    Location("--limit"),
+                    f"pattern(s) {', '.join(missing)} match no host of this run",
+                    "patterns are comma-separated fnmatch patterns on host names "
+                    "(e.g. 'ws-01*,srv-?'), or @failed",
+                )
+            ]
+        )
 
 
 class Rollout:
@@ -141,6 +141,7 @@ class Rollout:
             inventory.path,
             str(playbook_path),
             tuple(w.name for w in inventory.waves),
+            content_sha(playbook_path),
         )
         self.stop = Stop()
 
@@ -188,10 +189,9 @@ class Rollout:
             failed = [h for h in spec.hosts if h in rows and rows[h].outcome is Outcome.FAILED]
             self.journal.reset_hosts(self.id, failed)
             return failed
+        check_limit(self.inventory, spec.hosts, limit)
         todo = []
-        for host in spec.hosts:
-            if not matches(host, limit):
-                continue
+        for host in select_hosts(spec.hosts, limit):
             row = rows.get(host)
             if row is not None and row.outcome is not None:
                 continue  # a final outcome: never touched again
@@ -206,7 +206,7 @@ class Rollout:
         if options.force:
             self.journal.mark_forced(self.id, spec.name)
         todo = self.hosts_to_run(spec, options.limit)
-        emit = _fanout(options.subscribers)
+        emit = fanout(options.subscribers)
         emit(
             RolloutStarted(
                 self.id,
@@ -239,10 +239,6 @@ class Rollout:
         emit(WaveStarted(self.id, spec.name, len(todo), spec.max_fail_percentage, time.time()))
         deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE
         concurrency = max(1, options.concurrency)
-        # Sized to the concurrency, plus headroom for threads still unwinding after a host's
-        # deadline passed (pypsrp cannot be interrupted; its own timeouts end those threads).
-        executor = ThreadPoolExecutor(max_workers=concurrency * 2, thread_name_prefix="raorch-host")
-        loop = asyncio.get_running_loop()
         gate_lost = False
 
         def failed_count() -> int:
@@ -252,52 +248,33 @@ class Rollout:
                 if wave_math.counts_as_failed(o, spec.skipped_counts_as_failed)
             )
 
-        slot_freed = asyncio.Event()
-
-        async def one(target: Target) -> None:
-            try:
-                await host(target)
-            finally:
-                slot_freed.set()
-
-        async def host(target: Target) -> None:
-            cancel = threading.Event()
-            started = time.monotonic()
-            emit(HostStarted(self.id, spec.name, target.name, time.time()))
-            ctx = WorkContext(
+        def context(target: Target, cancel: threading.Event) -> WorkContext:
+            return WorkContext(
                 self.id,
                 lambda data: self.journal.save_snapshot(self.id, target.name, data),
                 self.journal.snapshot(self.id, target.name),
                 cancel,
             )
-            fut = loop.run_in_executor(executor, _guarded, self.work, target, ctx)
+
+        runner = HostRunner(
+            self.id,
+            spec.name,
+            self.work,
+            emit,
+            concurrency=concurrency,
+            deadline=deadline,
+            context=context,
+        )
+        slot_freed = asyncio.Event()
+
+        async def one(target: Target) -> None:
             try:
-                result = await asyncio.wait_for(fut, timeout=deadline)
-            except TimeoutError:
-                cancel.set()
-                result = WorkResult(
-                    Outcome.FAILED,
-                    Reason(
-                        Stage.DEADLINE,
-                        f"no result within the host deadline of {deadline:g} s"
-                        " (the host may hang; check WinRM on it)",
-                    ),
-                )
-            if result.applied is not None:
-                self.journal.save_applied(self.id, target.name, result.applied)
-            done[target.name] = result.outcome
-            emit(
-                HostFinished(
-                    self.id,
-                    spec.name,
-                    target.name,
-                    result.outcome,
-                    result.reason,
-                    time.monotonic() - started,
-                    time.time(),
-                    result.changes,
-                )
-            )
+                result = await runner.run(target)
+                if result.applied is not None:
+                    self.journal.save_applied(self.id, target.name, result.applied)
+                done[target.name] = result.outcome
+            finally:
+                slot_freed.set()
 
         batches = _batches(spec, todo)
         verdict: wave_math.GateVerdict | None = None
@@ -343,7 +320,7 @@ class Rollout:
                     if not verdict.held or self.stop.requested:
                         break
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            runner.__exit__(None, None, None)
 
         counts = Counter(done.values())
         if verdict is None:  # nothing to run: judge the wave on what the journal holds
@@ -358,6 +335,24 @@ class Rollout:
         else:
             state = WaveState.PARTIAL
         emit(WaveFinished(self.id, spec.name, state, dict(counts), time.time()))
+        rollback: RollbackResult | None = None
+        if (
+            state is WaveState.HALTED
+            and spec.on_gate_failure is GateAction.ROLLBACK
+            and options.rollback_work is not None
+        ):
+            # The wave's gate failed and the inventory asks to undo what it changed.
+            rollback = await Rollback(self.journal, self.row, self.inventory).run(
+                RollbackOptions(
+                    wave=spec.name,
+                    concurrency=concurrency,
+                    deadline=options.deadline,
+                    subscribers=options.subscribers,
+                    work=options.rollback_work,
+                    emit_rollout_events=False,
+                ),
+                stop=self.stop,
+            )
         return WaveResult(
             self.id,
             spec.name,
@@ -367,6 +362,7 @@ class Rollout:
             len(todo),
             tuple(h for h in spec.hosts if done.get(h) is Outcome.FAILED),
             tuple(h for h in spec.hosts if done.get(h) is Outcome.CHANGED),
+            rollback,
         )
 
 
@@ -376,22 +372,3 @@ def _batches(spec: WaveSpec, todo: Sequence[str]) -> list[list[str]]:
     sizes = wave_math.batch_sizes(len(spec.hosts), spec.batch)
     size = sizes[0] if sizes else 1
     return [list(todo[i : i + size]) for i in range(0, len(todo), size)]
-
-
-def _guarded(work: HostWork, target: Target, ctx: WorkContext) -> WorkResult:
-    """No exception escapes a host: a bug in a host's work is that host's failure."""
-    try:
-        return work(target, ctx)
-    except Exception as exc:  # the host boundary (nornir's rule)
-        return WorkResult(
-            Outcome.FAILED,
-            Reason(Stage.APPLY, f"internal error in raorch: {type(exc).__name__}: {exc}"),
-        )
-
-
-def _fanout(subscribers: Sequence[Subscriber]) -> Callable[[Event], None]:
-    def emit(event: Event) -> None:
-        for sub in subscribers:
-            sub(event)
-
-    return emit

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.engine.rollout import HostWork, WorkContext, WorkResult
+from raorch.engine.runner import HostWork, WorkContext, WorkResult
 from raorch.models.inventory import Target
 from raorch.models.playbook import Playbook
 from raorch.planning.plan import changes_to_json
@@ -80,6 +80,7 @@ def rollback_work(
         )
         if on_report is not None:
             on_report(report)
-        return WorkResult(report.outcome, report.reason, report.writes)
+        details = tuple(str(d) for d in report.differences)
+        return WorkResult(report.outcome, report.reason, report.writes, details=details)
 
     return work

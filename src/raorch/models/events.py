@@ -39,6 +39,7 @@ class WaveStarted:
     total_hosts: int  # hosts this run will take on (after --limit and resume)
     max_fail_percentage: float
     at: float
+    kind: RunKind = RunKind.ROLLOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class HostStarted:
     wave: str
     host: str
     at: float
+    kind: RunKind = RunKind.ROLLOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class HostFinished:
     duration: float  # seconds, monotonic
     at: float
     changes: int = 0  # writes made (rollout) or restored (rollback)
+    details: tuple[str, ...] = ()  # e.g. a rollback conflict's differences
+    kind: RunKind = RunKind.ROLLOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class WaveFinished:
     state: WaveState
     counts: dict[Outcome, int] = field(default_factory=dict)
     at: float = 0.0
+    kind: RunKind = RunKind.ROLLOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,138 @@
+"""`raorch verify`: read-only compliance of each host against the playbook.
+
+What a change board or an auditor asks for: per host ``compliant``, ``drifted`` (each differing
+value, expected vs found), ``refused`` (the pre-flight reason) or ``unreachable``. Nothing is
+written; no journal is needed.
+
+Exit codes (docs/exit-codes.md): 0 when every reachable, eligible host is compliant;
+5 (NOT_COMPLIANT) when one has drifted; 1 (HOSTS_FAILED) when a reachable host could not be
+read completely (the verdict is then unknown).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from raorch.cli.credentials import resolver
+from raorch.cli.errors import handle_errors
+from raorch.cli.plan import choose_targets, plan_hosts
+from raorch.engine.host import HostMode, HostReport
+from raorch.models.errors import ExitCode
+from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
+from raorch.models.outcomes import Outcome
+
+ORDER = (Outcome.COMPLIANT, Outcome.DRIFTED, Outcome.REFUSED, Outcome.UNREACHABLE, Outcome.FAILED)
+
+
+def exit_code(reports: Sequence[HostReport]) -> ExitCode:
+    outcomes = {r.outcome for r in reports}
+    if Outcome.DRIFTED in outcomes:
+        return ExitCode.NOT_COMPLIANT
+    if Outcome.FAILED in outcomes:
+        return ExitCode.HOSTS_FAILED
+    return ExitCode.OK
+
+
+def report_lines(report: HostReport) -> list[str]:
+    profile = f" [{report.profile.value}]" if report.profile is not None else ""
+    head = f"{report.host}{profile}: {report.outcome.value}"
+    if report.reason is not None and report.outcome is not Outcome.COMPLIANT:
+        head += f" ({report.reason})"
+    return [head, *(f"    {d}" for d in report.differences)]
+
+
+def report_json(report: HostReport) -> dict[str, Any]:
+    return {
+        "host": report.host,
+        "outcome": report.outcome.value,
+        "profile": None if report.profile is None else report.profile.value,
+        "stage": None if report.reason is None else report.reason.stage.value,
+        "reason": None if report.reason is None else report.reason.message,
+        "differences": [
+            {"item": d.item, "expected": d.expected, "found": d.found} for d in report.differences
+        ],
+    }
+
+
+def summary_line(reports: Sequence[HostReport]) -> str:
+    counts = Counter(r.outcome for r in reports)
+    parts = [f"{counts.get(o, 0)} {o.value}" for o in ORDER if counts.get(o) or o in ORDER[:2]]
+    return f"{len(reports)} host(s): " + ", ".join(parts)
+
+
+@click.command("verify")
+@click.option(
+    "--inventory",
+    "-i",
+    "inventory_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Inventory YAML file.",
+)
+@click.option(
+    "--playbook",
+    "-p",
+    "playbook_opt",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Playbook YAML file. Default: the inventory's `playbook:`.",
+)
+@click.option("--wave", default=None, help="Only this wave's hosts.")
+@click.option(
+    "--limit", default=None, help="Only hosts matching these patterns (comma-separated, fnmatch)."
+)
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Hosts read at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def verify(
+    inventory_path: str,
+    playbook_opt: str | None,
+    wave: str | None,
+    limit: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Prove compliance: read every host and compare it with the playbook. Writes nothing.
+
+    Exit 0 when every reachable, eligible host is compliant, 5 when one has drifted, 1 when a
+    host could not be read completely.
+    """
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    targets = choose_targets(inventory, wave, limit)
+    secrets = resolver()
+    passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    reports = plan_hosts(
+        targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
+    )
+    code = exit_code(reports)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "playbook": playbook.name,
+                    "counts": {o.value: n for o, n in Counter(r.outcome for r in reports).items()},
+                    "hosts": [report_json(r) for r in reports],
+                    "exit_code": int(code),
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for report in reports:
+            for line in report_lines(report):
+                click.echo(line)
+        click.echo(summary_line(reports))
+    raise click.exceptions.Exit(int(code))

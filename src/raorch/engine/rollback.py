@@ -1,0 +1,216 @@
+"""Rollback: restore every host raorch changed in a rollout (or a wave) from its snapshot.
+
+Hosts taken on: those of the rollout with a snapshot in the journal whose outcome says raorch
+may have written to them (changed, failed after the snapshot, or killed in flight). Hosts that
+were unchanged or refused were never written to. A host already rolled back in this rollout
+is not touched again (so a second rollback changes nothing); a conflict or a failure is tried
+again on the next run (with ``--force`` a conflict is restored over).
+
+Outcomes are recorded in the journal's ``rollbacks`` table and timeline; a rollback killed
+with SIGKILL resumes on the next run like a rollout does. When every changed host of the whole
+rollout is rolled back, the rollout is closed: the same inventory and playbook then start a
+new rollout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from asyncio_pool import AioPool
+
+from raorch.engine.journal import Journal, RolloutRow
+from raorch.engine.runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    HostRunner,
+    HostWork,
+    Stop,
+    WorkContext,
+    fanout,
+)
+from raorch.models.errors import InputError, Location, Problem, RefusedError
+from raorch.models.events import (
+    Event,
+    RolloutFinished,
+    RolloutStarted,
+    RunKind,
+    Subscriber,
+    WaveFinished,
+    WaveStarted,
+)
+from raorch.models.inventory import ResolvedInventory, Target
+from raorch.models.outcomes import Outcome, WaveState
+from raorch.planning.selection import select_hosts, unmatched_patterns
+
+# Outcomes after which raorch may have written to a host (None: killed while in flight).
+_MAY_HAVE_WRITTEN = (Outcome.CHANGED, Outcome.FAILED, None)
+
+
+@dataclass(slots=True)
+class RollbackOptions:
+    work: HostWork
+    wave: str | None = None
+    limit: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    deadline: float | None = None
+    subscribers: list[Subscriber] = field(default_factory=list)
+    # False when the rollout engine runs it inside a rollout (on_gate_failure: rollback).
+    emit_rollout_events: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    rollout_id: str
+    counts: dict[Outcome, int]
+    ran: int
+    conflict_hosts: tuple[str, ...]
+    failed_hosts: tuple[str, ...]
+    closed: bool  # the whole rollout is rolled back
+
+
+class Rollback:
+    def __init__(self, journal: Journal, row: RolloutRow, inventory: ResolvedInventory) -> None:
+        self.journal = journal
+        self.row = row
+        self.inventory = inventory
+        self.stop = Stop()
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def candidates(self, wave: str | None, limit: str | None) -> list[tuple[str, str]]:
+        """(host, wave) pairs to roll back now, in journal order."""
+        if wave is not None and wave not in self.row.waves:
+            raise InputError(
+                [
+                    Problem(
+                        Location("--wave"),
+                        f"rollout {self.id} has no wave named {wave!r}",
+                        "its waves are: " + ", ".join(self.row.waves),
+                    )
+                ]
+            )
+        snapshots = self.journal.snapshot_hosts(self.id)
+        done = self.journal.rolled_back(self.id)
+        rows = [
+            r
+            for r in self.journal.hosts(self.id, wave)
+            if r.host in snapshots and r.outcome in _MAY_HAVE_WRITTEN
+        ]
+        names = [r.host for r in rows]
+        if limit:
+            missing = unmatched_patterns(names, limit)
+            if missing:
+                raise InputError(
+                    [
+                        Problem(
+                            Location("--limit"),
+                            f"pattern(s) {', '.join(missing)} match no host raorch changed "
+                            f"in rollout {self.id}",
+                            "check the host names with `raorch show ROLLOUT`",
+                        )
+                    ]
+                )
+            chosen = set(select_hosts(names, limit))
+            rows = [r for r in rows if r.host in chosen]
+        return [(r.host, r.wave) for r in rows if r.host not in done]
+
+    async def run(self, options: RollbackOptions, stop: Stop | None = None) -> RollbackResult:
+        if stop is not None:
+            self.stop = stop
+        todo = self.candidates(options.wave, options.limit)
+        missing = [h for h, _ in todo if h not in self.inventory.targets]
+        if missing:
+            raise RefusedError(
+                f"the inventory {self.inventory.path} no longer names host(s) "
+                f"{', '.join(missing[:5])} that rollout {self.id} changed",
+                "restore the inventory the rollout used, or narrow with --limit",
+            )
+        emit = fanout(options.subscribers)
+        if options.emit_rollout_events:
+            emit(
+                RolloutStarted(
+                    self.id,
+                    RunKind.ROLLBACK,
+                    self.row.inventory,
+                    self.row.playbook,
+                    self.row.waves,
+                    time.time(),
+                )
+            )
+        counts: Counter[Outcome] = Counter()
+        outcome_of: dict[str, Outcome] = {}
+        try:
+            by_wave: dict[str, list[str]] = {}
+            for host, wave in todo:
+                by_wave.setdefault(wave, []).append(host)
+            # Later waves first: undo in the reverse order of the rollout.
+            for wave in [w for w in reversed(self.row.waves) if w in by_wave]:
+                if self.stop.requested:
+                    break
+                await self._wave(wave, by_wave[wave], options, emit, outcome_of)
+        finally:
+            if options.emit_rollout_events:
+                emit(RolloutFinished(self.id, time.time(), self.stop.requested))
+        counts.update(outcome_of.values())
+        closed = False
+        whole = options.wave is None and options.limit is None
+        if whole and not self.stop.requested and not self.candidates(None, None):
+            self.journal.close_rollout(self.id)
+            closed = True
+        return RollbackResult(
+            self.id,
+            dict(counts),
+            len(outcome_of),
+            tuple(h for h, o in outcome_of.items() if o is Outcome.CONFLICT),
+            tuple(h for h, o in outcome_of.items() if o is Outcome.FAILED),
+            closed,
+        )
+
+    async def _wave(
+        self,
+        wave: str,
+        hosts: list[str],
+        options: RollbackOptions,
+        emit: Callable[[Event], None],
+        outcome_of: dict[str, Outcome],
+    ) -> None:
+        emit(WaveStarted(self.id, wave, len(hosts), 100.0, time.time(), RunKind.ROLLBACK))
+        concurrency = max(1, options.concurrency)
+
+        def context(target: Target, cancel: threading.Event) -> WorkContext:
+            return WorkContext(
+                self.id, lambda _data: None, self.journal.snapshot(self.id, target.name), cancel
+            )
+
+        runner = HostRunner(
+            self.id,
+            wave,
+            options.work,
+            emit,
+            concurrency=concurrency,
+            deadline=options.deadline or DEFAULT_DEADLINE,
+            context=context,
+            kind=RunKind.ROLLBACK,
+        )
+
+        async def one(name: str) -> None:
+            result = await runner.run(self.inventory.targets[name])
+            outcome_of[name] = result.outcome
+
+        with runner:
+            async with AioPool(size=concurrency) as pool:
+                for name in hosts:
+                    if self.stop.requested:
+                        break
+                    await pool.spawn(one(name))
+        state = WaveState.CANCELED if self.stop.requested else WaveState.DONE
+        counts = Counter(outcome_of[h] for h in hosts if h in outcome_of)
+        emit(WaveFinished(self.id, wave, state, dict(counts), time.time(), RunKind.ROLLBACK))
+        await asyncio.sleep(0)
