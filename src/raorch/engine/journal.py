@@ -414,6 +414,14 @@ class Journal:
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def snapshot_taken_at(self, rollout_id: str, host: str) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT taken_at FROM snapshots WHERE rollout_id = ? AND host = ?",
+                (rollout_id, host),
+            ).fetchone()
+        return None if row is None else float(row[0])
+
     def snapshot_hosts(self, rollout_id: str) -> set[str]:
         with self._lock:
             rows = self._db.execute(
