@@ -205,3 +205,121 @@ def test_journal_files_are_owner_only(tmp_path: Path) -> None:
     journal.save_snapshot("r", "h", "{}")
     assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "home" / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------- rollback
+
+
+class ScriptedRollback:
+    """Rollback work that answers from a table and records the snapshot it was given."""
+
+    def __init__(self, conflicts: set[str] | None = None) -> None:
+        self.conflicts = conflicts or set()
+        self.calls: list[str] = []
+        self.snapshots: dict[str, str | None] = {}
+
+    def __call__(self, target: Target, ctx: WorkContext) -> WorkResult:
+        self.calls.append(target.name)
+        self.snapshots[target.name] = ctx.original_snapshot
+        if target.name in self.conflicts:
+            return WorkResult(
+                Outcome.CONFLICT,
+                Reason(Stage.ROLLBACK, "1 setting(s) were changed by someone else"),
+                details=("fAllowUnsolicited: expected REG_DWORD 1, found REG_DWORD 0",),
+            )
+        return WorkResult(Outcome.ROLLED_BACK, changes=2)
+
+
+def rollback(journal: Journal, rollout: Rollout, work: ScriptedRollback, **kw: object) -> object:
+    from raorch.engine.rollback import Rollback, RollbackOptions
+
+    row = journal.rollout(rollout.id)
+    assert row is not None
+    opts = RollbackOptions(work=work, subscribers=[journal.record], **kw)  # type: ignore[arg-type]
+    return asyncio.run(Rollback(journal, row, rollout.inventory).run(opts))
+
+
+def test_rollback_takes_changed_hosts_with_their_original_snapshot(tmp_path: Path) -> None:
+    inv, pb = inventory(tmp_path, [wave("canary", ["a"]), wave("pilot", ["b", "c"], pct=50)])
+    journal = Journal(tmp_path / "state.db")
+    r = Rollout(journal, inv, pb, Script(failing={"c"}))
+    run(r, wave="canary")
+    run(r, wave="pilot")
+    work = ScriptedRollback()
+    result = rollback(journal, r, work)
+    # c failed after its snapshot: raorch may have written to it, so it is taken on too.
+    assert sorted(work.calls) == ["a", "b", "c"]
+    assert work.snapshots["a"] == "snapshot-of-a-1"
+    assert result.closed  # type: ignore[attr-defined]
+    assert journal.rollout(r.id).closed_at is not None  # type: ignore[union-attr]
+    # A new rollout of the same content starts afresh.
+    assert Rollout(journal, inv, pb, Script()).id != r.id
+
+
+def test_second_rollback_changes_nothing(tmp_path: Path) -> None:
+    inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"])])
+    journal = Journal(tmp_path / "state.db")
+    r = Rollout(journal, inv, pb, Script())
+    run(r, wave="canary")
+    rollback(journal, r, ScriptedRollback(), wave="canary")
+    again = ScriptedRollback()
+    result = rollback(journal, r, again, wave="canary")
+    assert again.calls == []
+    assert result.ran == 0  # type: ignore[attr-defined]
+
+
+def test_conflicts_are_kept_and_retried(tmp_path: Path) -> None:
+    inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"])])
+    journal = Journal(tmp_path / "state.db")
+    r = Rollout(journal, inv, pb, Script())
+    run(r, wave="canary")
+    result = rollback(journal, r, ScriptedRollback(conflicts={"b"}))
+    assert result.conflict_hosts == ("b",)  # type: ignore[attr-defined]
+    assert not result.closed  # type: ignore[attr-defined]
+    assert journal.rollback_details(r.id, ["b"])["b"] == [
+        "fAllowUnsolicited: expected REG_DWORD 1, found REG_DWORD 0"
+    ]
+    retry = ScriptedRollback()
+    rollback(journal, r, retry)
+    assert retry.calls == ["b"]  # the rolled-back host is not touched again
+
+
+def test_unchanged_and_skipped_hosts_are_not_rolled_back(tmp_path: Path) -> None:
+    inv, pb = inventory(tmp_path, [wave("canary", ["a", "b", "c"], pct=100)])
+    journal = Journal(tmp_path / "state.db")
+
+    def mixed(target: Target, ctx: WorkContext) -> WorkResult:
+        if target.name == "a":
+            ctx.on_snapshot("snap-a")
+            return WorkResult(Outcome.CHANGED, changes=1)
+        if target.name == "b":
+            ctx.on_snapshot("snap-b")
+            return WorkResult(Outcome.UNCHANGED)
+        return WorkResult(Outcome.SKIPPED, Reason(Stage.PREFLIGHT, "Home edition"))
+
+    r = Rollout(journal, inv, pb, mixed)
+    run(r, wave="canary")
+    work = ScriptedRollback()
+    rollback(journal, r, work)
+    assert work.calls == ["a"]
+
+
+def test_gate_failure_rolls_back_the_wave_when_asked(tmp_path: Path) -> None:
+    hosts = [f"h{i}" for i in range(4)]
+    spec = WaveSpec("broad", tuple(hosts), 0, None, GateAction.ROLLBACK, False, None)
+    inv, pb = inventory(tmp_path, [spec])
+    journal = Journal(tmp_path / "state.db")
+    r = Rollout(journal, inv, pb, Script(failing={"h1"}))
+    undo = ScriptedRollback()
+    result, _ = run(r, wave="broad", concurrency=1, rollback_work=undo)
+    assert result.state is WaveState.HALTED  # type: ignore[attr-defined]
+    # h0 changed, h1 failed after its snapshot; h2, h3 never started.
+    assert sorted(undo.calls) == ["h0", "h1"]
+    assert result.rollback is not None  # type: ignore[attr-defined]
+    assert result.rollback.counts == {Outcome.ROLLED_BACK: 2}  # type: ignore[attr-defined]
+    # The rollout's own record of the hosts is kept; the rollback has its own.
+    assert {h.host: h.outcome for h in journal.hosts(r.id)} == {
+        "h0": Outcome.CHANGED,
+        "h1": Outcome.FAILED,
+    }
+    assert journal.rolled_back(r.id) == {"h0", "h1"}
