@@ -2,8 +2,8 @@
 the screen is read back through pyte, a terminal emulator. The journal is written by the real
 engine (scripted host work) in a temporary ``RAORCH_HOME``.
 
-The end-to-end test of ``raorch rollout`` itself in a pseudo-terminal joins this file once the
-rollout command is in the tree.
+The end-to-end test of ``raorch rollout`` itself in a pseudo-terminal, against the lab, is
+tests/integration/test_rollout_pty.py (it reuses ``terminal`` from here).
 """
 
 from __future__ import annotations
