@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import binascii
 import os
 import shutil
 import struct
@@ -182,7 +181,9 @@ class Authenticator:
     def _basic_ok(self, value: str) -> bool:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        # ValueError also covers binascii.Error and a header that is not ASCII (b64decode of a
+        # str raises ValueError for non-ASCII characters); UnicodeDecodeError is a ValueError.
+        except ValueError:
             return False
         user, sep, password = decoded.partition(":")
         return (
@@ -196,7 +197,7 @@ class Authenticator:
     ) -> tuple[bool, str | None]:
         try:
             token = base64.b64decode(value, validate=True)
-        except binascii.Error:
+        except ValueError:  # not base64, or not ASCII at all
             raise AuthRefused(self.challenges()) from None
         if conn.context is None or conn.authenticated:
             # A new handshake on this connection starts from scratch.
@@ -213,7 +214,9 @@ class Authenticator:
             conn.authenticated = False
         try:
             out = conn.context.step(token)
-        except spnego.exceptions.SpnegoError:
+        except Exception:
+            # SpnegoError for a refused token; a malformed one raises what its parser hits
+            # (ValueError for bad ASN.1, struct.error, IndexError...): all are a refusal.
             conn.context = None
             raise AuthRefused(self.challenges()) from None
         reply = f"{scheme} {base64.b64encode(out).decode()}" if out else None
