@@ -152,6 +152,84 @@ def test_delete_value(modern: LabHandle, lab_client: LabClient) -> None:
     assert run.outputs[-1]["Exists"] is True and run.outputs[-1]["Values"] == []
 
 
+def test_read_values_with_no_names_is_an_existence_probe(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    key = "HKLM\\SOFTWARE\\RaorchTest\\Probe"
+    run = lab_client.run_batch(
+        modern,
+        "lab-0005",
+        [
+            {"Op": "ReadValues", "Key": key, "Names": []},
+            {"Op": "SetValue", "Key": key, "Name": "", "Type": "REG_SZ", "Data": "default"},
+            {"Op": "ReadValues", "Key": key, "Names": []},
+        ],
+    )
+    assert [o["Ok"] for o in run.outputs] == [True, True, True]
+    assert (run.outputs[0]["Exists"], run.outputs[0]["Values"]) == (False, [])
+    # the key exists now; no names asked, so not even the default value is reported
+    assert (run.outputs[2]["Exists"], run.outputs[2]["Values"]) == (True, [])
+
+
+def test_delete_key_deletes_only_an_empty_key(modern: LabHandle, lab_client: LabClient) -> None:
+    base = "HKLM\\SOFTWARE\\RaorchTest\\DeleteKey"
+    run = lab_client.run_batch(
+        modern,
+        "lab-0006",
+        [
+            {"Op": "SetValue", "Key": base + "\\Full", "Name": "v", "Type": "REG_DWORD", "Data": 1},
+            {
+                "Op": "SetValue",
+                "Key": base + "\\Parent\\Child",
+                "Name": "v",
+                "Type": "REG_SZ",
+                "Data": "x",
+            },
+            {"Op": "DeleteValue", "Key": base + "\\Parent\\Child", "Name": "v"},
+            # empty key: deleted (the spelling of the key does not matter)
+            {"Op": "DeleteKey", "Key": (base + "\\Parent\\Child").upper()},
+            # absent key: success, nothing deleted
+            {"Op": "DeleteKey", "Key": base + "\\Parent\\Child"},
+            # a key with a value: left alone
+            {"Op": "DeleteKey", "Key": base + "\\Full"},
+            # a key with a subkey and no values: left alone
+            {"Op": "DeleteKey", "Key": base},
+            # now empty: deleted
+            {"Op": "DeleteKey", "Key": base + "\\Parent"},
+            {"Op": "ReadValues", "Key": base + "\\Parent", "Names": []},
+            {"Op": "ListKey", "Key": base + "\\Full"},
+        ],
+    )
+    assert all(o["Ok"] for o in run.outputs), run.outputs
+    deleted = [o["Deleted"] for o in run.outputs if o["Op"] == "DeleteKey"]
+    assert deleted == [True, False, False, False, True]
+    assert run.outputs[3]["Key"] == (base + "\\Parent\\Child").upper()
+    assert run.outputs[-2]["Exists"] is False
+    assert run.outputs[-1]["Values"] == [{"Name": "v", "Type": "REG_DWORD", "Data": 1}]
+    registry = modern.state("lab-0006")["registry"]
+    assert base + "\\Full" in registry and base in registry
+    assert base + "\\Parent" not in registry and base + "\\Parent\\Child" not in registry
+
+
+def test_delete_key_refuses_a_root_key_and_is_a_write(
+    modern: LabHandle, lab_client: LabClient
+) -> None:
+    run = lab_client.run_batch(
+        modern,
+        "lab-0006",
+        [
+            {"Op": "DeleteKey", "Key": "HKLM\\SOFTWARE"},
+            {"Op": "ReadValues", "Key": "HKLM\\SOFTWARE\\Microsoft\\Ole", "Names": []},
+        ],
+    )
+    assert run.outputs[0]["Ok"] is False and run.outputs[0]["ErrorKind"] == "Failed"
+    assert "root key" in run.outputs[0]["Error"]
+    # a failed write stops the batch
+    assert run.outputs[1]["ErrorKind"] == "NotRun"
+    missing = lab_client.run_batch(modern, "lab-0006", [{"Op": "DeleteKey"}])
+    assert missing.had_errors and "Key" in " ".join(missing.errors)
+
+
 def test_bad_data_fails_the_write_and_stops_the_batch(
     modern: LabHandle, lab_client: LabClient
 ) -> None:

@@ -20,6 +20,7 @@ from raorch.models.playbook import (
 from raorch.models.remote import (
     WRITE_OPERATIONS,
     AddGroupMember,
+    DeleteKey,
     DeleteValue,
     ErrorKind,
     Facts,
@@ -29,6 +30,7 @@ from raorch.models.remote import (
     GetFirewallRules,
     GetGroup,
     GroupState,
+    KeyDeletion,
     KeyState,
     ListKey,
     Member,
@@ -127,7 +129,19 @@ class FakeHost:
     batches: list[tuple[Operation, ...]] = field(default_factory=list)
 
     # -- state setup
+    def create_key(self, key: str) -> None:
+        """The key and its missing parents below HKLM\\SOFTWARE / HKLM\\SYSTEM (which always
+        exist), as RegistryKey.CreateSubKey creates them."""
+        parts = key.split("\\")
+        for i in range(3, len(parts) + 1):
+            path = "\\".join(parts[:i])
+            self.registry.setdefault(path.casefold(), (path, {}))
+
+    def has_key(self, key: str) -> bool:
+        return key.casefold() in self.registry
+
     def set(self, key: str, name: str, value: RegValue) -> FakeHost:
+        self.create_key(key)
         _spelling, values = self.registry.setdefault(key.casefold(), (key, {}))
         old = next((n for n in values if n.casefold() == name.casefold()), None)
         if old is not None:
@@ -206,6 +220,14 @@ class FakeHost:
         if isinstance(op, DeleteValue):
             self.delete(op.key, op.name)
             return OpResult(op, True)
+        if isinstance(op, DeleteKey):
+            folded = op.key.casefold()
+            entry = self.registry.get(folded)
+            subkeys = any(k.startswith(folded + "\\") for k in self.registry)
+            if entry is None or entry[1] or subkeys:
+                return OpResult(op, True, KeyDeletion(op.key, False))
+            del self.registry[folded]
+            return OpResult(op, True, KeyDeletion(op.key, True))
         if isinstance(op, GetGroup):
             return OpResult(op, True, GroupState(op.sid, self.group_name, tuple(self.members)))
         if isinstance(op, AddGroupMember):

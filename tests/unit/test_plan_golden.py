@@ -25,6 +25,7 @@ from test_plan_fixtures import (
 from raorch.models.playbook import Playbook
 from raorch.models.remote import (
     AddGroupMember,
+    DeleteKey,
     DeleteValue,
     GetFacts,
     GetFirewallRules,
@@ -41,7 +42,9 @@ from raorch.models.remote import (
 )
 from raorch.planning.plan import compare, make_plan
 from raorch.planning.preflight import preflight
-from raorch.planning.snapshot import build_snapshot, snapshot_reads
+from raorch.planning.profile import HostProfile, host_profile
+from raorch.planning.restore import changes_from_snapshot, restore_plan
+from raorch.planning.snapshot import Snapshot, build_snapshot, snapshot_reads, state_reads
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -70,6 +73,8 @@ def render(op: Operation) -> str:
             return f"SetValue {k} | {n} = {render_value(v)}"
         case DeleteValue(key=k, name=n):
             return f"DeleteValue {k} | {n}"
+        case DeleteKey(key=k):
+            return f"DeleteKey {k}"
         case GetGroup(sid=s):
             return f"GetGroup {s}"
         case AddGroupMember(sid=s, account=a):
@@ -106,6 +111,30 @@ def session_transcript(host: FakeHost, playbook: Playbook) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rollback_transcript(host: FakeHost, playbook: Playbook, original: Snapshot) -> str:
+    """The rollback session's batches, as the engine sends them (HostMode.ROLLBACK)."""
+    assert original.facts is not None
+    profile = host_profile(original.facts)
+    assert isinstance(profile, HostProfile)
+    reads: Sequence[Operation] = (GetFacts(), *state_reads(playbook, profile))
+    current = build_snapshot(original.host, host.run(reads))
+    restore = restore_plan(original, current, changes_from_snapshot(playbook, original))
+    assert not restore.conflicted
+    lines = ["", "## rollback pipeline 1", *(render(op) for op in reads)]
+    lines += [
+        "",
+        "## rollback pipeline 2 (the writes)",
+        *(render(op) for op in restore.operations()),
+    ]
+    results = host.run(restore.operations())
+    assert all(r.ok for r in results), [r for r in results if not r.ok]
+    return "\n".join(lines) + "\n"
+
+
+def registry_of(host: FakeHost) -> dict[str, tuple[str, dict[str, RegValue]]]:
+    return {k: (spelling, dict(v)) for k, (spelling, v) in host.registry.items()}
+
+
 CASES: dict[str, tuple[Callable[[], FakeHost], Playbook]] = {
     "legacy-xp": (xp_host, PLAYBOOK),
     "legacy-server2003": (server2003_host, PLAYBOOK),
@@ -117,7 +146,13 @@ CASES: dict[str, tuple[Callable[[], FakeHost], Playbook]] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_batches(case: str) -> None:
     make_host, playbook = CASES[case]
-    got = session_transcript(make_host(), playbook)
+    host = make_host()
+    before = registry_of(host)
+    original = make_host().snapshot(playbook)
+    got = session_transcript(host, playbook)
+    got += rollback_transcript(host, playbook, original)
+    # the rollback leaves the registry exactly as before, keys included
+    assert registry_of(host) == before
     path = GOLDEN / f"{case}.txt"
     if os.environ.get("RAORCH_UPDATE_GOLDEN") == "1":
         path.write_text(got, encoding="utf-8")

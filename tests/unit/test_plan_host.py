@@ -145,10 +145,21 @@ def test_mid_apply_fault_restores_the_snapshot() -> None:
     assert "AccessDenied" in report.reason.message and "restored" in report.reason.message
     assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
     assert len(report.restored) == 3 and report.writes == 0
-    assert {k: v for k, v in ((k, dict(v)) for k, (_, v) in host.registry.items()) if v} == {
-        k: v for k, v in before.items() if v
-    }
+    # exactly as before, keys included: the ones the three writes created are gone again
+    assert {k: dict(v) for k, (_, v) in host.registry.items()} == before
     assert host.members == members
+
+
+def test_mid_apply_fault_deletes_the_keys_the_writes_created() -> None:
+    host = w10_host()  # no HKLM\\SOFTWARE\\Policies: the first write creates five keys
+    before = {k: (s, dict(v)) for k, (s, v) in host.registry.items()}
+    host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, SetFirewallRule) else None
+    report, session = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
+    assert {k: (s, dict(v)) for k, (s, v) in host.registry.items()} == before
+    assert len(report.removed_keys) == 5 and report.removed_keys[-1] == "HKLM\\SOFTWARE\\Policies"
+    assert "5 key(s) it created deleted" in report.reason.message
 
 
 def test_resumed_failure_restores_the_original_snapshot_not_the_half_applied_one() -> None:
@@ -247,7 +258,8 @@ def test_rollback_rolled_back_then_idempotent() -> None:
     report, session = go(host, HostMode.ROLLBACK, original_snapshot=applied.snapshot)
     assert report.outcome is Outcome.ROLLED_BACK, report.reason
     assert session.stages == [Stage.SNAPSHOT, Stage.ROLLBACK]
-    assert report.writes == len(applied.changes)
+    assert report.removed_keys  # the firewall policy keys raorch created
+    assert report.writes == len(applied.changes) + len(report.removed_keys)
     again, session2 = go(
         host, HostMode.ROLLBACK, original_snapshot=applied.snapshot, applied=applied.changes
     )

@@ -201,6 +201,7 @@ def test_every_operation_of_the_contract_is_dispatched() -> None:
         "ListKey",
         "SetValue",
         "DeleteValue",
+        "DeleteKey",
         "GetGroup",
         "AddGroupMember",
         "RemoveGroupMember",

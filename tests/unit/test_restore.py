@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from copy import deepcopy
+
 from test_plan_fixtures import (
+    FW,
+    OLE,
     PLAYBOOK,
     RAU,
     TS,
@@ -13,11 +18,13 @@ from test_plan_fixtures import (
     xp_host,
 )
 
-from raorch.models.remote import Member
+from raorch.models.remote import DeleteKey, Member
 from raorch.planning.plan import MemberChange, RuleChange, ValueChange, apply_changes, make_plan
 from raorch.planning.profile import HostProfile
 from raorch.planning.restore import changes_from_snapshot, restore_plan
 from raorch.planning.snapshot import Snapshot
+
+POLICIES = r"HKLM\SOFTWARE\Policies"
 
 FW_LIST = r"HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\DomainProfile\GloballyOpenPorts\List"
 
@@ -37,7 +44,8 @@ def roll_out(
 def restore(host: FakeHost, original: Snapshot, applied, *, force: bool = False):  # type: ignore[no-untyped-def]
     current = host.snapshot()
     rp = restore_plan(original, current, applied, force=force)
-    host.run([c.operation() for c in rp.changes])
+    results = host.run(rp.operations())
+    assert all(r.ok for r in results), [r for r in results if not r.ok]
     return rp
 
 
@@ -49,9 +57,8 @@ def test_restore_returns_every_value_group_and_list_to_the_original() -> None:
     assert host.registry != registry_before
     rp = restore(host, original, applied)
     assert not rp.conflicted and rp.changes
-    # values that were absent are deleted again (their keys may remain, empty)
-    after = {k: v for k, (_, v) in host.registry.items() if v}
-    assert after == {k: v for k, (_, v) in registry_before.items() if v}
+    # values that were absent are deleted again, and so are the keys raorch created
+    assert {k: (s, dict(v)) for k, (s, v) in host.registry.items()} == registry_before
     assert host.members == members_before
 
 
@@ -63,6 +70,123 @@ def test_restore_is_idempotent() -> None:
     writes = host.writes
     second = restore(host, original, applied)
     assert second.done and host.writes == writes
+    assert second.operations() == ()
+
+
+# ---------------------------------------------------------------- keys raorch created
+
+
+def registry_json(host: FakeHost) -> str:
+    return json.dumps(
+        {s: {n: repr(v) for n, v in vals.items()} for s, vals in host.registry.values()},
+        sort_keys=True,
+    )
+
+
+def test_keys_raorch_created_are_deleted_deepest_first() -> None:
+    host = w10_host()  # no HKLM\SOFTWARE\Policies at all before raorch
+    before = registry_json(host)
+    assert not host.has_key(POLICIES)
+    original, applied = roll_out(host)
+    assert host.has_key(RAU) and host.has_key(POLICIES)
+    rp = restore(host, original, applied)
+    assert rp.removals == (
+        RAU,
+        TS,
+        r"HKLM\SOFTWARE\Policies\Microsoft\Windows NT",
+        r"HKLM\SOFTWARE\Policies\Microsoft",
+        POLICIES,
+    )
+    ops = rp.operations()
+    assert ops[len(rp.changes) :] == tuple(DeleteKey(k) for k in rp.removals)
+    assert registry_json(host) == before
+
+
+def test_keys_that_existed_are_kept() -> None:
+    host = w10_de_host_like()
+    before = registry_json(host)
+    original, applied = roll_out(host)
+    rp = restore(host, original, applied)
+    # TS and its parents existed (the host had policy values): only RAUnsolicit was created.
+    assert rp.removals == (RAU,)
+    assert host.has_key(TS) and host.has_key(OLE)
+    assert registry_json(host) == before
+
+
+def w10_de_host_like() -> FakeHost:
+    host = w10_host()
+    host.set(TS, "fAllowToGetHelp", dw(1))
+    return host
+
+
+def test_key_with_a_foreign_value_is_left_alone() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    # someone (a GPO) puts another value into the key raorch created; restore reads only the
+    # values it knows of, so it asks the host, which keeps the non-empty key (Deleted false)
+    host.set(TS, "fDenyTSConnections", dw(1))
+    current = host.snapshot()
+    rp = restore_plan(original, current, applied)
+    assert TS in rp.removals
+    results = host.run(rp.operations())
+    assert all(r.ok for r in results)
+    deletions = {r.data.key: r.data.deleted for r in results if isinstance(r.operation, DeleteKey)}  # type: ignore[union-attr]
+    assert deletions[RAU] is True
+    assert deletions[TS] is False and deletions[POLICIES] is False
+    assert host.get(TS, "fDenyTSConnections") == dw(1)
+    assert host.has_key(POLICIES)
+
+
+def test_key_with_a_known_foreign_value_is_not_planned() -> None:
+    host = w10_host()
+    original, applied = roll_out(host)
+    host.set(TS, "fAllowFullControl", dw(1))  # a value the snapshot reads: known non-empty
+    rp = restore(host, original, applied)
+    assert rp.removals == (RAU,)
+    assert host.get(TS, "fAllowFullControl") == dw(1)
+
+
+def test_key_with_a_foreign_subkey_keeps_its_parents() -> None:
+    host = xp_host_without_firewall_policy()
+    original, applied = roll_out(host)
+    other = FW + r"\DomainProfile\IcmpSettings"
+    host.set(other, "AllowInboundEchoRequest", dw(1))
+    rp = restore(host, original, applied)
+    # the probes read DomainProfile, and IcmpSettings is not recorded: DomainProfile is asked
+    # for, the host answers Deleted false; the Standard profile's keys all go
+    assert FW + r"\DomainProfile" in rp.removals
+    assert host.get(other, "AllowInboundEchoRequest") == dw(1)
+    assert not host.has_key(FW + r"\StandardProfile")
+    assert host.has_key(FW + r"\DomainProfile")
+
+
+def xp_host_without_firewall_policy() -> FakeHost:
+    host = xp_host()
+    for key in [k for k in host.registry if k.startswith(FW.casefold())]:
+        del host.registry[key]
+    return host
+
+
+def test_old_snapshot_without_probes_deletes_only_recorded_keys() -> None:
+    """A snapshot of an earlier release did not probe the parents: only the keys it read and
+    recorded as absent are deleted, never a parent it knows nothing about."""
+    host = w10_host()
+    original, applied = roll_out(host)
+    old = Snapshot.from_json(original.to_json())
+    # drop the probes (ReadValues with no names), as an older release did not send them
+    old_keys = tuple(r for r in old.keys if r.complete or r.names)
+    old = Snapshot(old.host, old.facts, old.accounts, old_keys, old.administrators, old.firewall)
+    rp = restore_plan(old, host.snapshot(), applied)
+    assert rp.removals == (RAU, TS)
+
+
+def test_no_removal_planned_when_the_key_is_already_gone() -> None:
+    host = w10_host()
+    before = deepcopy(host.registry)
+    original, applied = roll_out(host)
+    host.registry = deepcopy(before)  # someone undid everything by hand
+    rp = restore_plan(original, host.snapshot(), applied)
+    assert rp.removals == () and not any(isinstance(c, ValueChange) for c in rp.changes)
 
 
 def test_restore_leaves_entries_raorch_did_not_add() -> None:
@@ -155,3 +279,5 @@ def test_partial_apply_restores_only_what_was_written() -> None:
     rp = restore_plan(original, current, plan.changes, force=True)
     assert [c.item for c in rp.changes] == [c.item for c in done]
     assert all(isinstance(c, ValueChange) and c.after is None for c in rp.changes)
+    # the writes done created RAUnsolicit and its parents (apply_changes knows SetValue does)
+    assert rp.removals[0] == RAU and rp.removals[-1] == POLICIES

@@ -12,6 +12,7 @@ from pypsrp.serializer import Serializer, TaggedValue
 
 from raorch.models.remote import (
     AddGroupMember,
+    DeleteKey,
     DeleteValue,
     ErrorKind,
     Facts,
@@ -21,6 +22,7 @@ from raorch.models.remote import (
     GetFirewallRules,
     GetGroup,
     GroupState,
+    KeyDeletion,
     KeyState,
     ListKey,
     Member,
@@ -97,6 +99,8 @@ def test_every_operation_to_wire() -> None:
             },
         ),
         (DeleteValue(KEY, "v"), {"Op": "DeleteValue", "Key": KEY, "Name": "v"}),
+        (DeleteKey(KEY), {"Op": "DeleteKey", "Key": KEY}),
+        (ReadValues(KEY, ()), {"Op": "ReadValues", "Key": KEY, "Names": []}),
         (GetGroup("S-1-5-32-544"), {"Op": "GetGroup", "Sid": "S-1-5-32-544"}),
         (
             AddGroupMember("S-1-5-32-544", "CORP\\h"),
@@ -372,6 +376,15 @@ def test_resolve_group_and_firewall() -> None:
 def test_writes_return_no_data(op: Operation) -> None:
     result = from_wire(op, ok_reply(type(op).__name__))
     assert (result.ok, result.data, result.error_kind) == (True, None, None)
+
+
+@pytest.mark.parametrize("deleted", [True, False])
+def test_delete_key_says_whether_it_deleted(deleted: bool) -> None:
+    result = from_wire(DeleteKey(KEY), ok_reply("DeleteKey", Key=KEY, Deleted=deleted))
+    assert (result.ok, result.data) == (True, KeyDeletion(KEY, deleted))
+    # Deleted is part of the contract: a reply without it is malformed, never a guess
+    missing = from_wire(DeleteKey(KEY), ok_reply("DeleteKey", Key=KEY))
+    assert not missing.ok and "Deleted" in missing.error
 
 
 @pytest.mark.parametrize("kind", list(ErrorKind))

@@ -26,7 +26,7 @@ from typing import Protocol
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
 from raorch.models.playbook import Playbook
-from raorch.models.remote import Facts, GetFacts, Operation, OpResult
+from raorch.models.remote import Facts, GetFacts, KeyDeletion, Operation, OpResult
 from raorch.planning.plan import (
     Change,
     Difference,
@@ -79,6 +79,8 @@ class HostReport:
     host reports none); ROLLBACK, the restoring writes. ``restored``: on a failed APPLY, the
     writes that put the snapshot back. ``differences``: VERIFY drift, a failed verify, or
     ROLLBACK conflicts (expected: what raorch wrote; found: what is there).
+    ``removed_keys``: ROLLBACK, and on a failed APPLY with ``restored``: the registry keys
+    raorch had created and deleted again (empty keys only).
     """
 
     host: str
@@ -93,12 +95,15 @@ class HostReport:
     duration: float = 0.0
     refusals: tuple[Refusal, ...] = ()
     restored: tuple[Change, ...] = ()
+    removed_keys: tuple[str, ...] = ()
 
     @property
     def writes(self) -> int:
         """Writes that stay on the host (HostFinished.changes)."""
-        if self.outcome in (Outcome.CHANGED, Outcome.ROLLED_BACK):
+        if self.outcome is Outcome.CHANGED:
             return len(self.changes)
+        if self.outcome is Outcome.ROLLED_BACK:
+            return len(self.changes) + len(self.removed_keys)
         return 0
 
 
@@ -206,6 +211,7 @@ class _HostFlow:
         differences: tuple[Difference, ...] = (),
         refusals: tuple[Refusal, ...] = (),
         restored: tuple[Change, ...] = (),
+        removed_keys: tuple[str, ...] = (),
     ) -> HostReport:
         snap = self.snapshot
         return HostReport(
@@ -220,6 +226,7 @@ class _HostFlow:
             differences=differences,
             refusals=refusals,
             restored=restored,
+            removed_keys=removed_keys,
         )
 
     def fail(
@@ -229,9 +236,16 @@ class _HostFlow:
         *,
         changes: tuple[Change, ...] = (),
         restored: tuple[Change, ...] = (),
+        removed_keys: tuple[str, ...] = (),
     ) -> _Done:
         return _Done(
-            self.report(Outcome.FAILED, Reason(stage, message), changes=changes, restored=restored)
+            self.report(
+                Outcome.FAILED,
+                Reason(stage, message),
+                changes=changes,
+                restored=restored,
+                removed_keys=removed_keys,
+            )
         )
 
     def transport_failure(self, error: TransportError) -> _Done:
@@ -319,18 +333,22 @@ class _HostFlow:
         except TransportError as error:
             # Which writes landed is unknown: restore every item of the plan (force), in the
             # same session if it still works.
-            restored, note = self.restore_after_failure(session, snap, plan.changes, plan.changes)
-            raise self.fail(error.stage, f"{error}; {note}", restored=restored) from None
+            restored, removed, note = self.restore_after_failure(
+                session, snap, plan.changes, plan.changes
+            )
+            raise self.fail(
+                error.stage, f"{error}; {note}", restored=restored, removed_keys=removed
+            ) from None
 
         failed = next((i for i, r in enumerate(results[: len(writes)]) if not r.ok), None)
         if failed is not None:
             result = results[failed]
             change = plan.changes[failed]
             what = f"{change.describe()} failed ({_error(result)})"
-            restored, note = self.restore_after_failure(
+            restored, removed, note = self.restore_after_failure(
                 session, snap, plan.changes[:failed], plan.changes
             )
-            raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored)
+            raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored, removed_keys=removed)
 
         self.stage = Stage.VERIFY
         try:
@@ -353,9 +371,11 @@ class _HostFlow:
         snap: Snapshot,
         done: Sequence[Change],
         planned: Sequence[Change],
-    ) -> tuple[tuple[Change, ...], str]:
+    ) -> tuple[tuple[Change, ...], tuple[str, ...], str]:
         """Pipeline 3: put back the ORIGINAL state of every item raorch touched (this run's
-        successful writes; on a resumed run also the items of the first run's plan)."""
+        successful writes; on a resumed run also the items of the first run's plan), then
+        delete the keys those writes created. Returns the restoring changes, the keys deleted
+        and a note for the message."""
         original = self.original or snap
         touched: list[Change] = list(done)
         if self.original is not None:
@@ -363,26 +383,32 @@ class _HostFlow:
         touched += planned  # harmless: an item still at its original needs no write
         current = apply_changes(snap, done)
         restore = restore_plan(original, current, touched, force=True)
-        if not restore.changes:
-            return (), "nothing had been written, the host is unchanged"
-        ops = tuple(c.operation() for c in restore.changes)
+        if not restore.writes:
+            return (), (), "nothing had been written, the host is unchanged"
+        ops = restore.operations()
         try:
             results = session.run(ops, Stage.ROLLBACK)
         except TransportError as error:
-            return (), (
-                f"restoring the snapshot failed too ({error}): the host may be half-configured; "
-                "run `raorch rollback` for it"
+            note = (
+                f"restoring the snapshot failed too ({error}): the host may be "
+                "half-configured; run `raorch rollback` for it"
             )
+            return (), (), note
         bad = next((i for i, r in enumerate(results) if not r.ok), None)
         if bad is not None:
-            return (), (
-                f"restoring the snapshot failed too ({restore.changes[bad].describe()}: "
+            note = (
+                f"restoring the snapshot failed too ({restore.describe(bad)}: "
                 f"{_error(results[bad])}): the host may be half-configured; run `raorch "
                 "rollback` for it"
             )
-        return restore.changes, (
-            f"the host was restored from its snapshot ({len(restore.changes)} write(s) undone)"
+            return (), (), note
+        removed = _deleted_keys(results[len(restore.changes) :])
+        keys = f", {len(removed)} key(s) it created deleted" if removed else ""
+        note = (
+            f"the host was restored from its snapshot ({len(restore.changes)} write(s) "
+            f"undone{keys})"
         )
+        return restore.changes, removed, note
 
     # ------------------------------------------------------------ ROLLBACK
 
@@ -424,7 +450,7 @@ class _HostFlow:
                 ),
                 differences=restore.conflicts,
             )
-        if not restore.changes:
+        if not restore.writes:
             return self.report(Outcome.ROLLED_BACK, differences=restore.conflicts)
         if self.cancel is not None and self.cancel.is_set():
             raise self.fail(
@@ -432,32 +458,49 @@ class _HostFlow:
             )
 
         self.stage = Stage.ROLLBACK
-        ops = tuple(c.operation() for c in restore.changes)
+        ops = restore.operations()
         results = session.run((*ops, *state_reads(self.playbook, self.profile)), Stage.ROLLBACK)
         failed = next((i for i, r in enumerate(results[: len(ops)]) if not r.ok), None)
         if failed is not None:
             raise self.fail(
                 Stage.ROLLBACK,
-                f"{restore.changes[failed].describe()} failed ({_error(results[failed])}); "
+                f"{restore.describe(failed)} failed ({_error(results[failed])}); "
                 f"{failed} of {len(ops)} restoring write(s) were made; run the rollback again",
                 changes=restore.changes[:failed],
+                removed_keys=_deleted_keys(results[len(restore.changes) : failed]),
             )
+        removed = _deleted_keys(results[len(restore.changes) : len(ops)])
         self.stage = Stage.VERIFY
         try:
             after = build_snapshot(self.target.name, results[len(ops) :], base=current)
         except SnapshotError as exc:
             raise self.fail(Stage.VERIFY, f"reading back failed: {exc.message}") from None
         left = restore_plan(original, after, applied, force=True)
-        if left.changes:
+        # A key the host left alone (Deleted false: not empty, someone else's values or subkeys
+        # are in it) stays on purpose; any other key still there did not go.
+        kept = {k.casefold() for k in restore.removals} - {k.casefold() for k in removed}
+        left_keys = tuple(k for k in left.removals if k.casefold() not in kept)
+        if left.changes or left_keys:
+            differences = (
+                *(difference_of(c) for c in left.changes),
+                *(Difference(f"key {k}", "absent", "present") for k in left_keys),
+            )
             return self.report(
                 Outcome.FAILED,
                 Reason(
-                    Stage.VERIFY, f"{len(left.changes)} setting(s) did not read back as restored"
+                    Stage.VERIFY,
+                    f"{len(differences)} setting(s) did not read back as restored",
                 ),
                 changes=restore.changes,
-                differences=tuple(difference_of(c) for c in left.changes),
+                differences=differences,
+                removed_keys=removed,
             )
-        return self.report(Outcome.ROLLED_BACK, changes=restore.changes)
+        return self.report(Outcome.ROLLED_BACK, changes=restore.changes, removed_keys=removed)
+
+
+def _deleted_keys(results: Sequence[OpResult]) -> tuple[str, ...]:
+    """The keys DeleteKey results say were deleted (not those left alone: absent or not empty)."""
+    return tuple(r.data.key for r in results if isinstance(r.data, KeyDeletion) and r.data.deleted)
 
 
 def _error(result: OpResult) -> str:

@@ -29,7 +29,14 @@ READ_OPS = frozenset(
     {"GetFacts", "ResolveAccount", "ReadValues", "ListKey", "GetGroup", "GetFirewallRules"}
 )
 WRITE_OPS = frozenset(
-    {"SetValue", "DeleteValue", "AddGroupMember", "RemoveGroupMember", "SetFirewallRule"}
+    {
+        "SetValue",
+        "DeleteValue",
+        "DeleteKey",
+        "AddGroupMember",
+        "RemoveGroupMember",
+        "SetFirewallRule",
+    }
 )
 # Required parameter keys of each operation (the contract's table).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -39,6 +46,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "ListKey": ("Key",),
     "SetValue": ("Key", "Name", "Type", "Data"),
     "DeleteValue": ("Key", "Name"),
+    "DeleteKey": ("Key",),
     "GetGroup": ("Sid",),
     "AddGroupMember": ("Sid", "Account"),
     "RemoveGroupMember": ("Sid", "Account"),
@@ -264,6 +272,7 @@ class _Context:
             "ListKey": self.list_key,
             "SetValue": self.set_value,
             "DeleteValue": self.delete_value,
+            "DeleteKey": self.delete_key,
             "GetGroup": self.get_group,
             "AddGroupMember": self.add_member,
             "RemoveGroupMember": self.remove_member,
@@ -272,7 +281,7 @@ class _Context:
         }
 
     def run(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
-        if op in ("SetValue", "DeleteValue", "ReadValues", "ListKey"):
+        if op in ("SetValue", "DeleteValue", "DeleteKey", "ReadValues", "ListKey"):
             self._check_denied(op, params, MSG_REG_DENIED)
         elif op in ("SetFirewallRule",):
             self._check_denied(op, params, MSG_FW_DENIED)
@@ -417,6 +426,14 @@ class _Context:
             raise _OpFailed("Failed", f"Name must be a string, got {name!r}.")
         self.host.registry.delete_value(key, name)
         return {}
+
+    def delete_key(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = self._key(params)
+        if key.count("\\") < 2:
+            # HKLM itself or a root key under it (SOFTWARE, SYSTEM): never a key to delete.
+            raise _OpFailed("Failed", f"raorch lab: registry key '{key}' is a root key of HKLM.")
+        # Absent or not empty (values or subkeys): left alone, success with Deleted false.
+        return {"Key": str(params["key"]), "Deleted": self.host.registry.delete_empty_key(key)}
 
     # --------------------------------------------------------- groups
 

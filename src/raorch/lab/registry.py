@@ -87,6 +87,21 @@ class Registry:
         if key is not None:
             key.values.pop(name.upper(), None)
 
+    def has_subkeys(self, path: str) -> bool:
+        prefix = normalize_key(path).upper() + "\\"
+        return any(k.startswith(prefix) for k in self.keys)
+
+    def delete_empty_key(self, path: str) -> bool:
+        """Delete a key that has no values and no subkeys (RegistryKey.DeleteSubKey refuses a
+        key with subkeys; the contract's DeleteKey also leaves a key with values alone).
+        True when the key was deleted; an absent or non-empty key is left as it is."""
+        folded = normalize_key(path).upper()
+        key = self.keys.get(folded)
+        if key is None or key.path == HIVE or key.values or self.has_subkeys(path):
+            return False
+        del self.keys[folded]
+        return True
+
     # ------------------------------------------------------------ persistence
 
     def to_json(self) -> dict[str, dict[str, dict[str, object]]]:

@@ -102,6 +102,15 @@ class DeleteValue:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteKey:
+    """Delete a key if it is EMPTY (no values, no subkeys); an absent key is success, and a key
+    that is not empty is left alone (success, result ``KeyDeletion.deleted`` False). Restore
+    uses it for the keys raorch's SetValue created, and can never destroy anything else."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetGroup:
     """A local group, found by its SID (its name is localized), with its members."""
 
@@ -143,6 +152,7 @@ Operation = (
     | ListKey
     | SetValue
     | DeleteValue
+    | DeleteKey
     | GetGroup
     | AddGroupMember
     | RemoveGroupMember
@@ -150,7 +160,14 @@ Operation = (
     | SetFirewallRule
 )
 
-WRITE_OPERATIONS = (SetValue, DeleteValue, AddGroupMember, RemoveGroupMember, SetFirewallRule)
+WRITE_OPERATIONS = (
+    SetValue,
+    DeleteValue,
+    DeleteKey,
+    AddGroupMember,
+    RemoveGroupMember,
+    SetFirewallRule,
+)
 
 
 # ---------------------------------------------------------------- results
@@ -202,7 +219,16 @@ class RuleGroupState:
     rules: tuple[FirewallRule, ...]
 
 
-ResultData = Facts | KeyState | GroupState | RuleGroupState | str | None  # str: a resolved SID
+@dataclass(frozen=True, slots=True)
+class KeyDeletion:
+    """What DeleteKey did: ``deleted`` False when the key was absent or not empty."""
+
+    key: str
+    deleted: bool
+
+
+# str: a resolved SID
+ResultData = Facts | KeyState | GroupState | RuleGroupState | KeyDeletion | str | None
 
 
 @dataclass(frozen=True, slots=True)

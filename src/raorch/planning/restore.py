@@ -6,6 +6,14 @@ gives) are restored, each to what the original snapshot recorded, deleting what 
 So a helper is removed from Administrators only if raorch added it, a firewall list entry only if
 raorch added it; other entries, added by someone else, are left alone.
 
+Keys: SetValue creates a missing key and its missing parents. After the values, every key that
+an applied SetValue may have created and that the original snapshot recorded as absent is
+deleted again (``DeleteKey``, deepest first) if it exists now. DeleteKey only deletes an EMPTY
+key, so a key that meanwhile holds someone else's values or subkeys stays (the host answers
+``Deleted`` false): rollback never destroys anything raorch did not create. A key the original
+snapshot did not record (a snapshot of an older release, which did not probe the parents) is
+never deleted.
+
 Conflict: an item raorch set whose current data is neither what raorch wrote nor the original
 means someone else changed it since. Unless ``force``, such a host is not touched at all and the
 differences are reported (Outcome.CONFLICT). Restoring is idempotent: an item already back at
@@ -18,24 +26,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raorch.models.playbook import Playbook
-from raorch.models.remote import RegValue
+from raorch.models.remote import DeleteKey, Operation, RegValue
 from raorch.planning.plan import (
     Change,
     Difference,
     MemberChange,
     RuleChange,
     ValueChange,
+    apply_changes,
     describe_value,
     make_plan,
 )
 from raorch.planning.profile import HostProfile, host_profile
-from raorch.planning.snapshot import NotRecordedError, Snapshot
+from raorch.planning.snapshot import NotRecordedError, Snapshot, ancestors, is_below_root
 
 
 @dataclass(frozen=True, slots=True)
 class RestorePlan:
     changes: tuple[Change, ...]  # the writes that restore, each with before (now) -> after
     conflicts: tuple[Difference, ...]  # expected: what raorch wrote; found: what is there now
+    # Keys raorch created, to delete (if empty) after the changes; deepest first.
+    removals: tuple[str, ...] = ()
 
     @property
     def conflicted(self) -> bool:
@@ -44,7 +55,25 @@ class RestorePlan:
     @property
     def done(self) -> bool:
         """Nothing left to restore: the host holds its original state for every item."""
-        return not self.changes and not self.conflicts
+        return not self.changes and not self.conflicts and not self.removals
+
+    @property
+    def writes(self) -> bool:
+        """There is something to write."""
+        return bool(self.changes or self.removals)
+
+    def operations(self) -> tuple[Operation, ...]:
+        """The restoring writes in order: the values, groups and rules, then the keys."""
+        return (
+            *(c.operation() for c in self.changes),
+            *(DeleteKey(key) for key in self.removals),
+        )
+
+    def describe(self, index: int) -> str:
+        """What the write at ``index`` of ``operations()`` does, for messages."""
+        if index < len(self.changes):
+            return self.changes[index].describe()
+        return f"delete key {self.removals[index - len(self.changes)]} (created by raorch)"
 
 
 def changes_from_snapshot(playbook: Playbook, original: Snapshot) -> tuple[Change, ...]:
@@ -115,7 +144,45 @@ def restore_plan(
                 changes.append(RuleChange(change.group, change.rule, rule.enabled, target_enabled))
     if conflicts and not force:
         return RestorePlan((), tuple(conflicts))
-    return RestorePlan(tuple(changes), tuple(conflicts))
+    removals = key_removals(original, apply_changes(current, changes), applied)
+    return RestorePlan(tuple(changes), tuple(conflicts), removals)
+
+
+def key_removals(
+    original: Snapshot, restored: Snapshot, applied: Sequence[Change]
+) -> tuple[str, ...]:
+    """The keys to delete once the values are back (``restored``: the state expected then),
+    deepest first: every key an applied SetValue may have created (its key and the parents
+    below HKLM\\SOFTWARE / HKLM\\SYSTEM) that the original snapshot recorded as absent,
+    unless ``restored`` shows it absent already or shows it is not empty (values in it, or a
+    subkey that stays)."""
+    candidates: dict[str, str] = {}
+    for change in applied:
+        if isinstance(change, ValueChange) and change.after is not None:
+            for key in (*ancestors(change.key), change.key):
+                if is_below_root(key):
+                    candidates.setdefault(key.casefold(), key)
+    chosen: list[str] = []
+    # Deepest first: a parent is only empty once its children are gone.
+    for folded, key in sorted(candidates.items(), key=lambda kv: -kv[0].count("\\")):
+        was = original.record(key)
+        if was is None or was.exists:
+            continue  # existed before, or not recorded: never raorch's to delete
+        now = restored.record(key)
+        if now is not None and (not now.exists or now.values):
+            continue  # already gone, or someone else's values are in it
+        prefix = folded + "\\"
+        staying = [
+            r
+            for r in restored.keys
+            if r.exists
+            and r.key.casefold().startswith(prefix)
+            and r.key.casefold() not in {c.casefold() for c in chosen}
+        ]
+        if staying:
+            continue  # a subkey stays, so this key is not empty
+        chosen.append(key)
+    return tuple(chosen)
 
 
 def _original_value(original: Snapshot, change: ValueChange) -> RegValue | None:

@@ -7,7 +7,10 @@ NotFound, which is recorded as "no rule group"). The same reads without facts an
 (``state_reads``) verify a host after the writes.
 
 What is recorded (windows-settings.md, "What to record before changing anything"): for every
-value raorch may write, present or absent, type and data; every value under ``RAUnsolicit`` and
+value raorch may write, present or absent, type and data; whether each key raorch may write
+existed, and each of its ancestors below ``HKLM\\SOFTWARE`` / ``HKLM\\SYSTEM`` (SetValue creates
+missing keys, and restore deletes the ones that did not exist: ``ReadValues`` with no names is
+the existence probe); every value under ``RAUnsolicit`` and
 under the legacy firewall ``List`` keys; the members of Administrators (S-1-5-32-544); each rule
 of the modern group with its ``Enabled``. ``to_json``/``from_json`` round-trip exactly for every
 registry type (REG_BINARY as hex, REG_DWORD/REG_QWORD unsigned), because the journal stores the
@@ -53,6 +56,7 @@ from raorch.planning.windows import (
     OLE_KEY,
     RA_MACHINE_KEY,
     RA_UNSOLICIT_KEY,
+    ROOT_KEYS,
     TS_POLICY_KEY,
     TS_POLICY_VALUES,
     legacy_list_key,
@@ -116,7 +120,45 @@ def state_reads(playbook: Playbook, profile: HostProfile | None = None) -> tuple
     modern = playbook.firewall.modern
     if modern is not None and profile is not HostProfile.LEGACY:
         reads.append(GetFirewallRules(modern.rule_group))
+    # Existence probes of the ancestors SetValue may create: restore deletes the keys that did
+    # not exist before (planning/restore.py). In the same pipeline, so they cost no request.
+    read = {op.key.casefold() for op in reads if isinstance(op, ReadValues | ListKey)}
+    for key in _unique(k for w in written_keys(playbook, profile) for k in ancestors(w)):
+        if key.casefold() not in read:
+            read.add(key.casefold())
+            reads.append(ReadValues(key, ()))
     return tuple(reads)
+
+
+def written_keys(playbook: Playbook, profile: HostProfile | None = None) -> tuple[str, ...]:
+    """The keys raorch's SetValue may write to (and so create) for ``playbook``; without a
+    profile, both profiles'. Each of them is read by ``state_reads``."""
+    keys = [TS_POLICY_KEY, RA_UNSOLICIT_KEY, OLE_KEY]
+    legacy = playbook.firewall.legacy
+    if legacy is not None and profile is not HostProfile.MODERN:
+        for fw_profile in _unique(legacy.profiles):
+            for section in (GLOBALLY_OPEN_PORTS, AUTHORIZED_APPLICATIONS):
+                keys.append(legacy_section_key(fw_profile, section))
+                keys.append(legacy_list_key(fw_profile, section))
+    return tuple(keys)
+
+
+def ancestors(key: str) -> tuple[str, ...]:
+    """The keys above ``key`` that SetValue could create, shallowest first: those strictly
+    below a root key (``HKLM\\SOFTWARE``, ``HKLM\\SYSTEM``). Empty for a key outside them."""
+    parts = key.split("\\")
+    out: list[str] = []
+    for i in range(1, len(parts)):
+        above = "\\".join(parts[:i])
+        if out or is_below_root(above):
+            out.append(above)
+    return tuple(out)
+
+
+def is_below_root(key: str) -> bool:
+    """A key strictly below ``HKLM\\SOFTWARE`` or ``HKLM\\SYSTEM``: one raorch may create."""
+    folded = key.casefold()
+    return any(folded.startswith(root.casefold() + "\\") for root in ROOT_KEYS)
 
 
 def _unique(items: Iterable[_T]) -> list[_T]:
@@ -181,6 +223,10 @@ class Snapshot:
 
     # ------------------------------------------------------------ lookups
 
+    def record(self, key: str) -> KeyRecord | None:
+        folded = key.casefold()
+        return next((r for r in self.keys if r.key.casefold() == folded), None)
+
     def key(self, key: str) -> KeyRecord:
         folded = key.casefold()
         for record in self.keys:
@@ -232,6 +278,10 @@ class Snapshot:
             records.append(new)
         else:
             records[index] = new
+        if value is not None:
+            # SetValue creates the key's missing parents too (RegistryKey.CreateSubKey).
+            above = {a.casefold() for a in ancestors(key)}
+            records = [replace(r, exists=True) if r.key.casefold() in above else r for r in records]
         return replace(self, keys=tuple(records))
 
     def with_member(self, sid: str, account: str, present: bool) -> Snapshot:

@@ -35,6 +35,10 @@ TS_POLICY_VALUES: Final = (
 # so pre-flight checks it on every profile.
 RA_MACHINE_KEY: Final = r"HKLM\SYSTEM\CurrentControlSet\Control\Remote Assistance"
 
+# Keys every Windows has (the SOFTWARE and SYSTEM hives of HKLM): SetValue never creates them,
+# so the snapshot does not probe them and restore never deletes them or anything above them.
+ROOT_KEYS: Final = (r"HKLM\SOFTWARE", r"HKLM\SYSTEM")
+
 # ---------------------------------------------------------------- DCOM (seed; "EnableDCOM" docs)
 OLE_KEY: Final = r"HKLM\SOFTWARE\Microsoft\Ole"
 ENABLE_DCOM: Final = "EnableDCOM"

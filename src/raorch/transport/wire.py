@@ -16,6 +16,7 @@ from pypsrp.serializer import TaggedValue
 
 from raorch.models.remote import (
     AddGroupMember,
+    DeleteKey,
     DeleteValue,
     ErrorKind,
     Facts,
@@ -25,6 +26,7 @@ from raorch.models.remote import (
     GetFirewallRules,
     GetGroup,
     GroupState,
+    KeyDeletion,
     KeyState,
     ListKey,
     Member,
@@ -75,6 +77,8 @@ def to_wire(op: Operation) -> dict[str, object]:
             }
         case DeleteValue(key=key, name=name):
             return {"Op": "DeleteValue", "Key": key, "Name": name}
+        case DeleteKey(key=key):
+            return {"Op": "DeleteKey", "Key": key}
         case GetGroup(sid=sid):
             return {"Op": "GetGroup", "Sid": sid}
         case AddGroupMember(sid=sid, account=account):
@@ -210,7 +214,9 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
                 for r in _mappings(reply, "Rules")
             )
             return RuleGroupState(group=group, rules=rules)
-    # The writes return nothing but their success.
+        case DeleteKey(key=key):
+            return KeyDeletion(key=key, deleted=_bool(reply, "Deleted"))
+    # The other writes return nothing but their success.
     return None
 
 

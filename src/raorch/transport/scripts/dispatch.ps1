@@ -9,6 +9,7 @@ $RaorchOperationTable = @{
     ListKey           = @{ Params = @('Key'); Write = $false; Function = 'Invoke-RaorchListKey' }
     SetValue          = @{ Params = @('Key', 'Name', 'Type', 'Data'); Write = $true; Function = 'Invoke-RaorchSetValue' }
     DeleteValue       = @{ Params = @('Key', 'Name'); Write = $true; Function = 'Invoke-RaorchDeleteValue' }
+    DeleteKey         = @{ Params = @('Key'); Write = $true; Function = 'Invoke-RaorchDeleteKey' }
     GetGroup          = @{ Params = @('Sid'); Write = $false; Function = 'Invoke-RaorchGetGroup' }
     AddGroupMember    = @{ Params = @('Sid', 'Account'); Write = $true; Function = 'Invoke-RaorchAddGroupMember' }
     RemoveGroupMember = @{ Params = @('Sid', 'Account'); Write = $true; Function = 'Invoke-RaorchRemoveGroupMember' }

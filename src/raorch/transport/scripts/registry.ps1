@@ -1,4 +1,4 @@
-# ---- registry.ps1: ReadValues, ListKey, SetValue, DeleteValue.
+# ---- registry.ps1: ReadValues, ListKey, SetValue, DeleteValue, DeleteKey.
 # [Microsoft.Win32.Registry] (.NET 2.0) rather than the registry provider: it gives the value
 # kind and the unexpanded data, which a snapshot needs to restore exactly what was there.
 
@@ -77,8 +77,12 @@ function Read-RaorchKey([string]$Key, $Names) {
 }
 
 function Invoke-RaorchReadValues($P) {
-    # @() so that one name, or none, is still a list.
-    return Read-RaorchKey ([string]$P['Key']) @($P['Names'])
+    # @() so that one name, or none, is still a list. An empty Names is an existence probe;
+    # a null one (an empty list may arrive as $null) must not become @($null), which would
+    # ask for the default value.
+    $names = @()
+    if ($null -ne $P['Names']) { $names = @($P['Names']) }
+    return Read-RaorchKey ([string]$P['Key']) $names
 }
 
 function Invoke-RaorchListKey($P) {
@@ -132,4 +136,32 @@ function Invoke-RaorchDeleteValue($P) {
         $regKey.Close()
     }
     return @{}
+}
+
+# Delete a key only when it is empty (no values, no subkeys): rollback removes the keys that
+# SetValue created, and must never remove one that holds something it did not put there.
+# An absent key is success; a key that is not empty is left alone, and success too.
+function Invoke-RaorchDeleteKey($P) {
+    $key = [string]$P['Key']
+    $path = Get-RaorchHklmPath $key
+    $cut = $path.LastIndexOf('\')
+    # A key right under HKLM (SOFTWARE, SYSTEM) is never raorch's to delete.
+    if ($cut -lt 1) { Stop-RaorchOp 'Failed' "registry key '$key' is a root key of HKLM" }
+    $regKey = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($path, $false)
+    if ($null -eq $regKey) { return @{ Key = $key; Deleted = $false } }
+    try {
+        $empty = ($regKey.ValueCount -eq 0 -and $regKey.SubKeyCount -eq 0)
+    } finally {
+        $regKey.Close()
+    }
+    if (-not $empty) { return @{ Key = $key; Deleted = $false } }
+    $parent = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($path.Substring(0, $cut), $true)
+    if ($null -eq $parent) { return @{ Key = $key; Deleted = $false } }
+    try {
+        # throwOnMissingSubKey $false: removed in the meantime is the state asked for.
+        $parent.DeleteSubKey($path.Substring($cut + 1), $false)
+    } finally {
+        $parent.Close()
+    }
+    return @{ Key = $key; Deleted = $true }
 }
