@@ -131,8 +131,16 @@ def state_home() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700: snapshots and logs are sensitive."""
-    path.mkdir(parents=True, exist_ok=True)
+    """Create ``path`` and make it 0700: snapshots and logs are sensitive. Parents it has to
+    create are 0700 too (``rollouts/`` above ``rollouts/<id>``), whatever the umask."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     os.chmod(path, 0o700)
     return path
 
