@@ -21,6 +21,7 @@ import click
 
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
+from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport, run_host
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.inventory import ResolvedInventory, Target
@@ -242,6 +243,7 @@ def plan(
     targets = choose_targets(inventory, wave, limit)
     secrets = resolver()
     passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    warn(insecure_warnings(targets))
     reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
     if as_json:
         document = {

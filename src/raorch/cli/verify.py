@@ -21,6 +21,7 @@ import click
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets, plan_hosts
+from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
@@ -113,6 +114,7 @@ def verify(
     targets = choose_targets(inventory, wave, limit)
     secrets = resolver()
     passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    warn(insecure_warnings(targets))
     reports = plan_hosts(
         targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
     )
