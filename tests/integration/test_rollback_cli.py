@@ -269,13 +269,7 @@ def test_rollback_restores_every_host_as_it_was(trip: RoundTrip) -> None:
     assert len(journal.query("SELECT host FROM rollbacks")) == len(changed)
 
 
-# Until the DeleteKey work lands (git log: no DeleteKey commit yet), rollback leaves the keys
-# raorch created; strict, so that this test says when the fix has landed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: rollback leaves the registry keys raorch created (e.g. "
-    "...\\Terminal Services\\RAUnsolicit) behind, empty; fixed by the DeleteKey work",
-)
+# Keys raorch created (SetValue creates missing keys) are deleted again by DeleteKey.
 def test_rollback_restores_every_host_byte_for_byte(trip: RoundTrip) -> None:
     lab = trip.lab
     assert trip.rollback[0] == 0, trip.rollback
