@@ -29,6 +29,7 @@ import json
 import math
 import os
 import pickle
+import signal
 import statistics
 import subprocess
 import sys
@@ -114,7 +115,12 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> ChildRun:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: leave no child behind
+            proc.kill()
+            proc.wait()
+            raise
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -401,6 +407,8 @@ def main() -> None:
     )
     p.add_argument("--skip", default="", help="comma-separated: floor,sequential,per-setting")
     args = p.parse_args()
+    # SIGTERM unwinds like Ctrl-C: the labs and children are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.worker:
         worker_main(args.worker)
         return
