@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from raorch import __version__
+from raorch.cli import options
 from raorch.cli.errors import RaorchGroup, handle_errors
 from raorch.models.inventory import (
     AuthMethod,
@@ -31,24 +32,6 @@ from raorch.models.playbook import (
     SolicitedPolicy,
 )
 
-# Shared options: every command that reads an inventory spells them the same way.
-inventory_option = click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Inventory YAML file (targets, connection settings, waves).",
-)
-playbook_option = click.option(
-    "--playbook",
-    "-p",
-    "playbook_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Playbook YAML file. Default: the inventory's `playbook:`.",
-)
-
 
 @click.group(cls=RaorchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="raorch")
@@ -61,18 +44,18 @@ def main() -> None:
 
 
 @main.command()
-@inventory_option
-@playbook_option
+@options.inventory
+@options.playbook
 @handle_errors
-def validate(inventory_path: Path, playbook_path: Path | None) -> None:
+def validate(inventory_path: Path, playbook_opt: Path | None) -> None:
     """Check an inventory and its playbook; show the waves, connections and what will be set.
 
     Contacts no host and reads no secret. Exit 0 when both files are valid, 2 otherwise.
     """
     inventory = load_inventory(inventory_path)
-    playbook_file = resolve_playbook_path(inventory, playbook_path)
+    playbook_file = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_file)
-    source = "--playbook" if playbook_path is not None else "the inventory's playbook:"
+    source = "--playbook" if playbook_opt is not None else "the inventory's playbook:"
     for line in describe_inventory(inventory):
         click.echo(line)
     click.echo("")

@@ -15,10 +15,12 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import click
 
+from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
@@ -30,8 +32,6 @@ from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
 from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
 from raorch.planning.selection import select_hosts, unmatched_patterns
-
-DEFAULT_CONCURRENCY = 32
 
 
 def choose_targets(
@@ -194,40 +194,16 @@ def report_json(report: HostReport) -> dict[str, Any]:
 
 
 @click.command("plan")
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Inventory YAML file (targets, connection settings, waves).",
-)
-@click.option(
-    "--playbook",
-    "-p",
-    "playbook_opt",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Playbook YAML file. Default: the inventory's `playbook:`.",
-)
+@options.inventory
+@options.playbook
 @click.option("--wave", default=None, help="Only the hosts of this wave (default: every host).")
-@click.option(
-    "--limit",
-    default=None,
-    help="Only hosts matching these patterns (comma-separated fnmatch, case-insensitive).",
-)
-@click.option(
-    "--concurrency",
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Hosts read at once.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@options.limit
+@options.concurrency
+@options.as_json
 @handle_errors
 def plan(
-    inventory_path: str,
-    playbook_opt: str | None,
+    inventory_path: str | Path,
+    playbook_opt: str | Path | None,
     wave: str | None,
     limit: str | None,
     concurrency: int,

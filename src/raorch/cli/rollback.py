@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
 from raorch.cli.plain import print_summary
@@ -24,7 +25,7 @@ from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.journal import Journal, RolloutRow, state_home
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
-from raorch.engine.rollout import DEFAULT_CONCURRENCY, content_sha
+from raorch.engine.rollout import content_sha
 from raorch.engine.work import rollback_work
 from raorch.models.errors import ExitCode, RefusedError
 from raorch.models.events import Subscriber
@@ -70,7 +71,7 @@ def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:
 @click.option("--rollout", "rollout_id", default=None, help="The rollout to undo (see history).")
 @click.option("--last", is_flag=True, help="Undo the most recent rollout.")
 @click.option("--wave", default=None, help="Only this wave's hosts.")
-@click.option("--limit", default=None, help="Only hosts matching these patterns (fnmatch).")
+@options.limit
 @click.option("--force", is_flag=True, help="Restore over settings someone else changed since.")
 @click.option(
     "--inventory",
@@ -79,16 +80,10 @@ def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:
     type=click.Path(dir_okay=False),
     help="Reach the hosts through this inventory (default: the one the rollout used).",
 )
-@click.option(
-    "--concurrency",
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    type=click.IntRange(1, 4096),
-    help="Hosts in flight at once.",
-)
-@click.option("--deadline", default=None, type=click.FloatRange(min=1), help="Seconds per host.")
-@click.option("--no-dashboard", is_flag=True, help="Plain lines instead of the live view.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@options.concurrency
+@options.deadline
+@options.no_dashboard
+@options.as_json
 @handle_errors
 def rollback(
     rollout_id: str | None,

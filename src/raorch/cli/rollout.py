@@ -10,13 +10,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.journal import Journal
 from raorch.engine.rollback import RollbackResult
-from raorch.engine.rollout import DEFAULT_CONCURRENCY, Rollout, RunOptions, WaveResult
+from raorch.engine.rollout import Rollout, RunOptions, WaveResult
 from raorch.engine.work import rollback_work, rollout_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.events import Subscriber
@@ -96,8 +97,8 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
 
 
 def run_rollout(
-    inventory_path: str,
-    playbook_opt: str | None,
+    inventory_path: str | Path,
+    playbook_opt: str | Path | None,
     wave: str,
     *,
     limit: str | None,
@@ -150,24 +151,13 @@ def run_rollout(
 
 
 @click.command("rollout")
-@click.option(
-    "--inventory",
-    "inventory_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The inventory YAML file.",
-)
-@click.option(
-    "--playbook",
-    "playbook_opt",
-    type=click.Path(dir_okay=False),
-    help="The playbook YAML file (default: the inventory's `playbook:`).",
-)
+@options.inventory
+@options.playbook
 @click.option("--wave", required=True, help="The wave to run (waves run in inventory order).")
 @click.option(
     "--limit",
     default=None,
-    help="Only hosts matching these patterns (comma-separated, fnmatch), "
+    help="Only hosts matching these patterns (comma-separated fnmatch, case-insensitive), "
     "or @failed to retry the wave's failed hosts.",
 )
 @click.option(
@@ -175,24 +165,13 @@ def run_rollout(
     is_flag=True,
     help="Run this wave although an earlier wave has not held its gate (recorded).",
 )
-@click.option(
-    "--concurrency",
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    type=click.IntRange(1, 4096),
-    help="Hosts in flight at once.",
-)
-@click.option(
-    "--deadline",
-    default=None,
-    type=click.FloatRange(min=1),
-    help="Seconds a host may take before it is failed (default 300).",
-)
-@click.option("--no-dashboard", is_flag=True, help="Plain lines instead of the live view.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@options.concurrency
+@options.deadline
+@options.no_dashboard
+@options.as_json
 def rollout(
-    inventory_path: str,
-    playbook_opt: str | None,
+    inventory_path: str | Path,
+    playbook_opt: str | Path | None,
     wave: str,
     limit: str | None,
     force: bool,

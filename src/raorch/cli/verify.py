@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
+from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets, plan_hosts
@@ -67,38 +69,16 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 
 @click.command("verify")
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Inventory YAML file.",
-)
-@click.option(
-    "--playbook",
-    "-p",
-    "playbook_opt",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Playbook YAML file. Default: the inventory's `playbook:`.",
-)
-@click.option("--wave", default=None, help="Only this wave's hosts.")
-@click.option(
-    "--limit", default=None, help="Only hosts matching these patterns (comma-separated, fnmatch)."
-)
-@click.option(
-    "--concurrency",
-    default=32,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Hosts read at once.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@options.inventory
+@options.playbook
+@click.option("--wave", default=None, help="Only the hosts of this wave (default: every host).")
+@options.limit
+@options.concurrency
+@options.as_json
 @handle_errors
 def verify(
-    inventory_path: str,
-    playbook_opt: str | None,
+    inventory_path: str | Path,
+    playbook_opt: str | Path | None,
     wave: str | None,
     limit: str | None,
     concurrency: int,
