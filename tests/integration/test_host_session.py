@@ -102,9 +102,10 @@ def values(state: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def comparable(state: dict[str, Any]) -> dict[str, Any]:
-    """What raorch may touch, in a form to compare before/after (empty keys ignored)."""
+    """What raorch may touch, in a form to compare before/after (every key, empty ones
+    included: rollback deletes the keys raorch created)."""
     return {
-        "registry": {k: v for k, v in registry(state).items() if v},
+        "registry": registry(state),
         "admins": sorted(m["sid"] for m in state["groups"][ADMINS]["members"]),
         "rules": {n: r["enabled"] for n, r in (state["firewall_rules"] or {}).items()},
     }
