@@ -94,7 +94,13 @@ def apply_batch_done(lab: LabHandle) -> Callable[[], bool]:
     return lambda: int(lab.state(DENIED)["runtime"]["pipelines"]) >= 2
 
 
-KILL_POINTS = ["host-started", "mid-apply", "three-hosts-final", "all-hosts-final"]
+# The two points where a resume has the most to get right run by default; the others with -m slow.
+KILL_POINTS = [
+    pytest.param("host-started", marks=pytest.mark.slow),
+    "mid-apply",
+    "three-hosts-final",
+    pytest.param("all-hosts-final", marks=pytest.mark.slow),
+]
 
 
 @pytest.fixture
