@@ -147,7 +147,10 @@ class Fleet:
 
 
 def lab_context(args: argparse.Namespace, latency_ms: float) -> Any:
-    from raorch.lab import running_lab
+    from raorch.lab import api, running_lab
+
+    # A lab of 10,000 hosts on a busy 2-core machine takes minutes to listen on every port.
+    api.READY_TIMEOUT = max(api.READY_TIMEOUT, 120 + args.hosts * 0.1)
 
     faults = {"faults": [{"share": 1.0, "latency_ms": latency_ms}]} if latency_ms > 0 else None
     return running_lab(
