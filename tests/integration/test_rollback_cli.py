@@ -4,8 +4,8 @@ WinRM, with the journal read through plain sqlite3 and the hosts through the lab
 - A mixed fleet (every lab profile, hosts that already had some of the settings, with other
   types and data, other helpers and other list entries, and hosts that had none) is rolled out
   in three waves and rolled back: every host is back to its state from before, value by value,
-  type by type, member by member, rule by rule; and, once the DeleteKey work has landed, the
-  whole lab state byte for byte (keys raorch created removed again).
+  type by type, member by member, rule by rule; and the whole lab state byte for byte (the
+  keys raorch created are deleted again).
 - A second rollback changes nothing (the lab saw no request) and says so.
 - Conflicts: a value raorch set, changed (or rewritten with another type) behind its back,
   makes the host a ``conflict``: exit 1, the differences printed, the host left alone (also on
@@ -14,12 +14,15 @@ WinRM, with the journal read through plain sqlite3 and the hosts through the lab
   are not contacted again, the others are restored, the rollout closes.
 - ``on_gate_failure: rollback``: a wave whose gate fails is restored in the same run.
 - ``history`` and ``show --host`` agree with the journal.
+- One wave at a time (``--wave``), then the rest; refusals (no journal, no rollout named, the
+  playbook changed since) exit 6 without contacting a host, bad ``--wave``/``--limit`` exit 2.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -30,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import (  # pytest puts this directory on sys.path
     ADMINISTRATORS,
     LEGACY_PROFILES,
     OLE_KEY,
+    PLAYBOOK_FILE,
     RAU_KEY,
     TS_KEY,
     LabClient,
@@ -300,6 +305,7 @@ def roll_out(
     cli: RaorchCli,
     path: Path,
     waves: list[dict[str, Any]] | None = None,
+    playbook: Path | None = None,
 ) -> Fleet:
     """Clear the policy values on every eligible host (so that raorch sets them all), take the
     states, roll out every wave (gates must hold)."""
@@ -318,6 +324,10 @@ def roll_out(
     before = {h: lab.state(h) for h in hosts}
     waves = waves or [{"name": "all", "hosts": hosts, "max_fail_percentage": 0}]
     inventory = lab_inventory(lab, path, waves)
+    if playbook is not None:
+        data = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+        data["playbook"] = str(playbook)
+        inventory.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     for wave in waves:
         code, doc, proc = run_json(
             cli, "rollout", "--inventory", str(inventory), "--wave", wave["name"]
@@ -602,3 +612,88 @@ def test_failed_gate_rolls_the_wave_back(
             assert values_of(lab.state(host)) == values_of(before[host]), host
             assert touchable(lab.state(host)) == touchable(before[host]), host
         assert cli.journal.waves()["pilot"]["state"] == "halted"
+
+
+# ---------------------------------------------------------------- one wave; refusals
+
+
+def test_rollback_one_wave_then_the_rest_and_refusals(
+    raorch_cli: CliFactory, lab_client: LabClient, tmp_path: Path
+) -> None:
+    with running_lab(hosts=6, seed=6, **MODERN) as lab:
+        cli = raorch_cli(lab)
+        # Nothing ran yet: no journal is a refusal, and none is created.
+        for args in (("rollback", "--last"), ("history",), ("show", "x")):
+            proc = cli.run(*args)
+            assert proc.returncode == 6, proc.stdout + proc.stderr
+            assert "no raorch journal" in proc.stderr and "RAORCH_HOME" in proc.stderr
+        assert not cli.home.exists()
+
+        playbook = tmp_path / "playbook.yaml"
+        shutil.copyfile(PLAYBOOK_FILE, playbook)
+        hosts = lab.hosts
+        fleet = roll_out(
+            lab,
+            lab_client,
+            cli,
+            tmp_path / "fleet.yaml",
+            [
+                {"name": "first", "hosts": hosts[:3], "max_fail_percentage": 0},
+                {"name": "second", "hosts": hosts[3:], "max_fail_percentage": 0},
+            ],
+            playbook=playbook,
+        )
+        first = [h for h in fleet.changed if h in hosts[:3]]
+        second = [h for h in fleet.changed if h in hosts[3:]]
+        assert first and second, fleet.changed
+        (rollout_id,) = cli.journal.rollout_ids()
+        requests = lab.stats()["total_requests"]
+
+        for args, code, text in (
+            (("rollback",), 6, "--rollout ID or --last"),
+            (("rollback", "--rollout", "nosuch"), 6, "no rollout 'nosuch'"),
+            (("rollback", "--last", "--wave", "nosuch"), 2, "no wave named 'nosuch'"),
+            (("rollback", "--last", "--limit", "nomatch-*"), 2, "nomatch-*"),
+            (("show", rollout_id, "--host", "lab-9999"), 6, "never ran host 'lab-9999'"),
+        ):
+            proc = cli.run(*args)
+            assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+            assert text in proc.stderr, (args, proc.stderr)
+            assert "Traceback" not in proc.stderr
+        # The playbook changed since the rollout: rollback could not know what raorch wrote.
+        original = playbook.read_bytes()
+        playbook.write_bytes(original + b"\n# edited after the rollout\n")
+        proc = cli.run("rollback", "--last")
+        assert proc.returncode == 6, proc.stdout + proc.stderr
+        assert "playbook" in proc.stderr and "changed" in proc.stderr
+        playbook.write_bytes(original)
+        assert lab.stats()["total_requests"] == requests  # no host was contacted
+
+        # One wave: only its hosts are restored; the rollout stays open.
+        code, doc, proc = run_json(cli, "rollback", "--last", "--wave", "second")
+        assert code == 0, proc.stdout + proc.stderr
+        assert doc["counts"] == {"rolled_back": len(second)} and doc["closed"] is False
+        for host in second:
+            assert touchable(lab.state(host)) == touchable(fleet.before[host]), host
+        for host in first:
+            assert playbook_problems(lab.state(host)) == [], host
+        # The same wave again: nothing left to do there.
+        code, doc, proc = run_json(cli, "rollback", "--last", "--wave", "second")
+        assert (code, doc["ran"]) == (0, 0), proc.stdout + proc.stderr
+        # The rest: the first wave, and the rollout closes.
+        code, doc, proc = run_json(cli, "rollback", "--last")
+        assert code == 0, proc.stdout + proc.stderr
+        assert doc["ran"] == len(first) and doc["closed"] is True
+        for host in hosts:
+            assert full_state(lab, host) == json.dumps(
+                {k: v for k, v in fleet.before[host].items() if k != "runtime"},
+                sort_keys=True,
+                ensure_ascii=False,
+            ), host
+        # A closed rollout: the same inventory and playbook start a new one.
+        code, doc, proc = run_json(
+            cli, "rollout", "--inventory", str(fleet.inventory), "--wave", "first"
+        )
+        assert code == 0, proc.stdout + proc.stderr
+        ids = cli.journal.rollout_ids()
+        assert len(ids) == 2 and ids[0] == rollout_id and doc["rollout"] == ids[1], doc
