@@ -181,3 +181,44 @@ def test_a_failed_read_fails_the_snapshot() -> None:
     op = ReadValues(TS, ("fAllowUnsolicited",))
     with pytest.raises(SnapshotError, match="AccessDenied"):
         build_snapshot("h", [OpResult(op, False, None, ErrorKind.ACCESS_DENIED, "denied")])
+
+
+# ---------------------------------------------------------------- existence probes
+
+
+def test_state_reads_probe_every_parent_raorch_may_create_once() -> None:
+    from raorch.planning.snapshot import state_reads
+
+    probes = [op for op in state_reads(PLAYBOOK) if isinstance(op, ReadValues) and not op.names]
+    keys = [op.key for op in probes]
+    assert keys == [
+        "HKLM\\SOFTWARE\\Policies",
+        "HKLM\\SOFTWARE\\Policies\\Microsoft",
+        "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT",
+        "HKLM\\SOFTWARE\\Microsoft",
+        "HKLM\\SOFTWARE\\Policies\\Microsoft\\WindowsFirewall",
+        "HKLM\\SOFTWARE\\Policies\\Microsoft\\WindowsFirewall\\DomainProfile",
+        "HKLM\\SOFTWARE\\Policies\\Microsoft\\WindowsFirewall\\StandardProfile",
+    ]
+    # never a root key (it always exists) nor a key that is read anyway
+    modern = [
+        op.key
+        for op in state_reads(PLAYBOOK, HostProfile.MODERN)
+        if isinstance(op, ReadValues) and not op.names
+    ]
+    assert modern == keys[:4]
+
+
+def test_probes_are_recorded_and_survive_the_json_round_trip() -> None:
+    host = w10_host()
+    snap = host.snapshot()
+    policies = snap.record("HKLM\\SOFTWARE\\Policies")
+    assert policies is not None and policies.exists is False
+    assert (policies.complete, policies.names, dict(policies.values)) == (False, (), {})
+    microsoft = snap.record("hklm\\software\\microsoft")
+    assert microsoft is not None and microsoft.exists is True
+    assert Snapshot.from_json(snap.to_json()) == snap
+    # a write below marks every recorded parent as existing (SetValue creates them)
+    after = snap.with_value(TS + "\\RAUnsolicit", "CORP\\x", RegValue(RegType.SZ, "CORP\\x"))
+    assert after.key("HKLM\\SOFTWARE\\Policies").exists
+    assert after.key(TS).exists

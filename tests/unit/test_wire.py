@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypsrp.complex_objects import GenericComplexObject
 from pypsrp.serializer import Serializer, TaggedValue
@@ -195,6 +195,9 @@ def test_set_then_read_round_trip(value: RegValue, name: str) -> None:
     assert type(result.data.values[name].data) is type(value.data)
 
 
+# No deadline: a timed assertion fails on a busy machine (docs/development.md: speed is
+# measured by benchmarks, never asserted by tests).
+@settings(deadline=None)
 @given(reg_values(), texts)
 def test_round_trip_through_pypsrp_serialization(value: RegValue, name: str) -> None:
     """The same, with the wire data through pypsrp's CLIXML serializer both ways."""
