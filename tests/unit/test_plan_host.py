@@ -318,3 +318,17 @@ def test_failed_restore_says_the_host_may_be_half_configured() -> None:
     assert report.reason.stage is Stage.APPLY
     assert "half-configured" in report.reason.message and report.restored == ()
     assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
+
+
+def test_rollback_keeps_a_created_key_that_holds_a_foreign_value() -> None:
+    host = w10_host()
+    applied, _ = go(host, HostMode.APPLY)
+    assert applied.snapshot is not None
+    host.set(TS, "fDenyTSConnections", dw(1))  # not a value raorch reads: only the host knows
+    report, _ = go(host, HostMode.ROLLBACK, original_snapshot=applied.snapshot)
+    # RAUnsolicit (empty again) is deleted; Terminal Services and its parents are not empty,
+    # the host leaves them (Deleted false), and that is not a failed verify
+    assert report.outcome is Outcome.ROLLED_BACK, report.reason
+    assert report.removed_keys == (RAU,)
+    assert host.get(TS, "fDenyTSConnections") == dw(1) and not host.has_key(RAU)
+    assert report.writes == len(report.changes) + 1
