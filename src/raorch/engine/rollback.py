@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from asyncio_pool import AioPool
 
 from raorch.engine.journal import Journal, RolloutRow
+from raorch.engine.lock import run_lock
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DEADLINE,
@@ -122,6 +123,13 @@ class Rollback:
         return [(r.host, r.wave) for r in rows if r.host not in done]
 
     async def run(self, options: RollbackOptions, stop: Stop | None = None) -> RollbackResult:
+        if not options.emit_rollout_events:
+            # Inside a rollout (on_gate_failure: rollback), which holds the run lock already.
+            return await self._run(options, stop)
+        with run_lock(self.journal.path.parent, self.id):
+            return await self._run(options, stop)
+
+    async def _run(self, options: RollbackOptions, stop: Stop | None) -> RollbackResult:
         if stop is not None:
             self.stop = stop
         todo = self.candidates(options.wave, options.limit)

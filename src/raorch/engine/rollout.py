@@ -24,6 +24,7 @@ from pathlib import Path
 from asyncio_pool import AioPool
 
 from raorch.engine.journal import Journal, RolloutRow
+from raorch.engine.lock import run_lock
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
@@ -201,6 +202,10 @@ class Rollout:
     # ------------------------------------------------------------ the run
 
     async def run_wave(self, options: RunOptions) -> WaveResult:
+        with run_lock(self.journal.path.parent, self.id):
+            return await self._locked_run_wave(options)
+
+    async def _locked_run_wave(self, options: RunOptions) -> WaveResult:
         spec = self.wave_spec(options.wave)
         self.check_order(spec.name, options.force)
         if options.force:

@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from raorch.engine.host import HostMode, HostReport, run_host
 from raorch.engine.runner import HostWork, WorkContext, WorkResult
 from raorch.models.inventory import Target
+from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
 from raorch.planning.plan import changes_to_json
+from raorch.planning.restore import changes_from_snapshot
 from raorch.planning.snapshot import Snapshot
 
 ReportSink = Callable[[HostReport], None]
@@ -44,8 +46,17 @@ def rollout_work(
         )
         if on_report is not None:
             on_report(report)
-        applied = changes_to_json(report.changes) if report.changes else None
-        return WorkResult(report.outcome, report.reason, report.writes, applied)
+        changes = report.changes
+        outcome = report.outcome
+        if outcome is Outcome.UNCHANGED and original is not None:
+            # A resumed host whose writes were all made by the attempt the controller lost:
+            # compliant now, but raorch changed it (the original snapshot says so).
+            changes = changes_from_snapshot(playbook, original)
+            if changes:
+                outcome = Outcome.CHANGED
+        applied = changes_to_json(changes) if changes else None
+        writes = len(changes) if outcome is Outcome.CHANGED else 0
+        return WorkResult(outcome, report.reason, writes, applied)
 
     return work
 
