@@ -86,9 +86,10 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
         if wave.state is WaveState.PENDING:
             lines.append(f"wave {wave.name}: pending")
             continue
+        gate = "" if wave.gate is None else f"; gate {gate_text(wave.gate)}"
         lines.append(
             f"wave {wave.name}: {wave.state.value}, {wave.done}/{wave.total}; "
-            f"{counts_text(wave)}; gate {gate_text(wave.gate)}"
+            f"{counts_text(wave)}{gate}"
         )
     lines.append(
         f"{figures.finished_hosts} hosts finished in {clock_text(figures.elapsed)} "

@@ -217,8 +217,11 @@ class _Wave:
     # From the journal: the last verdict, when no running figures are better.
     stored_percentage: float | None = None
     stored_held: bool | None = None
+    # A rollback has no gate: nobody halts the undoing of a change.
+    gated: bool = True
 
-    def reset_run(self, total: int, max_fail_percentage: float) -> None:
+    def reset_run(self, total: int, max_fail_percentage: float, gated: bool = True) -> None:
+        self.gated = gated
         self.state = WaveState.RUNNING
         self.total = total
         self.max_fail_percentage = max_fail_percentage
@@ -233,7 +236,7 @@ class _Wave:
         return sum(self.counts.values())
 
     def gate(self) -> GateFigures | None:
-        if self.state is WaveState.PENDING:
+        if self.state is WaveState.PENDING or not self.gated:
             return None
         if self.stored_percentage is not None and self.stored_held is not None:
             return GateFigures(
@@ -312,7 +315,11 @@ class RolloutView:
                 self.running = True
                 self._new_run()
             case WaveStarted():
-                self.wave(event.wave).reset_run(event.total_hosts, event.max_fail_percentage)
+                self.wave(event.wave).reset_run(
+                    event.total_hosts,
+                    event.max_fail_percentage,
+                    gated=event.kind is not RunKind.ROLLBACK,
+                )
             case HostStarted():
                 self.wave(event.wave).in_flight.add(event.host)
             case HostFinished():
