@@ -7,6 +7,7 @@ at the end of this file, one line each. Errors: see ``raorch.cli.errors``.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -38,6 +39,22 @@ from raorch.models.playbook import (
 def main() -> None:
     """Roll the Windows "Offer Remote Assistance" configuration out to a fleet over WinRM, in
     waves, with rollback. Exit codes: docs/exit-codes.md."""
+    quiet_libraries()
+
+
+# Libraries that log failures with their tracebacks (pypsrp 0.9 calls log.exception on every
+# failed request). raorch classifies each failure itself and reports it per host, scrubbed;
+# unconfigured, Python's last-resort handler would print those raw tracebacks on stderr, over
+# the dashboard and into CI logs.
+_LIBRARY_LOGGERS = ("pypsrp", "psrpcore", "spnego", "urllib3", "requests", "requests_ntlm")
+
+
+def quiet_libraries() -> None:
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
 
 
 # ---------------------------------------------------------------- validate
