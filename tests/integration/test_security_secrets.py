@@ -227,6 +227,8 @@ def test_the_password_never_leaks(fleet: LabHandle, tmp_path: Path) -> None:
     ]
     leaks += [(name, needle) for name, data in streams for needle in needles if needle in data]
     assert leaks == []
+    # and no raw library traceback on any stream (pypsrp logs one per failed request)
+    assert [name for name, data in streams if b"Traceback" in data] == []
 
 
 def modes(home: Path) -> dict[str, int]:
