@@ -363,6 +363,9 @@ def test_conflict_is_reported_left_alone_and_restored_with_force(
             [set_value(TS_KEY, "fAllowUnsolicitedFullControl", "REG_SZ", "1")],
         )
         tampered = {h: lab.state(h) for h in (edited, retyped)}
+        # Someone else's helper added after the rollout is not raorch's: left alone, no conflict.
+        added_to = others[0]
+        batch(lab_client, lab, added_to, [set_value(RAU_KEY, OTHER_HELPER, "REG_SZ", OTHER_HELPER)])
 
         proc = cli.run("rollback", "--last", "--no-dashboard")
         assert proc.returncode == 1, proc.stdout + proc.stderr  # docs/exit-codes.md: conflict
@@ -378,8 +381,13 @@ def test_conflict_is_reported_left_alone_and_restored_with_force(
         for host in (edited, retyped):
             assert values_of(lab.state(host)) == values_of(tampered[host]), host
             assert touchable(lab.state(host)) == touchable(tampered[host]), host
-        for host in others:
+        for host in others[1:]:
             assert touchable(lab.state(host)) == touchable(fleet.before[host]), host
+        left = values_of(lab.state(added_to))
+        assert left.pop(RAU_KEY.casefold()) == {
+            OTHER_HELPER: {"type": "REG_SZ", "data": OTHER_HELPER}
+        }
+        assert left == values_of(fleet.before[added_to])
         outcomes = {r["host"]: r for r in cli.journal.query("SELECT * FROM rollbacks")}
         assert {h: r["outcome"] for h, r in outcomes.items()} == {
             edited: "conflict",
@@ -409,7 +417,7 @@ def test_conflict_is_reported_left_alone_and_restored_with_force(
         code, doc, proc = run_json(cli, "rollback", "--last", "--force")
         assert code == 0, proc.stdout + proc.stderr
         assert doc["counts"] == {"rolled_back": 2} and doc["closed"] is True
-        for host in fleet.changed:
+        for host in (edited, retyped, *others[1:]):
             assert values_of(lab.state(host)) == values_of(fleet.before[host]), host
             assert touchable(lab.state(host)) == touchable(fleet.before[host]), host
 
