@@ -411,3 +411,66 @@ def test_prompt_asks_once_per_distinct_account_in_a_terminal(
     assert done.returncode == 2, done.stderr
     assert b"cannot ask (not interactive)" in done.stderr
     assert lab.stats()["total_requests"] == before
+
+
+# A keyring backend of the real ``keyring`` package (raorch's optional extra), selected as a user
+# would (PYTHON_KEYRING_BACKEND); it reads a JSON file instead of a desktop keyring, which a
+# test machine does not have.
+KEYRING_BACKEND = """
+import json
+import os
+
+from keyring.backend import KeyringBackend
+
+
+class FileKeyring(KeyringBackend):
+    priority = 1
+
+    def get_password(self, service, username):
+        with open(os.environ["RAORCH_TEST_KEYRING"], encoding="utf-8") as handle:
+            return json.load(handle).get(service + "\\n" + username)
+
+    def set_password(self, service, username, password):
+        raise NotImplementedError
+
+    def delete_password(self, service, username):
+        raise NotImplementedError
+"""
+
+
+def test_keyring_reference_through_the_keyring_package(lab_factory: Any, tmp_path: Path) -> None:
+    import keyring  # noqa: F401  (the dev extras install it; missing, this test fails)
+    lab = lab_factory(hosts=4, mix="win10-ent:1")
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    (backend / "raorch_test_keyring.py").write_text(KEYRING_BACKEND, encoding="utf-8")
+    store = tmp_path / "keyring.json"
+    store.write_text(json.dumps({f"raorch-lab\n{lab.username}": lab.password}), "utf-8")
+    data = yaml.safe_load(lab.inventory_path.read_text(encoding="utf-8"))
+    data["defaults"]["credentials"]["password"] = "keyring:raorch-lab"
+    data.update(playbook=str(PLAYBOOK_FILE), waves=[{"name": "w", "rest": True}])
+    inventory = tmp_path / "keyring.yaml"
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = base_env(cwd / ".raorch", "")
+    del env["RAORCH_LAB_PASSWORD"]
+    env.update(
+        PYTHONPATH=str(backend),
+        PYTHON_KEYRING_BACKEND="raorch_test_keyring.FileKeyring",
+        RAORCH_TEST_KEYRING=str(store),
+    )
+    done = run(cwd, env, "plan", "--inventory", str(inventory), "--json")
+    assert done.returncode in (0, 4), done.stderr.decode()[-2000:]
+    hosts = json.loads(done.stdout)["hosts"]
+    assert [h["outcome"] for h in hosts if h["outcome"] == "failed"] == [], hosts
+    assert all(needle not in done.stdout + done.stderr for needle in forms(lab.password, ""))
+
+    # no entry for the account: refused before any host, saying how to store it
+    store.write_text(json.dumps({}), "utf-8")
+    before = lab.stats()["total_requests"]
+    missing = run(cwd, env, "plan", "--inventory", str(inventory))
+    assert missing.returncode == 2
+    assert b"keyring:raorch-lab has no password for" in missing.stderr
+    assert b"keyring set raorch-lab" in missing.stderr
+    assert lab.stats()["total_requests"] == before
