@@ -117,9 +117,26 @@ def rollback(
     if not todo:
         message = f"nothing to roll back in rollout {row.id}: every host raorch changed"
         message += " is rolled back already" if journal.rolled_back(row.id) else " - none"
+        # Earlier runs narrowed to waves or hosts may have restored the last of them.
+        closed = engine_.close_if_done()
         if as_json:
-            click.echo(json.dumps({"rollout": row.id, "ran": 0, "counts": {}, "exit_code": 0}))
+            click.echo(
+                json.dumps(
+                    {
+                        "rollout": row.id,
+                        "ran": 0,
+                        "counts": {},
+                        "conflicts": {},
+                        "failed_hosts": [],
+                        "closed": closed,
+                        "exit_code": 0,
+                    },
+                    indent=2,
+                )
+            )
         else:
+            if closed:
+                message += "; the rollout is closed (a new rollout starts afresh)"
             console.print(message, highlight=False, soft_wrap=True)
         journal.close()
         raise click.exceptions.Exit(int(ExitCode.OK))

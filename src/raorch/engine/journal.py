@@ -311,6 +311,10 @@ class Journal:
         with self._tx() as db:
             db.execute("UPDATE rollouts SET closed_at = ? WHERE id = ?", (time.time(), rollout_id))
 
+    def rollout_closed(self, rollout_id: str) -> bool:
+        row = self.rollout(rollout_id)
+        return row is not None and row.closed_at is not None
+
     def rollout(self, rollout_id: str) -> RolloutRow | None:
         with self._lock:
             row = self._db.execute(

@@ -62,6 +62,9 @@ class RollbackOptions:
     subscribers: list[Subscriber] = field(default_factory=list)
     # False when the rollout engine runs it inside a rollout (on_gate_failure: rollback).
     emit_rollout_events: bool = True
+    # Close the rollout once no host is left to roll back, however the runs were narrowed
+    # (--wave, --limit). False inside a rollout (on_gate_failure: rollback): the rollout goes on.
+    close_when_done: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,16 @@ class Rollback:
             rows = [r for r in rows if r.host in chosen]
         return [(r.host, r.wave) for r in rows if r.host not in done]
 
+    def close_if_done(self) -> bool:
+        """Close the rollout when every host raorch changed in it is rolled back (also when
+        that took several runs, each narrowed to a wave or hosts). True when it is closed."""
+        if self.journal.rollout_closed(self.id):
+            return True
+        if self.candidates(None, None) or not self.journal.rolled_back(self.id):
+            return False
+        self.journal.close_rollout(self.id)
+        return True
+
     async def run(self, options: RollbackOptions, stop: Stop | None = None) -> RollbackResult:
         if not options.emit_rollout_events:
             # Inside a rollout (on_gate_failure: rollback), which holds the run lock already.
@@ -168,10 +181,8 @@ class Rollback:
                 emit(RolloutFinished(self.id, time.time(), self.stop.requested))
         counts.update(outcome_of.values())
         closed = False
-        whole = options.wave is None and options.limit is None
-        if whole and not self.stop.requested and not self.candidates(None, None):
-            self.journal.close_rollout(self.id)
-            closed = True
+        if options.close_when_done and not self.stop.requested:
+            closed = self.close_if_done()
         return RollbackResult(
             self.id,
             dict(counts),

@@ -355,6 +355,7 @@ class Rollout:
                     subscribers=options.subscribers,
                     work=options.rollback_work,
                     emit_rollout_events=False,
+                    close_when_done=False,
                 ),
                 stop=self.stop,
             )
