@@ -440,6 +440,7 @@ class FileKeyring(KeyringBackend):
 
 def test_keyring_reference_through_the_keyring_package(lab_factory: Any, tmp_path: Path) -> None:
     import keyring  # noqa: F401  (the dev extras install it; missing, this test fails)
+
     lab = lab_factory(hosts=4, mix="win10-ent:1")
     backend = tmp_path / "backend"
     backend.mkdir()
@@ -474,3 +475,30 @@ def test_keyring_reference_through_the_keyring_package(lab_factory: Any, tmp_pat
     assert b"keyring:raorch-lab has no password for" in missing.stderr
     assert b"keyring set raorch-lab" in missing.stderr
     assert lab.stats()["total_requests"] == before
+
+
+def test_file_reference_owner_only(lab_factory: Any, tmp_path: Path) -> None:
+    lab = lab_factory(hosts=4, mix="win10-ent:1")
+    secret = tmp_path / "secrets" / "lab-password"
+    secret.parent.mkdir()
+    secret.write_text(lab.password + "\n", encoding="utf-8")
+    data = yaml.safe_load(lab.inventory_path.read_text(encoding="utf-8"))
+    data["defaults"]["credentials"]["password"] = "file:secrets/lab-password"  # relative
+    data.update(playbook=str(PLAYBOOK_FILE), waves=[{"name": "w", "rest": True}])
+    inventory = tmp_path / "file.yaml"
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = base_env(tmp_path / "home", "")
+    del env["RAORCH_LAB_PASSWORD"]
+    before = lab.stats()["total_requests"]
+    for mode in (0o644, 0o640, 0o602):
+        secret.chmod(mode)
+        loose = run(tmp_path, env, "plan", "--inventory", str(inventory))
+        assert loose.returncode == 2, (oct(mode), loose.stderr)
+        assert b"readable or writable by others" in loose.stderr
+        assert b"chmod 600" in loose.stderr
+        assert lab.password.encode() not in loose.stderr + loose.stdout
+    assert lab.stats()["total_requests"] == before  # refused before contacting a host
+    secret.chmod(0o600)
+    done = run(tmp_path, env, "plan", "--inventory", str(inventory), "--json")
+    assert done.returncode in (0, 4), done.stderr.decode()[-2000:]
+    assert all(h["outcome"] != "failed" for h in json.loads(done.stdout)["hosts"])
