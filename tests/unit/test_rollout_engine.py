@@ -336,3 +336,26 @@ def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
     result, _ = run(r, wave="canary")  # the lock is released with its holder
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
 
+
+
+def test_a_wave_rolled_back_after_its_gate_failed_can_run_again(tmp_path: Path) -> None:
+    hosts = [f"h{i}" for i in range(4)]
+    spec = WaveSpec("broad", tuple(hosts), 0, None, GateAction.ROLLBACK, False, None)
+    later = wave("after", ["z"])
+    inv, pb = inventory(tmp_path, [spec, later])
+    journal = Journal(tmp_path / "state.db")
+    r = Rollout(journal, inv, pb, Script(failing={"h1"}))
+    run(r, wave="broad", concurrency=1, rollback_work=ScriptedRollback())
+    assert next(w for w in journal.waves(r.id) if w.name == "broad").state is (
+        WaveState.ROLLED_BACK
+    )
+    with pytest.raises(RefusedError, match="broad"):
+        run(r, wave="after")  # a rolled-back wave is not a finished one
+    fixed = Script()
+    r.work = fixed
+    result, _ = run(r, wave="broad")
+    # The restored hosts and those never started are applied again; nothing is skipped.
+    assert sorted(fixed.calls) == hosts
+    assert result.state is WaveState.DONE  # type: ignore[attr-defined]
+    # Applied again: a later rollback takes them on again.
+    assert journal.rolled_back(r.id) == set()

@@ -544,6 +544,11 @@ class Journal:
                         ),
                     )
                 case HostStarted() if kind is RunKind.ROLLOUT:
+                    # Applied again after a rollback: a later rollback must take it on again.
+                    db.execute(
+                        "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?",
+                        (event.rollout_id, event.host),
+                    )
                     db.execute(
                         "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
                         "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
@@ -604,6 +609,13 @@ class Journal:
                         "WHERE rollout_id = ? AND name = ?",
                         (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
                     )
+                case WaveFinished() if kind is RunKind.ROLLBACK:
+                    if event.counts.get(Outcome.ROLLED_BACK):
+                        db.execute(
+                            "UPDATE waves SET state = ?, finished_at = ? "
+                            "WHERE rollout_id = ? AND name = ?",
+                            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
+                        )
                 case WaveFinished() if kind is RunKind.ROLLOUT:
                     db.execute(
                         "UPDATE waves SET state = ?, finished_at = ? "

@@ -191,11 +191,12 @@ class Rollout:
             self.journal.reset_hosts(self.id, failed)
             return failed
         check_limit(self.inventory, spec.hosts, limit)
+        rolled_back = self.journal.rolled_back(self.id)
         todo = []
         for host in select_hosts(spec.hosts, limit):
             row = rows.get(host)
-            if row is not None and row.outcome is not None:
-                continue  # a final outcome: never touched again
+            if row is not None and row.outcome is not None and host not in rolled_back:
+                continue  # a final outcome: never touched again (unless rolled back since)
             todo.append(host)
         return todo
 
@@ -236,10 +237,11 @@ class Rollout:
         emit: Callable[[Event], None],
     ) -> WaveResult:
         # Hosts already final in this wave count towards its gate (a resumed wave).
+        taking_on = set(todo)
         done: dict[str, Outcome] = {
             r.host: r.outcome
             for r in self.journal.hosts(self.id, spec.name)
-            if r.outcome is not None and r.host not in todo
+            if r.outcome is not None and r.host not in taking_on
         }
         emit(WaveStarted(self.id, spec.name, len(todo), spec.max_fail_percentage, time.time()))
         deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE

@@ -44,6 +44,7 @@ class WaveState(StrEnum):
     HALTED = "halted"  # its gate failed
     CANCELED = "canceled"  # Ctrl-C
     PARTIAL = "partial"  # a --limit run finished; other hosts of the wave have not run yet
+    ROLLED_BACK = "rolled_back"  # a rollback restored hosts of it; run the wave again to re-apply
 
 
 @dataclass(frozen=True, slots=True)
