@@ -29,6 +29,9 @@ from raorch.transport.errors import TransportError
 from raorch.transport.script import batch_script
 from raorch.transport.wire import from_wire, op_name, to_wire
 
+# How many operation timeouts one pipeline may take before the host counts as not answering.
+PIPELINE_TIMEOUTS = 3
+
 log = logging.getLogger(__name__)
 
 
@@ -165,7 +168,9 @@ class HostSession:
             ps.add_script(batch_script(), use_local_scope=True)
             ps.add_parameter("Operations", [to_wire(op) for op in operations])
             try:
-                output = ps.invoke()
+                output = self._invoke(ps, stage, step)
+            except TransportError:
+                raise
             except Exception as exc:  # every failure is classified, none escapes raw
                 raise self._classify(exc, stage, step) from None
             if ps.had_errors or ps.state != PSInvocationState.COMPLETED:
@@ -190,6 +195,29 @@ class HostSession:
                     "the rollout log",
                 )
             return [from_wire(op, obj) for op, obj in zip(operations, output, strict=True)]
+
+    def _invoke(self, ps: PowerShell, stage: Stage, step: str) -> list[Any]:
+        """``ps.invoke()`` with an end: pypsrp polls a running pipeline for ever, and a host
+        that accepted the command but never reports its end (a lost reply, a wedged WinRM
+        service) would hold this thread, and a `plan` or `verify` waiting on it, with no
+        limit. Each Receive is a long poll of at most the operation timeout; the pipeline as
+        a whole gets ``PIPELINE_TIMEOUTS`` of them."""
+        limit = self.target.connection.operation_timeout * PIPELINE_TIMEOUTS
+        ends = time.monotonic() + limit
+        ps.begin_invoke()
+        while ps.state == PSInvocationState.RUNNING:
+            if time.monotonic() > ends:
+                raise TransportError(
+                    self.target.name,
+                    stage,
+                    f"{step}: the host accepted the pipeline but reported no end within "
+                    f"{limit:g} s",
+                    transient=True,
+                    hint="check the WinRM service on the host; raise operation_timeout if the "
+                    "host is only slow",
+                )
+            ps.poll_invoke()
+        return list(ps.output)
 
     # ------------------------------------------------------------ helpers
 
