@@ -19,6 +19,7 @@ Default suite: 60 hosts. ``pytest -m slow tests/integration/test_faults_at_scale
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import threading
@@ -188,6 +189,15 @@ def run_fleet(n: int, tmp_path: Path, seed: int, concurrency: int) -> None:
             time.sleep(0.5)
         assert threading.active_count() == threads_before, [t.name for t in threading.enumerate()]
         after = fds()
+        released_by_gc = 0
+        if len(after) > len(fds_before):
+            # A socket only a reference cycle still holds (an exception's traceback frames)
+            # is closed by the cyclic collector, not at once: count those, then require none
+            # is left at all.
+            gc.collect()
+            released_by_gc = len(after) - len(fds())
+            after = fds()
+        print(f"\n{n} hosts: descriptors closed only by a GC pass: {released_by_gc}")
         assert len(after) <= len(fds_before), {
             k: v for k, v in after.items() if k not in fds_before
         }
