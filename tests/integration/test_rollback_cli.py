@@ -619,7 +619,9 @@ def test_failed_gate_rolls_the_wave_back(
         for host in hosts:
             assert values_of(lab.state(host)) == values_of(before[host]), host
             assert touchable(lab.state(host)) == touchable(before[host]), host
-        assert cli.journal.waves()["pilot"]["state"] == "halted"
+        # Halted, then undone: the wave is recorded rolled_back, and runs again in full.
+        wave_row = cli.journal.waves()["pilot"]
+        assert wave_row["state"] == "rolled_back" and wave_row["gate_held"] == 0
 
 
 # ---------------------------------------------------------------- one wave; refusals
