@@ -239,3 +239,44 @@ def test_throughput_window_forgets_old_seconds() -> None:
     assert t.rate(T0 + 100, T0) == pytest.approx(1.0)
     assert t.rate(T0 + 200, T0) == 0.0  # nothing in the last 10 s
     assert t.total == 100
+
+
+def test_a_rollback_inside_a_rollout_keeps_the_waves_rollout_figures() -> None:
+    """on_gate_failure: rollback runs inside the rollout: the live view must show what the
+    journal (and so `raorch status`) shows: the rollout's counts, the wave rolled_back."""
+    from rich.console import Console
+
+    from raorch.cli.dashboard import DashboardFrame
+    from raorch.models.events import (
+        HostFinished,
+        HostStarted,
+        RolloutStarted,
+        RunKind,
+        WaveFinished,
+        WaveStarted,
+    )
+    from raorch.models.outcomes import Outcome, WaveState
+
+    view = RolloutView()
+    view(RolloutStarted("r", RunKind.ROLLOUT, "inv", "pb", ("pilot",), 1.0))
+    view(WaveStarted("r", "pilot", 10, 0.0, 1.0))
+    view(HostStarted("r", "pilot", "a", 1.0))
+    view(HostFinished("r", "pilot", "a", Outcome.CHANGED, None, 1.0, 2.0, 3))
+    view(WaveFinished("r", "pilot", WaveState.HALTED, {Outcome.CHANGED: 1}, 3.0))
+    view(WaveStarted("r", "pilot", 1, 100.0, 3.0, RunKind.ROLLBACK))
+    view(HostStarted("r", "pilot", "a", 3.0, RunKind.ROLLBACK))
+    view(
+        HostFinished(
+            "r", "pilot", "a", Outcome.ROLLED_BACK, None, 1.0, 4.0, 3, (), RunKind.ROLLBACK
+        )
+    )
+    view(
+        WaveFinished("r", "pilot", WaveState.DONE, {Outcome.ROLLED_BACK: 1}, 4.0, RunKind.ROLLBACK)
+    )
+    wave = view.figures(5.0).waves[0]
+    assert wave.state is WaveState.ROLLED_BACK
+    assert (wave.total, wave.done) == (10, 1)
+    assert wave.counts == {Outcome.CHANGED: 1}
+    console = Console(record=True, width=80, height=24)
+    console.print(DashboardFrame(view.figures(5.0)))
+    assert "rolled_back" in console.export_text()

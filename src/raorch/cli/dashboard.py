@@ -60,6 +60,7 @@ STATE_STYLE = {
     WaveState.HALTED: "bold red",
     WaveState.CANCELED: "yellow",
     WaveState.PARTIAL: "yellow",
+    WaveState.ROLLED_BACK: "magenta",
 }
 
 # The four outcome columns of a wave row, by run kind. Rollback's "restored" hosts are
@@ -131,7 +132,7 @@ def _waves_table(figures: RolloutFigures, rows: int) -> Table:
         box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold", expand=True
     )
     table.add_column("wave", no_wrap=True, overflow="ellipsis", max_width=12)
-    table.add_column("state", no_wrap=True, width=8)
+    table.add_column("state", no_wrap=True, width=11)  # "rolled_back" is the longest
     table.add_column("", no_wrap=True, ratio=1, min_width=4)  # the bar: whatever is left
     table.add_column("done/total", no_wrap=True, justify="right")
     columns = COLUMNS.get(figures.kind, COLUMNS[RunKind.ROLLOUT])

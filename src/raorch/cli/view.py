@@ -302,6 +302,16 @@ class RolloutView:
     # ------------------------------------------------------------ the subscriber
 
     def __call__(self, event: Event) -> None:
+        if (
+            not isinstance(event, RolloutStarted)
+            and getattr(event, "kind", self.kind) is RunKind.ROLLBACK
+            and self.kind is RunKind.ROLLOUT
+        ):
+            # The rollback a failed gate runs inside a rollout (on_gate_failure: rollback):
+            # the wave keeps the rollout's figures and, as in the journal, becomes rolled_back.
+            if isinstance(event, WaveFinished) and event.counts.get(Outcome.ROLLED_BACK):
+                self.wave(event.wave).state = WaveState.ROLLED_BACK
+            return
         match event:
             case RolloutStarted():
                 self.rollout_id = event.rollout_id
