@@ -327,3 +327,30 @@ def playbook_problems(state: dict[str, Any]) -> list[str]:
             if rule["group"] == RA_RULE_GROUP and rule["profile_mask"] & 1 and not rule["enabled"]:
                 problems.append(f"firewall rule {name} (Domain) not enabled")
     return problems
+
+
+# ---------------------------------------------------------------- the slow suite
+
+# Whole files heavier than the README's test command allows (the suite in under 10 minutes on
+# 2 cores): they carry the `slow` marker and run with `pytest -m slow`, which .ci/run runs too.
+SLOW_FILES = frozenset(
+    {
+        "test_bench_smoke.py",  # a whole benchmark round: four systems against fresh labs
+        "test_crash_safety.py",  # SIGKILLs across rollouts and rollbacks
+        "test_dashboard_pty.py",  # status in a pseudo-terminal over a live rollout
+        "test_faults_at_scale.py",  # every fault class at once
+        "test_lab_concurrency.py",  # 500 concurrent sessions
+        "test_lab_fuzz.py",  # hypothesis against the WS-Man endpoint
+        "test_rollback_exact.py",  # apply + rollback on every profile, byte for byte
+        "test_rollout_pty.py",  # rollout in a pseudo-terminal
+        "test_security_secrets.py",  # every command twice over, searched for the password
+        "test_verify_cli.py",  # verify over several rollouts and drifts
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
