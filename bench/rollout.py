@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,9 +58,13 @@ def worker_main(job_path: str) -> None:
     mode: str = job["mode"]
     hosts: list[dict[str, Any]] = job["hosts"]
 
+    construct = threading.Lock()
+
     def session(kwargs: dict[str, Any], pipelines: list[list[Any]]) -> int:
         errors = 0
-        with WSMan(**kwargs) as wsman, RunspacePool(wsman) as pool:
+        with construct:  # pypsrp's WSMan.__init__ is not thread-safe (see transport/session.py)
+            wsman = WSMan(**kwargs)
+        with wsman, RunspacePool(wsman) as pool:
             for ops in pipelines:
                 ps = PowerShell(pool)
                 ps.add_script(script).add_parameter("Operations", ops)

@@ -32,6 +32,12 @@ from raorch.transport.wire import from_wire, op_name, to_wire
 # How many operation timeouts one pipeline may take before the host counts as not answering.
 PIPELINE_TIMEOUTS = 3
 
+# WSMan.__init__ (pypsrp 0.9.1) calls ElementTree.register_namespace, which deletes and
+# re-inserts entries of a module-global dict while iterating a copy of it: two threads doing it
+# at once fail with "RuntimeError: dictionary keys changed during iteration" (seen at 1,000
+# hosts). Construction does no I/O, so serializing it costs nothing.
+_WSMAN_CONSTRUCTION = threading.Lock()
+
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +100,8 @@ class HostSession:
             self._discard()
 
     def _open(self, endpoint: Endpoint) -> None:
-        wsman = WSMan(password=self._password, **endpoint.wsman_kwargs())
+        with _WSMAN_CONSTRUCTION:
+            wsman = WSMan(password=self._password, **endpoint.wsman_kwargs())
         self._wsman = wsman
         self._count_requests(wsman)
         pool = runspace_pool(wsman)
