@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -354,3 +357,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+# ---------------------------------------------------------------- a child's stdout, read live
+
+CHILD_WAIT = 120.0  # a bound so that a hung child fails the test instead of hanging CI
+
+
+class Lines:
+    """The lines a child writes on stdout, read by a thread (so that waiting is bounded)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert proc.stdout is not None
+        stream = proc.stdout
+
+        def pump() -> None:
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
+            self._queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def host_lines(self) -> list[str]:
+        return [ln for ln in self.lines if ln.startswith("lab-")]
+
+    def wait_for(self, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + CHILD_WAIT
+        while not condition():
+            assert time.monotonic() < deadline, f"the condition never came; stdout: {self.lines}"
+            try:
+                line = self._queue.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            assert line is not None, f"the command ended before the kill point: {self.lines}"
+            self.lines.append(line)

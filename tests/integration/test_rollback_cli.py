@@ -21,12 +21,9 @@ WinRM, with the journal read through plain sqlite3 and the hosts through the lab
 from __future__ import annotations
 
 import json
-import queue
 import shutil
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from conftest import (  # pytest puts this directory on sys.path
     RAU_KEY,
     TS_KEY,
     LabClient,
+    Lines,
     RaorchCli,
     expected_refused,
     lab_inventory,
@@ -480,37 +478,6 @@ def check_history_and_show(cli: RaorchCli, host: str, runs: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- SIGKILL, then resume
-
-
-class Lines:
-    """The lines a child writes on stdout, read by a thread (so that waiting is bounded)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        assert proc.stdout is not None
-        stream = proc.stdout
-
-        def pump() -> None:
-            for line in stream:
-                self._queue.put(line.rstrip("\n"))
-            self._queue.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def host_lines(self) -> list[str]:
-        return [ln for ln in self.lines if ln.startswith("lab-")]
-
-    def wait_for(self, condition: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + WAIT
-        while not condition():
-            assert time.monotonic() < deadline, f"the condition never came; stdout: {self.lines}"
-            try:
-                line = self._queue.get(timeout=0.02)
-            except queue.Empty:
-                continue
-            assert line is not None, f"the rollback ended before the kill point: {self.lines}"
-            self.lines.append(line)
 
 
 @pytest.mark.parametrize("kill_point", ["restore-written", "two-hosts-final"])

@@ -16,11 +16,7 @@ state from before the rollout, not to the half-applied state it was killed in.
 from __future__ import annotations
 
 import json
-import queue
 import signal
-import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +24,7 @@ import pytest
 from conftest import (  # pytest puts this directory on sys.path
     TS_KEY,
     JournalFile,
+    Lines,
     RaorchCli,
     expected_refused,
     lab_inventory,
@@ -43,37 +40,6 @@ CliFactory = Callable[[LabHandle], RaorchCli]
 HOSTS = [f"lab-{i:04d}" for i in range(1, 9)]
 DENIED = "lab-0001"  # enabling a firewall rule is denied: the apply fails and restores
 WAIT = 120.0  # a bound so that a hung child fails the test instead of hanging CI; not a timing
-
-
-class Lines:
-    """The lines a child writes on stdout, read by a thread (so that waiting is bounded)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        assert proc.stdout is not None
-        stream = proc.stdout
-
-        def pump() -> None:
-            for line in stream:
-                self._queue.put(line.rstrip("\n"))
-            self._queue.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def host_lines(self) -> list[str]:
-        return [ln for ln in self.lines if ln.startswith("lab-")]
-
-    def wait_for(self, condition: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + WAIT
-        while not condition():
-            assert time.monotonic() < deadline, f"the condition never came; stdout: {self.lines}"
-            try:
-                line = self._queue.get(timeout=0.02)
-            except queue.Empty:
-                continue
-            assert line is not None, f"the rollout ended before the kill point: {self.lines}"
-            self.lines.append(line)
 
 
 def journal_has_a_host(journal: JournalFile) -> Callable[[], bool]:
