@@ -6,6 +6,7 @@ these tests check that raorch's controller side and the contract agree.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,33 @@ def test_connection_lost_in_a_pipeline_keeps_the_callers_stage(lab_factory: LabF
             handle.set_faults({})
     assert caught.value.stage is Stage.APPLY
     assert caught.value.transient is True
+
+
+def test_environment_proxy_settings_still_apply(
+    lab_factory: LabFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session reads the environment once, when it is built (it does not re-read it on
+    # every request): a proxy in HTTPS_PROXY is used, and NO_PROXY exempts a host.
+    handle = lab_factory(hosts=4, scheme="https", auth="ntlm")
+    target = lab_target(handle, "lab-0001")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: a proxy that refuses
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        session = HostSession(target, handle.password, retries=0, backoff=0.01)
+        with pytest.raises(TransportError) as caught, session:
+            pass
+        assert caught.value.stage is Stage.CONNECT
+        assert "proxy" in str(caught.value).lower()
+
+        monkeypatch.setenv("NO_PROXY", handle.address)
+        with HostSession(target, handle.password) as session:
+            (facts,) = session.run([GetFacts()], Stage.PREFLIGHT)
+        assert facts.ok, facts.error
+    finally:
+        closed.close()
 
 
 # ---------------------------------------------------------------- registry data

@@ -1,19 +1,21 @@
-"""TolerantSerializer's fast path gives exactly what its pypsrp path gives (the reference:
-the same serializer with the fast path switched off), for generated replies."""
+"""TolerantSerializer's fast paths give exactly what pypsrp's own paths give: for reading, the
+reference is the same serializer with the fast path switched off; for writing, pypsrp's
+``Serializer`` itself, compared as the XML text that goes on the wire."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pypsrp.complex_objects import ComplexObject
+from pypsrp.complex_objects import ComplexObject, GenericComplexObject, ObjectMeta
 from pypsrp.serializer import Serializer
 
 from raorch.transport import clixml
-from raorch.transport.clixml import TolerantSerializer
+from raorch.transport.clixml import SharedList, TolerantSerializer
 
 
 class _Reference(TolerantSerializer):
@@ -88,3 +90,53 @@ def test_long_strings_escape_as_pypsrp_does() -> None:
     script = "line _x0041_ \u00e9\n\t" * 500
     assert TolerantSerializer()._serialize_string(script) == Serializer()._serialize_string(script)
     assert TolerantSerializer()._serialize_string(script) == Serializer()._serialize_string(script)
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies, st.sampled_from([None, "V", "Operations"]))
+def test_writing_matches_pypsrp(value: Any, name: str | None) -> None:
+    # ``ObjectMeta(name="V")`` is how pypsrp passes a command parameter's value (the
+    # Operations list); pypsrp keeps the inferred tag on the metadata, and so must we.
+    ours_meta = ObjectMeta(name=name) if name else None
+    theirs_meta = ObjectMeta(name=name) if name else None
+    ours = TolerantSerializer().serialize(value, ours_meta)
+    theirs = Serializer().serialize(value, theirs_meta)
+    assert ours is not None and theirs is not None
+    assert ET.tostring(ours, encoding="unicode") == ET.tostring(theirs, encoding="unicode")
+    if ours_meta is not None and theirs_meta is not None:
+        assert ours_meta.tag == theirs_meta.tag
+
+
+def test_writing_shares_type_names_with_the_objects_around_it() -> None:
+    # Inside a larger message the TN RefIds continue from what pypsrp already wrote: a list
+    # written after a hashtable refers back to nothing, a second hashtable to the first's TN.
+    value = [{"a": [1, None]}, {"b": b"\x00", "c": uuid.UUID(int=5)}, [True, 1.5]]
+    for serializer in (TolerantSerializer(), Serializer()):
+        serializer.serialize("warm-up")
+    ours = ET.tostring(TolerantSerializer().serialize(value), encoding="unicode")
+    theirs = ET.tostring(Serializer().serialize(value), encoding="unicode")
+    assert ours == theirs
+    assert ours.count("<TNRef") == 3
+
+
+def test_values_pypsrp_types_itself_still_go_to_pypsrp() -> None:
+    # A pypsrp object inside a plain hashtable is written by pypsrp, RefIds continuing.
+    def value() -> dict[str, Any]:
+        obj = GenericComplexObject()
+        obj.types = ["Raorch.Test"]
+        obj.to_string = "seen"
+        obj.adapted_properties = {"Name": "x"}
+        return {"a": [1], "obj": obj}
+
+    ours = ET.tostring(TolerantSerializer().serialize(value()), encoding="unicode")
+    assert ours == ET.tostring(Serializer().serialize(value()), encoding="unicode")
+    assert '<Obj RefId="2" N="Value"><TN RefId="2"><T>Raorch.Test</T>' in ours
+
+
+def test_a_shared_list_is_written_as_a_list_and_never_copied() -> None:
+    ops = [{"Op": "ReadValues", "Names": ["a", "b"]}, {"Op": "GetFacts"}]
+    shared = SharedList(ops)
+    assert copy.deepcopy({"V": shared})["V"] is shared
+    ours = ET.tostring(TolerantSerializer().serialize(shared, ObjectMeta(name="V")), "unicode")
+    theirs = ET.tostring(Serializer().serialize(ops, ObjectMeta(name="V")), "unicode")
+    assert ours == theirs

@@ -157,6 +157,18 @@ def classify(
             transient=True,
             hint="the host may be overloaded; raise operation_timeout if it is slow",
         )
+    if isinstance(exc, requests.exceptions.ProxyError):
+        # The environment's HTTP(S)_PROXY sent the request to a proxy (requests, trust_env):
+        # the host itself was never reached, so the WinRM hint would mislead.
+        text = _chain_text(exc)
+        cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
+        return error(
+            Stage.CONNECT,
+            f"the proxy failed: {cause or detail}",
+            transient=True,
+            hint="the connection went through the proxy set in HTTPS_PROXY / HTTP_PROXY; "
+            "check that proxy, or add the host to NO_PROXY to connect directly",
+        )
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
         text = _chain_text(exc)
         if any(cause in text for cause in _NAME_CAUSES):

@@ -23,7 +23,7 @@ from raorch.models.inventory import Target
 from raorch.models.outcomes import Stage
 from raorch.models.remote import Operation, OpResult
 from raorch.transport.classify import classify, error_record_text, scrub
-from raorch.transport.clixml import runspace_pool
+from raorch.transport.clixml import SharedList, runspace_pool
 from raorch.transport.endpoint import Endpoint, endpoint_for
 from raorch.transport.errors import TransportError
 from raorch.transport.script import batch_script
@@ -143,6 +143,11 @@ class HostSession:
         if transport is None or build is None or getattr(transport, "session", None) is not None:
             return
         session = build()
+        # pypsrp read the environment's proxy, NO_PROXY and CA bundle settings for this host
+        # into the session just now (``_build_session``); left trusting the environment,
+        # requests would read os.environ again on every request (``resolve_proxies``), ~5%
+        # of the controller's CPU per host for the same answer (docs/benchmarks.md).
+        session.trust_env = False
         transport.session = session
         for adapter in session.adapters.values():
             adapter.send = self._counting(adapter.send)
@@ -173,7 +178,7 @@ class HostSession:
             # Local scope: the batch's functions and variables stay in this pipeline instead
             # of lingering in the pool's global scope for the next one.
             ps.add_script(batch_script(), use_local_scope=True)
-            ps.add_parameter("Operations", [to_wire(op) for op in operations])
+            ps.add_parameter("Operations", SharedList(to_wire(op) for op in operations))
             try:
                 output = self._invoke(ps, stage, step)
             except TransportError:
