@@ -287,3 +287,36 @@ def test_a_session_refuses_a_second_thread() -> None:
             session.run([], Stage.SNAPSHOT)
     finally:
         session._busy.release()
+
+
+def test_the_pipeline_command_is_written_as_pypsrp_writes_add_script_and_never_copied() -> None:
+    import copy
+    import xml.etree.ElementTree as ET
+
+    from pypsrp.complex_objects import Command, CommandParameter, Pipeline
+    from pypsrp.powershell import PowerShell, RunspacePool
+    from pypsrp.wsman import WSMan
+
+    from raorch.transport.clixml import TolerantSerializer
+    from raorch.transport.session import _SharedCommand
+
+    operations = [{"Op": "GetFacts"}, {"Op": "ReadValues", "Names": ["a_x", "b"]}]
+
+    def written(command: Command) -> str:
+        command.args.append(CommandParameter(name="Operations", value=operations))
+        pipeline = Pipeline(is_nested=False, cmds=[command], history="", redirect_err_to_out=False)
+        return ET.tostring(TolerantSerializer().serialize(pipeline), encoding="unicode")
+
+    # pypsrp's own add_script on an unopened pool (no I/O) is the reference.
+    pool = RunspacePool(WSMan("localhost", auth="basic", username="u", password="p"))
+    pool.protocol_version = "2.3"  # what an opened pool has (the lab and Windows send 2.3)
+    theirs = PowerShell(pool).add_script("$script", use_local_scope=True).commands[0]
+    ours = _SharedCommand(
+        "$script",
+        protocol_version=pool.protocol_version or "",
+        is_script=True,
+        use_local_scope=True,
+    )
+    assert written(ours) == written(theirs)
+    assert "Operations" in written(_SharedCommand("x", protocol_version="2.3", is_script=True))
+    assert copy.deepcopy(ours) is ours

@@ -30,6 +30,7 @@ element and RefId for RefId what pypsrp writes and reads; everything else goes t
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -76,20 +77,9 @@ _CONTAINERS: dict[str, Callable[[], ObjectMeta]] = {
 
 # Strings at least this long are escaped through a cache (the batch script).
 _CACHED_STRING = 4096
-
-
-class SharedList(list[Any]):
-    """A parameter value that pypsrp's pipeline does not copy.
-
-    pypsrp 0.9.1 deep-copies every command of a pipeline when it builds the CreatePipeline
-    message (complex_objects.py, ``_get_statements``): for ``Operations``, ~1,000 ``deepcopy``
-    calls per pipeline, for a value nobody changes afterwards. ``TolerantSerializer`` writes it
-    as the list it is; pypsrp's own serializer would not know it, so it is only for pools made
-    by ``runspace_pool``.
-    """
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> SharedList:
-        return self
+# What pypsrp's ``_serialize_string`` escapes: "_" (before an x, either case) and the C0, C1
+# and non-BMP characters of its ``_serial_str``. A string with none of them is written as is.
+_TO_ESCAPE = re.compile("[_\u0000-\u001f\u007f-\u009f\U00010000-\U0010ffff]")
 
 
 # pypsrp's inferred tag for each plain type it writes (serializer.py, ``_get_tag_from_value``:
@@ -102,7 +92,6 @@ _PLAIN_TAGS: dict[type, str] = {
     bytes: "BA",
     uuid.UUID: "G",
     list: "LST",
-    SharedList: "LST",
     dict: "DCT",
     type(None): "S",  # pypsrp's catch-all; a None is then written as Nil
 }
@@ -301,9 +290,20 @@ class TolerantSerializer(Serializer):
         return dictionary
 
     def _serialize_string(self, value: str | None) -> str | None:
-        if value is not None and len(value) >= _CACHED_STRING:
-            return _escaped(value)
+        if isinstance(value, str):
+            if len(value) >= _CACHED_STRING:
+                return _escaped(value)
+            if _TO_ESCAPE.search(value) is None:
+                return value  # nothing pypsrp's two substitutions would change
         result: str | None = super()._serialize_string(value)
+        return result
+
+    def _deserialize_string(self, value: str | None) -> str:
+        # pypsrp only ever replaces ``_xHHHH_`` (lower-case x); without "_x" its UTF-16 round
+        # trip gives back the same text.
+        if value is not None and "_x" not in value:
+            return value
+        result: str = super()._deserialize_string(value)
         return result
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from pypsrp.complex_objects import PSInvocationState
+from pypsrp.complex_objects import Command, CommandParameter, PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
@@ -23,7 +23,7 @@ from raorch.models.inventory import Target
 from raorch.models.outcomes import Stage
 from raorch.models.remote import Operation, OpResult
 from raorch.transport.classify import classify, error_record_text, scrub
-from raorch.transport.clixml import SharedList, runspace_pool
+from raorch.transport.clixml import runspace_pool
 from raorch.transport.endpoint import Endpoint, endpoint_for
 from raorch.transport.errors import TransportError
 from raorch.transport.script import batch_script
@@ -176,9 +176,18 @@ class HostSession:
             step = f"running {len(operations)} operations ({_summary(operations)})"
             ps = PowerShell(pool)
             # Local scope: the batch's functions and variables stay in this pipeline instead
-            # of lingering in the pool's global scope for the next one.
-            ps.add_script(batch_script(), use_local_scope=True)
-            ps.add_parameter("Operations", SharedList(to_wire(op) for op in operations))
+            # of lingering in the pool's global scope for the next one. (``add_script``, with
+            # a command pypsrp does not deep-copy.)
+            command = _SharedCommand(
+                batch_script(),
+                protocol_version=pool.protocol_version or "",
+                is_script=True,
+                use_local_scope=True,
+            )
+            command.args.append(
+                CommandParameter(name="Operations", value=[to_wire(op) for op in operations])
+            )
+            ps.commands.append(command)
             try:
                 output = self._invoke(ps, stage, step)
             except TransportError:
@@ -242,6 +251,21 @@ class HostSession:
 
     def _exclusive(self) -> _Exclusive:
         return _Exclusive(self._busy, self.target.name)
+
+
+class _SharedCommand(Command):
+    """A pipeline command that pypsrp does not copy.
+
+    pypsrp 0.9.1 deep-copies every command of a pipeline, twice, when it writes the
+    CreatePipeline message (complex_objects.py, ``_get_statements``, so that lxml parents are
+    not shared): with the Operations parameter, ~2,000 ``deepcopy`` calls per pipeline, 4% of
+    the controller's CPU per host (py-spy, docs/benchmarks.md). The command is not changed
+    after it is built, and ElementTree elements are made afresh on every write, so the copy
+    buys nothing here.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedCommand:
+        return self
 
 
 class _Exclusive:
