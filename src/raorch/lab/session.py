@@ -36,7 +36,10 @@ from psrpcore.types import (
     PSInvocationState,
 )
 
+from raorch.lab.clixml import install_string_reader, write_output
 from raorch.lab.operations import PipelineRejected
+
+install_string_reader()
 
 # (text, is_script, parameters) per command, as CREATE_PIPELINE carries them.
 Commands = list[tuple[str, bool, list[tuple[str | None, Any]]]]
@@ -127,7 +130,7 @@ class Shell:
             info.ended = True
             return False
         for out in outputs:
-            pipeline.write_output(out)
+            write_output(pipeline, out)
         pipeline.complete()
         info.ended = True
         return True
