@@ -12,6 +12,7 @@ tests/test_lab_clixml.py checks the bytes against psrpcore's for generated value
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,11 @@ _HASHTABLE = "<T>System.Collections.Hashtable</T><T>System.Object</T>"
 _ARRAYLIST = "<T>System.Collections.ArrayList</T><T>System.Object</T>"
 
 
+# What psrpcore's _serialize_string changes: "_x"/"_X" (any "_" is enough to take its path),
+# control characters, surrogates and characters outside the BMP.
+_NEEDS_ESCAPE = re.compile("[_\u0000-\u001f\u007f-\u009f\ud800-\udfff\U00010000-\U0010ffff]")
+
+
 class _Unsupported(Exception):
     pass
 
@@ -34,7 +40,7 @@ class _Unsupported(Exception):
 def _text(value: str) -> str:
     # ElementTree escapes &, < and > in text; psrpcore escapes control characters, surrogates
     # and "_x" first.
-    text = _serialize_string(value)
+    text = _serialize_string(value) if _NEEDS_ESCAPE.search(value) else value
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:
