@@ -337,7 +337,6 @@ def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
 
 
-
 def test_a_wave_rolled_back_after_its_gate_failed_can_run_again(tmp_path: Path) -> None:
     hosts = [f"h{i}" for i in range(4)]
     spec = WaveSpec("broad", tuple(hosts), 0, None, GateAction.ROLLBACK, False, None)
