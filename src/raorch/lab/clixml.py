@@ -6,7 +6,7 @@ strings, integers, booleans, nulls, byte arrays, lists and nested hashtables; fo
 those types this module writes the bytes psrpcore would write ([MS-PSRP] 2.2.5: ``Obj`` with
 ``TN``/``TNRef`` type names, ``DCT``/``LST``, primitives; strings escaped as psrpcore's
 ``_serialize_string`` does). Any other type returns None and the caller keeps psrpcore's path.
-tests/test_lab_clixml.py checks the bytes against psrpcore's for generated values.
+tests/unit/test_lab_clixml.py checks the bytes against psrpcore's for generated values.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def write_output(pipeline: ServerPipeline, value: Any) -> None:
 
     The queuing below is the tail of psrpcore 0.3's ``RunspacePool.prepare_message`` (a
     PIPELINE_OUTPUT message, [MS-PSRP] 2.2.2.23, put on the pool's send buffer with the next
-    object id); tests/test_lab_clixml.py compares the fragments with psrpcore's own."""
+    object id); tests/unit/test_lab_clixml.py compares the fragments with psrpcore's own."""
     data = output_clixml(value)
     if data is None or pipeline.state != PSInvocationState.Running:
         pipeline.write_output(value)
