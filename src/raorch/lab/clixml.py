@@ -64,6 +64,12 @@ class _Writer:
         else:
             self.parts.append(f'<TNRef RefId="{ref}" />')
 
+    def _open_obj(self, attr: str, names: str) -> None:
+        """``<Obj RefId=...>`` with its type names: the head of a hashtable or a list."""
+        self.parts.append(f'<Obj RefId="{self.obj_ref}"{attr}>')
+        self.obj_ref += 1
+        self._type_names(names)
+
     def value(self, value: Any, name: str) -> None:
         """Write ``value``; ``name`` is the element's N attribute ("" for none)."""
         attr = f' N="{name}"' if name else ""
@@ -91,9 +97,7 @@ class _Writer:
             data = base64.b64encode(value).decode()
             parts.append(f"<BA{attr}>{data}</BA>" if data else f"<BA{attr} />")
         elif kind is dict:
-            parts.append(f'<Obj RefId="{self.obj_ref}"{attr}>')
-            self.obj_ref += 1
-            self._type_names(_HASHTABLE)
+            self._open_obj(attr, _HASHTABLE)
             if value:
                 parts.append("<DCT>")
                 for key, item in value.items():
@@ -105,9 +109,7 @@ class _Writer:
             else:
                 parts.append("<DCT /></Obj>")
         elif kind is list:
-            parts.append(f'<Obj RefId="{self.obj_ref}"{attr}>')
-            self.obj_ref += 1
-            self._type_names(_ARRAYLIST)
+            self._open_obj(attr, _ARRAYLIST)
             if value:
                 parts.append("<LST>")
                 for item in value:
