@@ -1,4 +1,4 @@
-"""What each playbook field becomes, per profile (windows-settings.md)."""
+"""What each playbook field becomes, per profile (docs/windows.md)."""
 
 from __future__ import annotations
 

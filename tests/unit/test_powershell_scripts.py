@@ -1,7 +1,7 @@
 """The shipped PowerShell parses, and uses nothing newer than PowerShell 2.0.
 
 A host of the legacy profile (Windows XP / Server 2003) has PowerShell 2.0 at most
-(windows-settings.md, section 8), and there is no such host here: the scripts are parsed with
+(docs/windows.md, section 8), and there is no such host here: the scripts are parsed with
 tree-sitter-powershell and the syntax tree is searched for PowerShell 3+ constructs.
 """
 

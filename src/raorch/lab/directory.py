@@ -2,7 +2,7 @@
 each other.
 
 A host resolves an account the way ``NTAccount.Translate([SecurityIdentifier])`` does on
-Windows (windows-settings.md, section 7): accounts of its own domain and of the domains it
+Windows (docs/windows.md, section 7): accounts of its own domain and of the domains it
 trusts map to their SID; any other name raises IdentityNotMappedException (``NotMapped``);
 a domain whose trust is marked broken fails with Win32 error 1789 (``TrustFailure``).
 """

@@ -1,5 +1,5 @@
 """The emulated host: the parts of Windows that raorch touches, and their realistic initial
-state (windows-settings.md describes each value, group and rule).
+state (docs/windows.md describes each value, group and rule).
 
 A host is plain data: facts, a registry, local groups, modern firewall rules. ``seed_host``
 builds its first state deterministically from the fleet seed and the host's index, so that a
@@ -39,11 +39,11 @@ _GROUP_NAMES: dict[str, dict[str, str]] = {
         REMOTE_DESKTOP_USERS_SID: "Utilisateurs du Bureau à distance",
     },
 }
-# The local group that Windows creates with Remote Assistance (windows-settings.md, section 4:
+# The local group that Windows creates with Remote Assistance (docs/windows.md, section 4:
 # its role is UNCONFIRMED; raorch reads it). Its localized names are not modelled.
 RA_HELPERS_GROUP = "Offer Remote Assistance Helpers"
 
-# Registry keys of windows-settings.md.
+# Registry keys of docs/windows.md.
 TS_POLICY = "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services"
 RA_UNSOLICIT = TS_POLICY + "\\RAUnsolicit"
 RA_MACHINE = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Remote Assistance"

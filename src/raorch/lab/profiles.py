@@ -20,7 +20,7 @@ class HostProfile:
     ps_version: str
     part_of_domain: bool = True
     # Legacy hosts (NT 5.x) have no HNetCfg.FwPolicy2 and no "Offer Remote Assistance Helpers"
-    # group (windows-settings.md, host profiles).
+    # group (docs/windows.md, host profiles).
     legacy: bool = False
     server: bool = False
     description: str = ""

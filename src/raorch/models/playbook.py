@@ -1,7 +1,7 @@
 """The playbook: what Offer Remote Assistance configuration to set (every item of the seed).
 
 Field meanings and the registry values they become: docs/playbook.md and
-../shared/docs/windows-settings.md.
+docs/windows.md.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def check_account(account: str) -> str:
 
 
 # ---------------------------------------------------------------- firewall entries
-# XP SP2 windowsfirewall.admx exception syntax (windows-settings.md, 5):
+# XP SP2 windowsfirewall.admx exception syntax (docs/windows.md, 5):
 #   port    <port>:<TCP|UDP>:<scope>:<Enabled|Disabled>:<name>
 #   program <path>:<scope>:<Enabled|Disabled>:<name>
 

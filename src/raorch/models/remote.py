@@ -29,7 +29,7 @@ RegData = str | int | tuple[str, ...] | bytes
 @dataclass(frozen=True, slots=True)
 class RegValue:
     """A value as it is stored. DWORD/QWORD data is kept unsigned here; the wire carries
-    them signed (.NET returns REG_DWORD as Int32, see windows-settings.md, pitfalls)."""
+    them signed (.NET returns REG_DWORD as Int32, see docs/windows.md, pitfalls)."""
 
     type: RegType
     data: RegData
@@ -64,7 +64,7 @@ class GetFacts:
 
 @dataclass(frozen=True, slots=True)
 class ResolveAccount:
-    """NTAccount(domain, name).Translate([SecurityIdentifier]) (windows-settings.md, 7)."""
+    """NTAccount(domain, name).Translate([SecurityIdentifier]) (docs/windows.md, 7)."""
 
     account: str  # DOMAIN\name
 
@@ -233,7 +233,7 @@ ResultData = Facts | KeyState | GroupState | RuleGroupState | KeyDeletion | str 
 
 @dataclass(frozen=True, slots=True)
 class OpResult:
-    """One operation's own success or error (windows-settings.md: each operation in a batch
+    """One operation's own success or error (docs/windows.md: each operation in a batch
     reports its own result; the batch stops at the first failed write)."""
 
     operation: Operation

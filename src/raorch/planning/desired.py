@@ -1,6 +1,6 @@
 """What a playbook means for one host: the desired state, per profile (legacy / modern).
 
-Every value comes from windows-settings.md (see planning/windows.py for the constants and
+Every value comes from docs/windows.md (see planning/windows.py for the constants and
 docs/planning.md for the table of what each playbook field becomes on each profile). The items
 are ordered as they are to be written: enabling offers comes last (after the helpers list and
 the permission are in place), disabling them comes first.
@@ -107,7 +107,7 @@ def unique_helpers(helpers: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def adds_helpers_to_administrators(playbook: Playbook, profile: HostProfile | None) -> bool:
-    """``local_administrators.add_helpers``: the seed needs it on XP / 2003 (legacy_only)."""
+    """``local_administrators.add_helpers``: the KB article needs it on XP / 2003 (legacy_only)."""
     add = playbook.local_administrators.add_helpers
     legacy = profile is HostProfile.LEGACY
     return add is AddHelpers.ALL or (add is AddHelpers.LEGACY_ONLY and legacy)
@@ -122,7 +122,7 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
     items: list[DesiredItem] = []
 
     if not enabled:
-        # RA_Unsolicit "Disabled" (RemoteAssistance.admx; windows-settings.md, section 1).
+        # RA_Unsolicit "Disabled" (RemoteAssistance.admx; docs/windows.md, section 1).
         items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED, dword(0)))
         items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_UNSOLICITED_FULL_CONTROL, None))
         items.append(DesiredList(RA_UNSOLICIT_KEY, {}, exact=True))
@@ -130,7 +130,7 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
     if playbook.dcom is DcomPolicy.ENABLE:
         items.append(DesiredValue(OLE_KEY, ENABLE_DCOM, sz(ENABLE_DCOM_YES)))
     if playbook.solicited_remote_assistance is SolicitedPolicy.ENABLE:
-        # RA_Solicit policy; fAllowFullControl is left alone: nothing in the seed asks for it.
+        # RA_Solicit policy; fAllowFullControl is left alone: nothing in the KB article asks for it.
         items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_TO_GET_HELP, dword(1)))
 
     if enabled:

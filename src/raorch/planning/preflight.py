@@ -2,7 +2,7 @@
 
 A refused host is left exactly as it is (Outcome.SKIPPED on a rollout, REFUSED on verify), with
 one reason per cause (``RefusalKind``) so that a dashboard can group them. The checks come from
-windows-settings.md ("Host profiles", sections 2, 7 and the pitfalls) and the seed.
+docs/windows.md ("Host profiles", sections 2, 7 and the pitfalls) and the KB article.
 
 Out of scope: a *domain* GPO that sets the same policy values. Reading the resultant policy
 needs RSoP / gpresult, which raorch does not do; such a GPO silently overwrites raorch's values
@@ -79,7 +79,7 @@ def is_home_edition(facts: Facts) -> bool:
 
 def solicited_off(snapshot: Snapshot) -> bool:
     """Solicited RA is off when the RA_Solicit policy says 0, or when the policy is absent and
-    the machine setting says 0 (KB 301527; windows-settings.md, section 2). Absent everywhere
+    the machine setting says 0 (KB 301527; docs/windows.md, section 2). Absent everywhere
     is not "off": Windows' default then applies, which raorch cannot tell apart (UNCONFIRMED)."""
     policy = snapshot.value(TS_POLICY_KEY, F_ALLOW_TO_GET_HELP)
     if policy is not None:

@@ -1,6 +1,6 @@
 """Which kind of Windows a host is: the legacy profile (XP / 2003) or the modern one.
 
-windows-settings.md "Host profiles": ``Win32_OperatingSystem.Version`` 5.x is legacy (XP SP2+,
+docs/windows.md "Host profiles": ``Win32_OperatingSystem.Version`` 5.x is legacy (XP SP2+,
 Server 2003), 6.0 and later is modern (Vista / Server 2008 onwards).
 """
 

@@ -6,7 +6,7 @@ reads are the union of what both profiles need (a legacy host answers ``GetFirew
 NotFound, which is recorded as "no rule group"). The same reads without facts and accounts
 (``state_reads``) verify a host after the writes.
 
-What is recorded (windows-settings.md, "What to record before changing anything"): for every
+What is recorded (docs/windows.md, "What to record before changing anything"): for every
 value raorch may write, present or absent, type and data; whether each key raorch may write
 existed, and each of its ancestors below ``HKLM\\SOFTWARE`` / ``HKLM\\SYSTEM`` (SetValue creates
 missing keys, and restore deletes the ones that did not exist: ``ReadValues`` with no names is
@@ -174,7 +174,7 @@ def _unique(items: Iterable[_T]) -> list[_T]:
 
 @dataclass(frozen=True, slots=True)
 class AccountResolution:
-    """A helper account as the host resolved it (windows-settings.md, section 7)."""
+    """A helper account as the host resolved it (docs/windows.md, section 7)."""
 
     account: str
     sid: str | None

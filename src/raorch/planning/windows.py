@@ -1,7 +1,7 @@
 """Every Windows constant raorch relies on, in one place, each with its source.
 
-The values come from ``shared/docs/windows-settings.md`` (which cites the Microsoft sources) and
-the seed article (KB "configure Windows XP / Server 2003 to receive Offer Remote Assistance").
+The values come from ``docs/windows.md`` (which cites the Microsoft sources) and
+the KB article ("configure Windows XP / Server 2003 to receive Offer Remote Assistance").
 Items that document marks UNCONFIRMED are marked so here too: code may rely on them, but they
 live only here, so that correcting one is a one-line change.
 """
@@ -15,13 +15,13 @@ from raorch.models.remote import FirewallProfile
 
 # ---------------------------------------------------------------- Offer Remote Assistance policy
 # RemoteAssistance.admx, policy RA_Unsolicit "Configure Offer Remote Assistance"; RA_Solicit
-# "Configure Solicited Remote Assistance" (windows-settings.md, sections 1 and 2).
+# "Configure Solicited Remote Assistance" (docs/windows.md, sections 1 and 2).
 TS_POLICY_KEY: Final = r"HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services"
 RA_UNSOLICIT_KEY: Final = TS_POLICY_KEY + r"\RAUnsolicit"
 F_ALLOW_UNSOLICITED: Final = "fAllowUnsolicited"
 F_ALLOW_UNSOLICITED_FULL_CONTROL: Final = "fAllowUnsolicitedFullControl"
 F_ALLOW_TO_GET_HELP: Final = "fAllowToGetHelp"
-# Read (recorded in the snapshot) but never written: nothing in the seed asks for it.
+# Read (recorded in the snapshot) but never written: nothing in the KB article asks for it.
 F_ALLOW_FULL_CONTROL: Final = "fAllowFullControl"
 TS_POLICY_VALUES: Final = (
     F_ALLOW_UNSOLICITED,
@@ -31,7 +31,7 @@ TS_POLICY_VALUES: Final = (
 )
 
 # The machine (non-policy) Solicited RA switch, which applies when the policy is absent
-# (KB 301527; windows-settings.md, section 2). Whether Vista+ offers depend on it: UNCONFIRMED,
+# (KB 301527; docs/windows.md, section 2). Whether Vista+ offers depend on it: UNCONFIRMED,
 # so pre-flight checks it on every profile.
 RA_MACHINE_KEY: Final = r"HKLM\SYSTEM\CurrentControlSet\Control\Remote Assistance"
 
@@ -39,7 +39,7 @@ RA_MACHINE_KEY: Final = r"HKLM\SYSTEM\CurrentControlSet\Control\Remote Assistanc
 # so the snapshot does not probe them and restore never deletes them or anything above them.
 ROOT_KEYS: Final = (r"HKLM\SOFTWARE", r"HKLM\SYSTEM")
 
-# ---------------------------------------------------------------- DCOM (seed; "EnableDCOM" docs)
+# ---------------------------------------------------------------- DCOM (KB article; "EnableDCOM" docs)
 OLE_KEY: Final = r"HKLM\SOFTWARE\Microsoft\Ole"
 ENABLE_DCOM: Final = "EnableDCOM"
 ENABLE_DCOM_YES: Final = "Y"
@@ -51,7 +51,7 @@ ADMINISTRATORS_SID: Final = "S-1-5-32-544"
 
 # ---------------------------------------------------------------- legacy firewall (XP SP2 policy)
 # windowsfirewall.admx (XP SP2): HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\<profile>\...
-# (windows-settings.md, section 5).
+# (docs/windows.md, section 5).
 FIREWALL_POLICY_KEY: Final = r"HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall"
 LEGACY_PROFILE_KEYS: Final[dict[LegacyProfile, str]] = {
     LegacyProfile.DOMAIN: "DomainProfile",
@@ -89,16 +89,16 @@ MODERN_PROFILE_MASKS: Final[dict[ModernProfile, FirewallProfile]] = {
 
 # ---------------------------------------------------------------- editions and versions
 # OperatingSystemSKU values of Home / Starter editions (GetProductInfo SKU table,
-# windows-settings.md "Host profiles"): 2 Home Basic, 3 Home Premium, 5 Home Basic N,
+# docs/windows.md "Host profiles"): 2 Home Basic, 3 Home Premium, 5 Home Basic N,
 # 11 Starter, 98 Home N, 99 Home China, 100 Home Single Language, 101 Home.
 HOME_SKUS: Final = frozenset({2, 3, 5, 11, 98, 99, 100, 101})
 # Caption word of Home editions; XP reports no SKU (0), so the caption is what tells
 # "Microsoft Windows XP Home Edition" apart. Edition names are not translated in the caption.
 HOME_CAPTION_WORD: Final = "home"
 
-# NT 5.1 (XP) is the oldest Windows with Offer Remote Assistance (seed); NT 5.x is the legacy
-# profile, 6.0 (Vista / 2008) and later the modern one (windows-settings.md "Host profiles").
+# NT 5.1 (XP) is the oldest Windows with Offer Remote Assistance (KB article); NT 5.x is the legacy
+# profile, 6.0 (Vista / 2008) and later the modern one (docs/windows.md "Host profiles").
 MIN_NT_VERSION: Final = (5, 1)
 MODERN_NT_VERSION: Final = (6, 0)
-# The scripts raorch sends are written for PowerShell 2.0 (windows-settings.md, section 8).
+# The scripts raorch sends are written for PowerShell 2.0 (docs/windows.md, section 8).
 MIN_PS_VERSION: Final = (2, 0)

@@ -3,7 +3,7 @@
 # DOMAIN\name -> SID string, through NTAccount.Translate (.NET 2.0). It throws
 # IdentityNotMappedException when the name does not exist and a SystemException carrying
 # Win32 error 1789 when the trust relationship is broken; Get-RaorchErrorKind turns those into
-# NotMapped and TrustFailure (windows-settings.md, section 7; learn.microsoft.com,
+# NotMapped and TrustFailure (docs/windows.md, section 7; learn.microsoft.com,
 # IdentityReference.Translate).
 function Resolve-RaorchAccount([string]$Account) {
     $ntAccount = New-Object System.Security.Principal.NTAccount -ArgumentList $Account

@@ -47,7 +47,7 @@ foreach ($raorchOperation in @($Operations)) {
 }
 
 # Run. Reads that fail report and the batch goes on; the first write that fails stops it and
-# every later operation is NotRun (windows-settings.md: one operation failing must not hide
+# every later operation is NotRun (docs/windows.md: one operation failing must not hide
 # which one it was).
 $raorchFailedWrite = $null
 for ($raorchIndex = 0; $raorchIndex -lt $raorchBatch.Count; $raorchIndex++) {

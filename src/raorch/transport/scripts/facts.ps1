@@ -14,7 +14,7 @@ function Invoke-RaorchGetFacts($P) {
 
     # A 32-bit PowerShell on 64-bit Windows sees SOFTWARE\WOW6432Node and .NET 2.0 has no
     # RegistryView; WOW64 sets PROCESSOR_ARCHITEW6432 for 32-bit processes only
-    # (learn.microsoft.com, "WOW64 Implementation Details"; windows-settings.md, pitfalls).
+    # (learn.microsoft.com, "WOW64 Implementation Details"; docs/windows.md, pitfalls).
     $wow64 = -not [string]::IsNullOrEmpty($env:PROCESSOR_ARCHITEW6432)
 
     return @{

@@ -1,6 +1,6 @@
 # ---- firewall.ps1: GetFirewallRules, SetFirewallRule.
 # COM HNetCfg.FwPolicy2 (INetFwPolicy2, Vista / Server 2008 and later) rather than the
-# NetSecurity cmdlets, which need Windows 8 / Server 2012 (windows-settings.md, section 5).
+# NetSecurity cmdlets, which need Windows 8 / Server 2012 (docs/windows.md, section 5).
 
 function Get-RaorchFirewallPolicy {
     try {

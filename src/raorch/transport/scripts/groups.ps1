@@ -1,6 +1,6 @@
 # ---- groups.ps1: GetGroup, AddGroupMember, RemoveGroupMember.
 # PowerShell 2.0 has no *-LocalGroupMember cmdlets: ADSI's WinNT provider does the work
-# (windows-settings.md, section 4; learn.microsoft.com, "WinNT ADsPath").
+# (docs/windows.md, section 4; learn.microsoft.com, "WinNT ADsPath").
 
 # A local group by its SID: @{ Name = localized name; Adsi = the group object }. The name is
 # localized ("Administratoren", "Administrateurs"), so it is found by translating the

@@ -6,7 +6,7 @@
 # through the remoting parameter below and is never pasted into this text.
 #
 # It must run on PowerShell 2.0 (Windows XP / Server 2003 with WMF 2.0), so it uses WMI, ADSI,
-# COM and [Microsoft.Win32.Registry] only (windows-settings.md, section 8).
+# COM and [Microsoft.Win32.Registry] only (docs/windows.md, section 8).
 param($Operations)
 
 # Strict mode 2.0 turns a read of an unset variable or of a missing property into an error

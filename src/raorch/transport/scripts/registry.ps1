@@ -13,7 +13,7 @@ function Get-RaorchHklmPath([string]$Key) {
 # One value as the wire carries it: Name, Type (reg.exe's name of the kind), Data.
 function Get-RaorchValue($RegKey, [string]$Name, [string]$ReportName) {
     # GetValue would expand %VARIABLES% in REG_EXPAND_SZ data; a snapshot must keep the text
-    # verbatim (RegistryValueOptions.DoNotExpandEnvironmentNames, .NET 2.0; windows-settings.md,
+    # verbatim (RegistryValueOptions.DoNotExpandEnvironmentNames, .NET 2.0; docs/windows.md,
     # pitfalls).
     $options = [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames
     $data = $RegKey.GetValue($Name, $null, $options)
@@ -44,7 +44,7 @@ function Get-RaorchValue($RegKey, [string]$Name, [string]$ReportName) {
 
 # The state of a key: whether it exists and the values asked for ($Names), or all of them
 # when $Names is $null. A value that exists with empty data and an absent value differ, so
-# only values that exist are listed (windows-settings.md, pitfalls).
+# only values that exist are listed (docs/windows.md, pitfalls).
 function Read-RaorchKey([string]$Key, $Names) {
     $path = Get-RaorchHklmPath $Key
     $values = New-Object System.Collections.ArrayList
