@@ -1,4 +1,4 @@
-"""The playbook: what Offer Remote Assistance configuration to set (every item of the seed).
+"""The playbook: what Offer Remote Assistance configuration to set (every item of the KB article).
 
 Field meanings and the registry values they become: docs/playbook.md and
 docs/windows.md.
@@ -184,12 +184,12 @@ class SolicitedPolicy(StrEnum):
 
 
 class DcomPolicy(StrEnum):
-    ENABLE = "enable"  # HKLM\SOFTWARE\Microsoft\Ole EnableDCOM = "Y" (seed)
+    ENABLE = "enable"  # HKLM\SOFTWARE\Microsoft\Ole EnableDCOM = "Y" (KB article)
     IGNORE = "ignore"
 
 
 class AddHelpers(StrEnum):
-    LEGACY_ONLY = "legacy_only"  # XP / 2003 need it (seed); modern hosts do not
+    LEGACY_ONLY = "legacy_only"  # XP / 2003 need it (KB article); modern hosts do not
     ALL = "all"
     NEVER = "never"
 

@@ -39,7 +39,7 @@ RA_MACHINE_KEY: Final = r"HKLM\SYSTEM\CurrentControlSet\Control\Remote Assistanc
 # so the snapshot does not probe them and restore never deletes them or anything above them.
 ROOT_KEYS: Final = (r"HKLM\SOFTWARE", r"HKLM\SYSTEM")
 
-# ---------------------------------------------------------------- DCOM (KB article; "EnableDCOM" docs)
+# -------------------------------------------------------- DCOM (KB article; "EnableDCOM" docs)
 OLE_KEY: Final = r"HKLM\SOFTWARE\Microsoft\Ole"
 ENABLE_DCOM: Final = "EnableDCOM"
 ENABLE_DCOM_YES: Final = "Y"
