@@ -212,3 +212,92 @@ def test_administrators_group_missing_only_matters_when_helpers_are_added() -> N
         update={"local_administrators": LocalAdministrators(add_helpers=AddHelpers.NEVER)}
     )
     assert preflight(snap, never, DOMAINS).refusals == ()
+
+
+# ---------------------------------------------------------------- domain controllers, services
+
+
+@pytest.mark.parametrize("role", [4, 5])
+def test_domain_controllers_are_refused(role: int) -> None:
+    # On a DC, WinNT://<DC>/Administrators is the domain's BUILTIN\Administrators: helpers added
+    # there would administer every DC (docs/windows.md, section 9).
+    for host in (xp_host(), w10_host()):
+        host.facts = replace(host.facts, domain_role=role)
+        verdict = preflight(host.snapshot(), PLAYBOOK, DOMAINS)
+        assert [r.kind for r in verdict.refusals] == [RefusalKind.DOMAIN_CONTROLLER]
+        assert verdict.first is not None
+        assert f"DomainRole {role}" in verdict.first.message
+        assert "BUILTIN\\Administrators" in verdict.first.message
+
+
+@pytest.mark.parametrize("role", [0, 1, 2, 3, None])
+def test_members_and_unknown_roles_are_not_refused_as_dcs(role: int | None) -> None:
+    host = w10_host()
+    host.facts = replace(host.facts, domain_role=role)
+    assert RefusalKind.DOMAIN_CONTROLLER not in kinds(host)
+
+
+def test_domain_controller_is_refused_even_when_offers_are_turned_off() -> None:
+    host = w10_host()
+    host.facts = replace(host.facts, domain_role=5)
+    playbook = PLAYBOOK.model_copy(
+        update={"offer_remote_assistance": OfferRemoteAssistance(state=OfferState.DISABLED)}
+    )
+    assert kinds(host, playbook) == [RefusalKind.DOMAIN_CONTROLLER]
+
+
+def test_modern_host_without_raserver_is_refused() -> None:
+    host = w10_host()
+    host.facts = replace(host.facts, ra_server=False)
+    verdict = preflight(host.snapshot(), PLAYBOOK, DOMAINS)
+    assert [r.kind for r in verdict.refusals] == [RefusalKind.RA_NOT_INSTALLED]
+    assert verdict.first is not None and "Remote-Assistance" in verdict.first.message
+    # Unknown (an older snapshot) and present refuse nothing; nor does turning offers off.
+    for ra_server in (None, True):
+        host.facts = replace(host.facts, ra_server=ra_server)
+        assert kinds(host) == []
+    host.facts = replace(host.facts, ra_server=False)
+    playbook = PLAYBOOK.model_copy(
+        update={"offer_remote_assistance": OfferRemoteAssistance(state=OfferState.DISABLED)}
+    )
+    assert kinds(host, playbook) == []
+
+
+def test_legacy_host_has_no_raserver_and_is_not_refused_for_it() -> None:
+    host = xp_host()
+    host.facts = replace(host.facts, ra_server=False)
+    assert kinds(host) == []
+
+
+@pytest.mark.parametrize(
+    ("helpsvc", "termservice", "refused"),
+    [
+        ("Auto", "Manual", []),
+        ("Manual", "Auto", []),
+        ("Disabled", "Manual", ["helpsvc service is disabled"]),
+        ("Auto", "disabled", ["TermService service is disabled"]),
+        ("", "Manual", ["helpsvc service does not exist"]),
+        (
+            "Disabled",
+            "Disabled",
+            ["helpsvc service is disabled", "TermService service is disabled"],
+        ),
+        (None, None, []),  # not read: a snapshot of an older raorch
+    ],
+)
+def test_legacy_services_must_not_be_disabled(
+    helpsvc: str | None, termservice: str | None, refused: list[str]
+) -> None:
+    host = xp_host()
+    host.facts = replace(host.facts, helpsvc_start_mode=helpsvc, termservice_start_mode=termservice)
+    refusals = preflight(host.snapshot(), PLAYBOOK, DOMAINS).refusals
+    assert all(r.kind is RefusalKind.SERVICE_DISABLED for r in refusals)
+    assert len(refusals) == len(refused)
+    for refusal, words in zip(refusals, refused, strict=True):
+        assert words in refusal.message and "sc config" in refusal.message
+
+
+def test_modern_hosts_do_not_need_helpsvc() -> None:
+    host = w10_host()
+    host.facts = replace(host.facts, helpsvc_start_mode="", termservice_start_mode="Disabled")
+    assert kinds(host) == []

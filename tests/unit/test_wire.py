@@ -288,6 +288,10 @@ def test_facts() -> None:
         Language="de-DE",
         ComputerName="XP01",
         Wow64=False,
+        DomainRole=4,
+        RaServer=False,
+        HelpSvcStartMode="Auto",
+        TermServiceStartMode="Disabled",
     )
     assert from_wire(GetFacts(), reply).data == Facts(
         os_version="5.1.2600",
@@ -299,6 +303,10 @@ def test_facts() -> None:
         language="de-DE",
         computer_name="XP01",
         wow64=False,
+        domain_role=4,
+        ra_server=False,
+        helpsvc_start_mode="Auto",
+        termservice_start_mode="Disabled",
     )
 
 
@@ -319,6 +327,10 @@ def test_facts_as_a_psobject_with_other_key_case() -> None:
         "language": "en-US",
         "computername": "W10",
         "wow64": True,
+        "DOMAINROLE": 1,
+        "raserver": True,
+        "helpsvcstartmode": "",
+        "termservicestartmode": "Manual",
     }
     result = from_wire(GetFacts(), obj)
     assert result.ok, result.error

@@ -79,6 +79,10 @@ class Facts:
     language: str
     computer_name: str
     wow64: bool = False
+    domain_role: int = 1
+    ra_server: bool = True
+    helpsvc_start_mode: str = ""
+    termservice_start_mode: str = "Manual"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -91,6 +95,10 @@ class Facts:
             "language": self.language,
             "computer_name": self.computer_name,
             "wow64": self.wow64,
+            "domain_role": self.domain_role,
+            "ra_server": self.ra_server,
+            "helpsvc_start_mode": self.helpsvc_start_mode,
+            "termservice_start_mode": self.termservice_start_mode,
         }
 
     @classmethod
@@ -105,6 +113,10 @@ class Facts:
             language=str(data["language"]),
             computer_name=str(data["computer_name"]),
             wow64=bool(data.get("wow64", False)),
+            domain_role=int(str(data.get("domain_role", 1))),
+            ra_server=bool(data.get("ra_server", True)),
+            helpsvc_start_mode=str(data.get("helpsvc_start_mode", "")),
+            termservice_start_mode=str(data.get("termservice_start_mode", "Manual")),
         )
 
 
@@ -255,6 +267,11 @@ def seed_host(
         domain=domain,
         language=language,
         computer_name=computer,
+        domain_role=profile.domain_role(),
+        # XP / 2003 have no raserver.exe (Remote Assistance runs in helpsvc there).
+        ra_server=profile.ra_feature and not profile.legacy,
+        helpsvc_start_mode=profile.start_modes()[0],
+        termservice_start_mode=profile.start_modes()[1],
     )
     machine_sid = _machine_sid(seed, index)
     reg = Registry()

@@ -307,6 +307,10 @@ class _Context:
             "Language": f.language,
             "ComputerName": f.computer_name,
             "Wow64": f.wow64,
+            "DomainRole": PSInt(f.domain_role),
+            "RaServer": f.ra_server,
+            "HelpSvcStartMode": f.helpsvc_start_mode,
+            "TermServiceStartMode": f.termservice_start_mode,
         }
 
     def _resolve(self, account: Any) -> tuple[str, str]:

@@ -24,6 +24,29 @@ class HostProfile:
     legacy: bool = False
     server: bool = False
     description: str = ""
+    # Win32_ComputerSystem.DomainRole: 0 standalone workstation, 1 member workstation,
+    # 2 standalone server, 3 member server, 4 backup DC, 5 primary DC. None: derived from
+    # part_of_domain and server (domain_role()).
+    role: int | None = None
+    # raserver.exe in System32: every Vista+ client has it; on Server 2008+ only with the
+    # "Remote Assistance" feature installed. XP / 2003 have no raserver.exe.
+    ra_feature: bool = True
+    # Win32_Service.StartMode of helpsvc and TermService on XP / 2003 ("" where absent).
+    helpsvc: str = "Auto"
+    termservice: str = "Manual"
+
+    def domain_role(self) -> int:
+        if self.role is not None:
+            return self.role
+        return (
+            (3 if self.part_of_domain else 2) if self.server else (1 if self.part_of_domain else 0)
+        )
+
+    def start_modes(self) -> tuple[str, str]:
+        """(helpsvc, TermService) StartMode; modern Windows has no helpsvc service."""
+        if not self.legacy:
+            return "", "Manual"
+        return self.helpsvc, self.termservice
 
 
 PROFILES: dict[str, HostProfile] = {
@@ -97,6 +120,51 @@ PROFILES: dict[str, HostProfile] = {
             "5.1",
             server=True,
             description="Windows Server 2019 Standard",
+        ),
+        HostProfile(
+            "server2003-dc",
+            "5.2.3790",
+            "Microsoft(R) Windows(R) Server 2003, Enterprise Edition",
+            0,
+            "2.0",
+            legacy=True,
+            server=True,
+            role=4,
+            description="Windows Server 2003 SP2 domain controller (backup DC, DomainRole 4): "
+            "raorch must refuse it",
+        ),
+        HostProfile(
+            "server2019-dc",
+            "10.0.17763",
+            "Microsoft Windows Server 2019 Standard",
+            7,
+            "5.1",
+            server=True,
+            role=5,
+            description="Windows Server 2019 domain controller (PDC emulator, DomainRole 5): "
+            "raorch must refuse it",
+        ),
+        HostProfile(
+            "server2019-nora",
+            "10.0.17763",
+            "Microsoft Windows Server 2019 Standard",
+            7,
+            "5.1",
+            server=True,
+            ra_feature=False,
+            description="Windows Server 2019 without the Remote Assistance feature "
+            "(no raserver.exe): raorch must refuse it",
+        ),
+        HostProfile(
+            "xp-pro-nohelp",
+            "5.1.2600",
+            "Microsoft Windows XP Professional",
+            0,
+            "2.0",
+            legacy=True,
+            helpsvc="Disabled",
+            description="Windows XP Professional SP3 hardened with the Help and Support "
+            "service (helpsvc) disabled: raorch must refuse it",
         ),
         HostProfile(
             "win10-workgroup",

@@ -184,6 +184,18 @@ class Facts:
     language: str  # UI culture, e.g. "de-DE"
     computer_name: str
     wow64: bool  # a 32-bit PowerShell on 64-bit Windows ($env:PROCESSOR_ARCHITEW6432 set)
+    # Win32_ComputerSystem.DomainRole: 0 standalone workstation, 1 member workstation,
+    # 2 standalone server, 3 member server, 4 backup DC, 5 primary DC (docs/windows.md,
+    # section 9). None: not read (a snapshot stored by an older raorch).
+    domain_role: int | None = None
+    # raserver.exe in System32: Remote Assistance is installed (on Server 2008+ an optional
+    # feature; docs/windows.md, section 10). None: not read.
+    ra_server: bool | None = None
+    # Win32_Service.StartMode ("Auto", "Manual", "Disabled", ...) of the Help and Support
+    # service (helpsvc) and of Terminal Services (TermService), which Remote Assistance needs on
+    # XP / 2003; "" when the service does not exist; None: not read (docs/windows.md, section 10).
+    helpsvc_start_mode: str | None = None
+    termservice_start_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

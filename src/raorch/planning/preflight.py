@@ -22,9 +22,12 @@ from raorch.planning.refusal import Refusal, RefusalKind
 from raorch.planning.snapshot import Snapshot
 from raorch.planning.windows import (
     ADMINISTRATORS_SID,
+    DISABLED_START_MODE,
+    DOMAIN_CONTROLLER_ROLES,
     F_ALLOW_TO_GET_HELP,
     HOME_CAPTION_WORD,
     HOME_SKUS,
+    LEGACY_SERVICES,
     RA_MACHINE_KEY,
     TS_POLICY_KEY,
 )
@@ -137,6 +140,7 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
         )
 
     enabled = playbook.offer_remote_assistance.state is OfferState.ENABLED
+    refusals.extend(_role_and_services(facts, profile_value, enabled))
     if enabled:
         for account in snapshot.accounts:
             if account.sid is not None:
@@ -193,3 +197,57 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
             )
         )
     return Verdict(profile_value, tuple(refusals))
+
+
+def _role_and_services(facts: Facts, profile: HostProfile | None, enabled: bool) -> list[Refusal]:
+    """Domain controllers (docs/windows.md, section 9), and, when offers are to be enabled, what
+    Remote Assistance itself needs on the host (section 10): turning offers off needs neither.
+    A fact that was not read (None: a snapshot of an older raorch) refuses nothing."""
+    refusals: list[Refusal] = []
+    if facts.domain_role in DOMAIN_CONTROLLER_ROLES:
+        which = "primary" if facts.domain_role == 5 else "backup"
+        refusals.append(
+            Refusal(
+                RefusalKind.DOMAIN_CONTROLLER,
+                f"a domain controller (Win32_ComputerSystem.DomainRole {facts.domain_role}, "
+                f"{which} DC): its Administrators group is the domain's BUILTIN\\Administrators, "
+                "so helpers added there would administer every domain controller; remove it "
+                "from the inventory",
+            )
+        )
+    if not enabled:
+        return refusals
+    if profile is HostProfile.MODERN and facts.ra_server is False:
+        refusals.append(
+            Refusal(
+                RefusalKind.RA_NOT_INSTALLED,
+                "Remote Assistance is not installed (no raserver.exe in System32): on Windows "
+                "Server add the feature first (Install-WindowsFeature Remote-Assistance, or "
+                "Add-WindowsFeature on 2008 R2)",
+            )
+        )
+    if profile is HostProfile.LEGACY:
+        modes = dict(
+            zip(
+                LEGACY_SERVICES,
+                (facts.helpsvc_start_mode, facts.termservice_start_mode),
+                strict=True,
+            )
+        )
+        for service, mode in modes.items():
+            if mode is None:
+                continue
+            if mode == "":
+                problem = "does not exist"
+            elif mode.casefold() == DISABLED_START_MODE.casefold():
+                problem = "is disabled"
+            else:
+                continue
+            refusals.append(
+                Refusal(
+                    RefusalKind.SERVICE_DISABLED,
+                    f"the {service} service {problem}: offers to XP / Server 2003 need it; set "
+                    f"its startup type to Manual or Automatic (sc config {service} start= demand)",
+                )
+            )
+    return refusals

@@ -22,6 +22,9 @@ class RefusalKind(StrEnum):
     SOLICITED_OFF = "solicited_off"  # playbook says `require` and Solicited RA is off
     ADMINISTRATORS_GROUP_MISSING = "administrators_group_missing"
     FIREWALL_GROUP_MISSING = "firewall_group_missing"  # modern host without the RA rule group
+    DOMAIN_CONTROLLER = "domain_controller"  # DomainRole 4/5: Administrators is the domain's
+    RA_NOT_INSTALLED = "ra_not_installed"  # modern host without raserver.exe (Server feature)
+    SERVICE_DISABLED = "service_disabled"  # XP / 2003: helpsvc or TermService disabled/missing
 
 
 @dataclass(frozen=True, slots=True)

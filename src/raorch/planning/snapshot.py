@@ -20,7 +20,7 @@ snapshot and rollback restores from it byte for byte.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -452,6 +452,10 @@ def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
             "language": f.language,
             "computer_name": f.computer_name,
             "wow64": f.wow64,
+            "domain_role": f.domain_role,
+            "ra_server": f.ra_server,
+            "helpsvc_start_mode": f.helpsvc_start_mode,
+            "termservice_start_mode": f.termservice_start_mode,
         }
     return {
         "format": SNAPSHOT_FORMAT,
@@ -497,6 +501,11 @@ def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
     }
 
 
+def _optional(raw: Mapping[str, Any], key: str, kind: Callable[[Any], _T]) -> _T | None:
+    value = raw.get(key)
+    return None if value is None else kind(value)
+
+
 def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
     if not isinstance(raw, Mapping) or raw.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotFormatError(f"not a {SNAPSHOT_FORMAT} document")
@@ -514,6 +523,11 @@ def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
             language=str(f["language"]),
             computer_name=str(f["computer_name"]),
             wow64=bool(f["wow64"]),
+            # Absent from snapshots stored before raorch read them: unknown (None).
+            domain_role=_optional(f, "domain_role", int),
+            ra_server=_optional(f, "ra_server", bool),
+            helpsvc_start_mode=_optional(f, "helpsvc_start_mode", str),
+            termservice_start_mode=_optional(f, "termservice_start_mode", str),
         )
     )
     accounts = tuple(

@@ -102,3 +102,17 @@ MIN_NT_VERSION: Final = (5, 1)
 MODERN_NT_VERSION: Final = (6, 0)
 # The scripts raorch sends are written for PowerShell 2.0 (docs/windows.md, section 8).
 MIN_PS_VERSION: Final = (2, 0)
+
+# ---------------------------------------------------------------- domain controllers
+# Win32_ComputerSystem.DomainRole (learn.microsoft.com, "Win32_ComputerSystem class"; present
+# on XP): 4 backup domain controller, 5 primary domain controller. On a DC the "local"
+# Administrators group (WinNT://<DC>/Administrators) is the domain's BUILTIN\Administrators,
+# shared by every DC of the domain (docs/windows.md, section 9).
+DOMAIN_CONTROLLER_ROLES: Final = frozenset({4, 5})
+
+# ---------------------------------------------------------------- services and features
+# Win32_Service.StartMode of a disabled service (learn.microsoft.com, "Win32_Service class").
+DISABLED_START_MODE: Final = "Disabled"
+# XP / 2003: Offer Remote Assistance runs through the Help and Support service (helpsvc) and
+# the Remote Desktop stack of Terminal Services (TermService) (docs/windows.md, section 10).
+LEGACY_SERVICES: Final = ("helpsvc", "TermService")

@@ -191,6 +191,10 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
                 language=_str(reply, "Language"),
                 computer_name=_str(reply, "ComputerName"),
                 wow64=_bool(reply, "Wow64"),
+                domain_role=_int(reply, "DomainRole"),
+                ra_server=_bool(reply, "RaServer"),
+                helpsvc_start_mode=_str(reply, "HelpSvcStartMode"),
+                termservice_start_mode=_str(reply, "TermServiceStartMode"),
             )
         case ResolveAccount():
             return _str(reply, "Sid")

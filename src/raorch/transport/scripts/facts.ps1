@@ -17,6 +17,20 @@ function Invoke-RaorchGetFacts($P) {
     # (learn.microsoft.com, "WOW64 Implementation Details"; docs/windows.md, pitfalls).
     $wow64 = -not [string]::IsNullOrEmpty($env:PROCESSOR_ARCHITEW6432)
 
+    # Remote Assistance's server is an optional feature on Server 2008 and later: raserver.exe
+    # is in System32 only when it is installed (docs/windows.md, section 10).
+    $raServer = [System.IO.File]::Exists([System.IO.Path]::Combine([Environment]::SystemDirectory, 'raserver.exe'))
+
+    # XP / 2003 offers need the Help and Support (helpsvc) and Terminal Services (TermService)
+    # services; Win32_Service.StartMode says whether one is Disabled (docs/windows.md,
+    # section 10). '' when the service does not exist. The filter is a constant of this script.
+    $startModes = @{ helpsvc = ''; TermService = '' }
+    foreach ($service in @(Get-WmiObject -Class Win32_Service -Filter "Name='helpsvc' OR Name='TermService'")) {
+        foreach ($known in @('helpsvc', 'TermService')) {
+            if ([string]$service.Name -eq $known) { $startModes[$known] = [string]$service.StartMode }
+        }
+    }
+
     return @{
         OsVersion    = [string]$os.Version
         Caption      = [string]$os.Caption
@@ -29,5 +43,11 @@ function Invoke-RaorchGetFacts($P) {
         Language     = [System.Globalization.CultureInfo]::InstalledUICulture.Name
         ComputerName = [string]$env:COMPUTERNAME
         Wow64        = $wow64
+        # 4 backup DC, 5 primary DC: their local Administrators is the domain's BUILTIN
+        # group (Win32_ComputerSystem docs, DomainRole; docs/windows.md, section 9).
+        DomainRole   = [int]$cs.DomainRole
+        RaServer     = $raServer
+        HelpSvcStartMode     = $startModes['helpsvc']
+        TermServiceStartMode = $startModes['TermService']
     }
 }
