@@ -128,7 +128,17 @@ ADMINISTRATORS = "S-1-5-32-544"
 RA_RULE_GROUP = "@FirewallAPI.dll,-33002"
 LEGACY_PROFILES = frozenset({"xp-pro", "xp-home", "server2003"})
 # Lab profiles the pre-flight checks must refuse (Home SKUs, outside the domain).
-REFUSED_PROFILES = frozenset({"xp-home", "win10-home", "win10-workgroup"})
+REFUSED_PROFILES = frozenset(
+    {
+        "xp-home",
+        "win10-home",
+        "win10-workgroup",
+        "server2003-dc",
+        "server2019-dc",
+        "server2019-nora",
+        "xp-pro-nohelp",
+    }
+)
 
 
 def lab_inventory(lab: LabHandle, path: Path, waves: list[dict[str, Any]]) -> Path:
