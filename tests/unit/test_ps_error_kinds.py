@@ -114,10 +114,8 @@ def test_both_trust_errors_are_normalized_texts() -> None:
     # 1789: this workstation's trust with its domain; 1788: the primary domain's trust with the
     # helper's (trusted) domain. Both throw the same untrimmed SystemException.
     for code in (1789, 1788):
-        assert (
-            f"(ConvertTo-RaorchMessageKey (New-Object System.ComponentModel.Win32Exception {code}).Message)"
-            in classifier
-        )
+        text = f"(New-Object System.ComponentModel.Win32Exception {code}).Message"
+        assert f"(ConvertTo-RaorchMessageKey {text})" in classifier
 
 
 def test_normalizer_trims_as_win32exception_does() -> None:
