@@ -49,6 +49,9 @@ def start_lab(
             str(inventory),
             "--state-dir",
             str(state),
+            # A killed demo must not leave its lab running (docs/lab.md).
+            "--exit-with",
+            str(os.getpid()),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -102,6 +102,14 @@ def lab() -> None:
     show_default=True,
     help="UI languages and weights (en-US, de-DE, fr-FR).",
 )
+@click.option(
+    "--exit-with",
+    "parent_pid",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Stop when the process with this PID is no longer the lab's parent (raorch demo).",
+)
 def up(
     count: int,
     mix: str,
@@ -116,6 +124,7 @@ def up(
     seed: int,
     fresh: bool,
     languages: str,
+    parent_pid: int | None,
 ) -> None:
     """Start the fleet in the foreground (Ctrl-C stops it) and write its inventory.
 
@@ -181,7 +190,7 @@ def up(
         sys.stdout.flush()
 
     try:
-        run_foreground(config, on_ready=ready)
+        run_foreground(config, on_ready=ready, parent_pid=parent_pid)
     except (FaultsError, MixError, DirectoryError) as exc:
         raise RaorchError(str(exc)) from None
     except OSError as exc:

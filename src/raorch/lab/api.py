@@ -138,6 +138,8 @@ class _ChildConfig:
     seed: int
     fresh: bool
     languages: str
+    # The process that started the lab: the child exits when it is gone (see watch_parent).
+    parent_pid: int | None = None
 
 
 @contextlib.contextmanager
@@ -188,6 +190,7 @@ def running_lab(
             seed=seed,
             fresh=fresh,
             languages=languages,
+            parent_pid=None if in_process else os.getpid(),
         )
         marker_file(state_dir).unlink(missing_ok=True)
         stopper: _ThreadStopper | _ChildStopper = (
@@ -349,17 +352,39 @@ def _start_child(config: _ChildConfig, state_dir: Path) -> _ChildStopper:
 def child_main() -> None:
     """Entry point of a lab child process: its configuration arrives as JSON on stdin."""
     config = _ChildConfig(**json.loads(sys.stdin.read()))
-    run_foreground(_lab_config(config))
+    run_foreground(_lab_config(config), parent_pid=config.parent_pid)
 
 
-def run_foreground(config: LabConfig, on_ready: Any = None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly (listeners closed, marker removed)."""
+# How often a child lab looks whether its parent is still there.
+PARENT_POLL = 0.5
+
+
+async def watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once ``parent_pid`` is no longer this process's parent.
+
+    A lab started by raorch for its own use (the test harness, ``raorch demo``, ``bench/``)
+    must not outlive it: when the parent is killed (SIGKILL leaves it no chance to stop the
+    lab), the child is re-parented (to init or a subreaper) and ``getppid()`` changes. Polling
+    rather than Linux's PR_SET_PDEATHSIG: that fires when the parent *thread* that forked the
+    child ends, which a thread pool would trigger, and it is Linux-only.
+    """
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_POLL)
+    stop.set()
+
+
+def run_foreground(config: LabConfig, on_ready: Any = None, parent_pid: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (or, with ``parent_pid``, until that parent is gone), then
+    stop cleanly (listeners closed, marker removed)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watcher = None
+        if parent_pid is not None:
+            watcher = asyncio.create_task(watch_parent(parent_pid, stop))
         server = LabServer(config)
         try:
             await server.start()
@@ -367,6 +392,8 @@ def run_foreground(config: LabConfig, on_ready: Any = None) -> None:
                 on_ready(server)
             await stop.wait()
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await server.stop()
 
     asyncio.run(main())
