@@ -171,3 +171,23 @@ def test_real_process_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert f"error: {inv}:3:27: waves[0].hosts[0]: unknown host 'b'" in proc.stderr
+
+
+def test_validate_certificate_hosts_need_no_credentials(tmp_path: Path) -> None:
+    (tmp_path / "pb.yaml").write_text(PLAYBOOK.read_text(encoding="utf-8"), encoding="utf-8")
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "playbook: pb.yaml\n"
+        "domains: [CORP]\n"
+        "defaults:\n"
+        "  connection: {scheme: https, auth: certificate, certificate_pem: c.pem,"
+        " certificate_key_pem: k.pem}\n"
+        "hosts:\n"
+        "  h1: {address: 10.0.0.1}\n"
+        "waves:\n"
+        "  - {name: all, rest: true}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("validate", "-i", str(inventory))
+    assert code == ExitCode.OK, err
+    assert "none: the client certificate (auth: certificate) (1 host)" in out

@@ -525,6 +525,38 @@ def test_certificate_auth_needs_https_and_key_files(tmp_path: Path) -> None:
     assert_at(problems[0], text, "certificate}", "hosts.h1.connection.auth")
 
 
+CERT_ONLY = """\
+playbook: pb.yaml
+domains: [CORP]
+defaults:
+  connection: {scheme: https, auth: certificate, certificate_pem: c.pem, certificate_key_pem: k.pem}
+hosts:
+  h1: {address: 10.0.0.1}
+  h2:
+    address: 10.0.0.2
+    connection: {auth: ntlm}
+waves:
+  - name: all
+    rest: true
+"""
+
+
+def test_certificate_auth_needs_no_credentials_but_other_auth_does(tmp_path: Path) -> None:
+    # The client certificate is the identity: no user name, no password to give.
+    problems = problems_of(tmp_path, CERT_ONLY)
+    assert [p.message for p in problems] == ["host 'h2' has no credentials"]
+    inv = load_inventory(
+        write(
+            tmp_path,
+            CERT_ONLY.replace("  h2:\n    address: 10.0.0.2\n    connection: {auth: ntlm}\n", ""),
+        )
+    )
+    target = inv.targets["h1"]
+    assert target.credentials is None
+    assert target.connection.auth is AuthMethod.CERTIFICATE
+    assert target.connection.certificate_pem == str(tmp_path / "c.pem")
+
+
 def test_relative_paths_are_anchored_at_the_inventory(tmp_path: Path) -> None:
     sub = tmp_path / "inv"
     sub.mkdir()

@@ -68,6 +68,28 @@ def test_ntlm_over_https_with_ca_bundle() -> None:
     assert kwargs["read_timeout"] > kwargs["operation_timeout"]
 
 
+def test_certificate_auth_without_credentials_builds_a_pypsrp_session() -> None:
+    """``auth: certificate`` has no account: the endpoint has no user name, and pypsrp's own
+    session (real pypsrp, no network) presents the client certificate."""
+    from dataclasses import replace
+
+    from pypsrp.wsman import WSMan
+
+    cert = replace(
+        target(auth=AuthMethod.CERTIFICATE),
+        credentials=None,
+        connection=replace(
+            target(auth=AuthMethod.CERTIFICATE).connection,
+            certificate_pem="/etc/raorch/client.pem",
+            certificate_key_pem="/etc/raorch/client.key",
+        ),
+    )
+    kwargs = endpoint_for(cert).wsman_kwargs()
+    assert kwargs["username"] == "" and kwargs["auth"] == "certificate"
+    session = WSMan(**kwargs).transport._build_session()
+    assert session.cert == ("/etc/raorch/client.pem", "/etc/raorch/client.key")
+
+
 def test_fractional_operation_timeout_rounds_up() -> None:
     kwargs = endpoint_for(target(operation_timeout=0.2)).wsman_kwargs()
     assert kwargs["operation_timeout"] == 1

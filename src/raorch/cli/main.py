@@ -172,8 +172,11 @@ def describe_inventory(inventory: ResolvedInventory) -> list[str]:
     by_account: Counter[str] = Counter()
     for target in inventory.targets.values():
         by_connection.setdefault(target.connection, []).append(target.name)
+        account = target.credentials
         by_account[
-            f"{target.credentials.username}, password from {target.credentials.password}"
+            "none: the client certificate (auth: certificate)"
+            if account is None
+            else f"{account.username}, password from {account.password}"
         ] += 1
     lines += ["", "connections:"]
     for connection, hosts in by_connection.items():

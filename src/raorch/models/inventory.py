@@ -310,7 +310,9 @@ class Target:
     name: str
     address: str
     connection: Connection
-    credentials: Credentials
+    # None with ``auth: certificate``: the client certificate is the identity, there is no
+    # user name or password to give (docs/inventory.md).
+    credentials: Credentials | None
     wave: str
 
 

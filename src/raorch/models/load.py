@@ -435,10 +435,12 @@ class _Resolver:
             certificate_key_pem=path_of("certificate_key_pem"),
         )
 
-    def credentials(self, host: str) -> Credentials | None:
+    def credentials(self, host: str, auth: AuthMethod | None) -> Credentials | None:
         section: CredentialsSection | None = (
             self.inv.hosts[host].credentials or self.inv.defaults.credentials
         )
+        if section is None and auth is AuthMethod.CERTIFICATE:
+            return None  # the certificate is the identity: no account, no password
         if section is None:
             self.fail(
                 ("hosts", host),
@@ -468,8 +470,12 @@ def load_inventory(path: str | Path) -> ResolvedInventory:
     targets: dict[str, Target] = {}
     for host, section in inventory.hosts.items():
         connection = resolver.connection(host)
-        credentials = resolver.credentials(host)
-        if connection is None or credentials is None or host not in wave_of:
+        auth = None if connection is None else connection.auth
+        credentials = resolver.credentials(host, auth)
+        needs_credentials = auth is not AuthMethod.CERTIFICATE
+        if connection is None or (credentials is None and needs_credentials):
+            continue
+        if host not in wave_of:
             continue
         targets[host] = Target(host, section.address, connection, credentials, wave_of[host])
     if resolver.problems:

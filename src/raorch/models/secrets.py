@@ -140,7 +140,10 @@ class SecretResolver:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._cache: dict[tuple[str, SecretRef], str] = {}
 
-    def password(self, credentials: Credentials) -> str:
+    def password(self, credentials: Credentials | None) -> str:
+        """The password of ``credentials``; "" for a host without any (``auth: certificate``)."""
+        if credentials is None:
+            return ""
         key = (credentials.username.casefold(), credentials.password)
         if key not in self._cache:
             self._cache[key] = self._resolve(credentials.username, credentials.password)

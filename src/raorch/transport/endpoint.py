@@ -125,7 +125,7 @@ def endpoint_for(target: Target) -> Endpoint:
         port=conn.port,
         ssl=ssl,
         auth=conn.auth.value,
-        username=target.credentials.username,
+        username="" if target.credentials is None else target.credentials.username,
         cert_validation=cert_validation,
         connection_timeout=conn.connect_timeout,
         operation_timeout=operation_timeout,
