@@ -66,7 +66,11 @@ function Invoke-RaorchAddGroupMember($P) {
         if ($member['Sid'] -eq $sid) { return @{} }
     }
     try {
-        $group['Adsi'].Add('WinNT://' + $account.Replace('\', '/'))
+        # [void]: through the DirectoryEntry adapter, Add returns DirectoryEntry.Invoke's plain
+        # $null, which PowerShell writes to the function's output: the function would return
+        # @($null, @{}) and the dispatcher report Failed a write that took effect
+        # (docs/windows.md, section 8).
+        [void]$group['Adsi'].Add('WinNT://' + $account.Replace('\', '/'))
     } catch {
         # Added meanwhile by someone else: also the state asked for.
         if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberInAlias'])) { throw }
@@ -81,7 +85,7 @@ function Invoke-RaorchRemoveGroupMember($P) {
         if ($member['Sid'] -eq $sid) {
             try {
                 # The member's own ADsPath names exactly the object that is in the group.
-                $group['Adsi'].Remove($member['Path'])
+                [void]$group['Adsi'].Remove($member['Path'])
             } catch {
                 if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberNotInAlias'])) { throw }
             }
