@@ -231,15 +231,15 @@ class FakeHost:
         if isinstance(op, GetGroup):
             return OpResult(op, True, GroupState(op.sid, self.group_name, tuple(self.members)))
         if isinstance(op, AddGroupMember):
-            sid = self.accounts.get(op.account.casefold())
-            if not isinstance(sid, str):
+            # By SID: the SID must name an account of this host's view (NotMapped otherwise).
+            account = next((a for a, s in self.accounts.items() if s == op.member), None)
+            if account is None:
                 return OpResult(op, False, None, ErrorKind.NOT_MAPPED, "not mapped")
-            if all(m.sid != sid for m in self.members):
-                self.members.append(Member(sid, op.account))
+            if all(m.sid != op.member for m in self.members):
+                self.members.append(Member(op.member, account))
             return OpResult(op, True)
         if isinstance(op, RemoveGroupMember):
-            sid = self.accounts.get(op.account.casefold())
-            self.members = [m for m in self.members if m.sid != sid]
+            self.members = [m for m in self.members if m.sid != op.member]
             return OpResult(op, True)
         if isinstance(op, GetFirewallRules):
             if self.rules is None:

@@ -25,24 +25,27 @@ function ConvertFrom-RaorchAdsPath([string]$Path) {
     return $parts[0]
 }
 
-# The members of a group: array of @{ Sid; Name; Path }.
-function Get-RaorchGroupMembers($Group) {
+# The members of a group: array of @{ Sid; Path; Name }. Name only with $WithNames (GetGroup):
+# adding and removing compare SIDs and need no name lookup at all.
+function Get-RaorchGroupMembers($Group, [bool]$WithNames) {
     $members = New-Object System.Collections.ArrayList
     # IADsGroup.Members through Invoke: the DirectoryEntry adapter has no member list of its own.
     foreach ($member in @($Group.psbase.Invoke('Members'))) {
         $type = $member.GetType()
         $path = [string]$type.InvokeMember('ADsPath', 'GetProperty', $null, $member, $null)
         $sidBytes = [byte[]]$type.InvokeMember('objectSid', 'GetProperty', $null, $member, $null)
-        $sid = (New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sidBytes, 0).Value
-        # DOMAIN\name from the SID when it still resolves; the ADsPath otherwise (a deleted
-        # account, or a domain that cannot be reached).
-        try {
-            $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sid
-            $name = $identifier.Translate([System.Security.Principal.NTAccount]).Value
-        } catch {
-            $name = ConvertFrom-RaorchAdsPath $path
+        $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sidBytes, 0
+        $name = $null
+        if ($WithNames) {
+            # DOMAIN\name from the SID when it still resolves; the ADsPath otherwise (a deleted
+            # account, or a domain that cannot be reached).
+            try {
+                $name = $identifier.Translate([System.Security.Principal.NTAccount]).Value
+            } catch {
+                $name = ConvertFrom-RaorchAdsPath $path
+            }
         }
-        [void]$members.Add(@{ Sid = $sid; Name = $name; Path = $path })
+        [void]$members.Add(@{ Sid = $identifier.Value; Path = $path; Name = $name })
     }
     return , $members.ToArray()
 }
@@ -51,26 +54,33 @@ function Invoke-RaorchGetGroup($P) {
     $sid = [string]$P['Sid']
     $group = Get-RaorchLocalGroup $sid
     $members = New-Object System.Collections.ArrayList
-    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'] $true)) {
         [void]$members.Add(@{ Sid = $member['Sid']; Name = $member['Name'] })
     }
     return @{ Sid = $sid; Name = $group['Name']; Members = $members }
 }
 
+# Members are added and removed by SID, never by name: 'WinNT://<SID>' names exactly the
+# account pre-flight resolved (a name is looked up again by the WinNT provider and may find
+# another account: a renamed one, a namesake, a recreated one), as Ansible's
+# win_group_membership does (docs/windows.md, section 4).
+#
+# [void] on Add and Remove: through the DirectoryEntry adapter they return
+# DirectoryEntry.Invoke's plain $null, which PowerShell writes to the function's output; the
+# function would return @($null, @{}) and the dispatcher would report Failed a write that took
+# effect (docs/windows.md, section 8).
 function Invoke-RaorchAddGroupMember($P) {
     $group = Get-RaorchLocalGroup ([string]$P['Sid'])
-    $account = [string]$P['Account']
-    $sid = Resolve-RaorchAccount $account
-    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
+    $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList ([string]$P['Member'])
+    # The SID must still name an account here: IdentityNotMappedException (NotMapped) or a
+    # broken trust (TrustFailure) before anything is written.
+    [void]$identifier.Translate([System.Security.Principal.NTAccount])
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'] $false)) {
         # Already a member is success: the state asked for is there.
-        if ($member['Sid'] -eq $sid) { return @{} }
+        if ($member['Sid'] -eq $identifier.Value) { return @{} }
     }
     try {
-        # [void]: through the DirectoryEntry adapter, Add returns DirectoryEntry.Invoke's plain
-        # $null, which PowerShell writes to the function's output: the function would return
-        # @($null, @{}) and the dispatcher report Failed a write that took effect
-        # (docs/windows.md, section 8).
-        [void]$group['Adsi'].Add('WinNT://' + $account.Replace('\', '/'))
+        [void]$group['Adsi'].Add('WinNT://' + $identifier.Value)
     } catch {
         # Added meanwhile by someone else: also the state asked for.
         if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberInAlias'])) { throw }
@@ -80,12 +90,13 @@ function Invoke-RaorchAddGroupMember($P) {
 
 function Invoke-RaorchRemoveGroupMember($P) {
     $group = Get-RaorchLocalGroup ([string]$P['Sid'])
-    $sid = Resolve-RaorchAccount ([string]$P['Account'])
-    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'])) {
-        if ($member['Sid'] -eq $sid) {
+    $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList ([string]$P['Member'])
+    foreach ($member in (Get-RaorchGroupMembers $group['Adsi'] $false)) {
+        if ($member['Sid'] -eq $identifier.Value) {
             try {
-                # The member's own ADsPath names exactly the object that is in the group.
-                [void]$group['Adsi'].Remove($member['Path'])
+                # The SID raorch added: also when its account was renamed or deleted since (an
+                # orphaned SID), and never a new account that took its name.
+                [void]$group['Adsi'].Remove('WinNT://' + $identifier.Value)
             } catch {
                 if (-not (Test-RaorchHResult $_.Exception $RaorchHResult['MemberNotInAlias'])) { throw }
             }
