@@ -29,23 +29,38 @@ function ConvertFrom-RaorchAdsPath([string]$Path) {
 # adding and removing compare SIDs and need no name lookup at all.
 function Get-RaorchGroupMembers($Group, [bool]$WithNames) {
     $members = New-Object System.Collections.ArrayList
+    $identifiers = New-Object System.Security.Principal.IdentityReferenceCollection
     # IADsGroup.Members through Invoke: the DirectoryEntry adapter has no member list of its own.
     foreach ($member in @($Group.psbase.Invoke('Members'))) {
         $type = $member.GetType()
         $path = [string]$type.InvokeMember('ADsPath', 'GetProperty', $null, $member, $null)
         $sidBytes = [byte[]]$type.InvokeMember('objectSid', 'GetProperty', $null, $member, $null)
         $identifier = New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $sidBytes, 0
-        $name = $null
-        if ($WithNames) {
-            # DOMAIN\name from the SID when it still resolves; the ADsPath otherwise (a deleted
-            # account, or a domain that cannot be reached).
-            try {
-                $name = $identifier.Translate([System.Security.Principal.NTAccount]).Value
-            } catch {
-                $name = ConvertFrom-RaorchAdsPath $path
+        [void]$identifiers.Add($identifier)
+        [void]$members.Add(@{ Sid = $identifier.Value; Path = $path; Name = $null })
+    }
+    if ($WithNames -and $members.Count -gt 0) {
+        # Every SID in one IdentityReferenceCollection.Translate, i.e. one LsaLookupSids call,
+        # instead of one call per member, each of which would wait again for a trusted domain
+        # that does not answer. forceSuccess $false: a SID that does not resolve comes back as
+        # itself, in its place, instead of failing the call; a failure of the lookup as a
+        # whole (a broken secure channel) throws (docs/windows.md, section 4; .NET reference
+        # source, ircollection.cs Translate and sid.cs TranslateToNTAccounts).
+        $translated = $null
+        try {
+            $translated = @($identifiers.Translate([System.Security.Principal.NTAccount], $false))
+        } catch {
+            $translated = $null
+        }
+        for ($i = 0; $i -lt $members.Count; $i++) {
+            $entry = $members[$i]
+            # DOMAIN\name when the SID resolved; the ADsPath otherwise (a deleted account, a
+            # domain that cannot be reached, or the whole lookup failed).
+            $entry['Name'] = ConvertFrom-RaorchAdsPath $entry['Path']
+            if ($null -ne $translated -and $translated[$i] -is [System.Security.Principal.NTAccount]) {
+                $entry['Name'] = $translated[$i].Value
             }
         }
-        [void]$members.Add(@{ Sid = $identifier.Value; Path = $path; Name = $name })
     }
     return , $members.ToArray()
 }
