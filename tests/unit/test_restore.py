@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
+from dataclasses import replace
 
 from test_plan_fixtures import (
     FW,
@@ -321,3 +322,16 @@ def test_a_journaled_member_change_of_an_earlier_release_removes_its_sid() -> No
     undo = MemberChange(change.group_sid, change.account, change.sid, True, False)
     assert undo.operation() == RemoveGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1102")
     assert change.operation() == AddGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1102")
+
+
+def test_a_group_that_cannot_be_found_is_a_conflict() -> None:
+    host = xp_host()
+    original, applied = roll_out(host)
+    current = replace(host.snapshot(), administrators=None)  # GetGroup answered NotFound
+    rp = restore_plan(original, current, applied)
+    assert rp.conflicted and rp.changes == () and rp.removals == ()
+    assert [(d.expected, d.found) for d in rp.conflicts] == [("member", "no such group")] * 2
+    assert all(d.item.startswith("group S-1-5-32-544 member CORP\\") for d in rp.conflicts)
+    # force restores everything else and leaves the members of a group it cannot find
+    forced = restore_plan(original, current, applied, force=True)
+    assert forced.changes and not any(isinstance(c, MemberChange) for c in forced.changes)

@@ -446,7 +446,8 @@ class _HostFlow:
                 Reason(
                     Stage.ROLLBACK,
                     f"{len(restore.conflicts)} setting(s) were changed by someone else since "
-                    "raorch set them; nothing was changed (use --force to restore anyway)",
+                    "raorch set them, or can no longer be found; "
+                    "nothing was changed (use --force to restore anyway)",
                 ),
                 differences=restore.conflicts,
             )
