@@ -103,6 +103,15 @@ class LabClient:
                 errors=[str(e) for e in ps.streams.error],
             )
 
+    @staticmethod
+    def sid(handle: LabHandle, host: str, account: str) -> str:
+        """The SID ``account`` resolves to on ``host`` (ResolveAccount): group members are added
+        and removed by SID (docs/remote-operations.md)."""
+        run = LabClient.run_batch(handle, host, [{"Op": "ResolveAccount", "Account": account}])
+        [out] = run.outputs
+        assert out["Ok"], out
+        return str(out["Sid"])
+
 
 @pytest.fixture(scope="session")
 def lab_client() -> LabClient:

@@ -371,7 +371,8 @@ def test_mid_apply_fault_restores_the_snapshot(lab_factory: LabFactory) -> None:
     assert report.reason is not None and report.reason.stage is Stage.APPLY
     assert "AccessDenied" in report.reason.message and "restored" in report.reason.message
     assert report.restored  # the registry writes before the denied rule were undone
-    assert fleet.counts("lab-0001") == (sessions + 1, pipelines + 3)
+    # read, write, re-read, restore: one session, four pipelines
+    assert fleet.counts("lab-0001") == (sessions + 1, pipelines + 4)
     assert comparable(fleet.state("lab-0001")) == before
 
 

@@ -213,3 +213,96 @@ def test_faults_given_at_start(lab_factory: LabFactory, lab_client: LabClient) -
     with pytest.raises(requests.exceptions.ConnectionError):
         opens(lab_client, handle, "lab-0002")
     assert opens(lab_client, handle, "lab-0003")
+
+
+def test_a_denied_write_that_took_effect(faulty: LabHandle, lab_client: LabClient) -> None:
+    # after_write: the write is carried out, then reported AccessDenied (docs/lab.md, "Faults").
+    faulty.set_faults(
+        {
+            "faults": [
+                {"hosts": ["lab-0003"], "deny": [{"op": "AddGroupMember", "after_write": True}]}
+            ]
+        }
+    )
+    jdoe = lab_client.sid(faulty, "lab-0003", "CORP\\jdoe")
+    admins = "S-1-5-32-544"
+    run = lab_client.run_batch(
+        faulty,
+        "lab-0003",
+        [
+            {"Op": "AddGroupMember", "Sid": admins, "Member": jdoe},
+            {"Op": "DeleteValue", "Key": TS, "Name": "x"},
+        ],
+    )
+    got = [(o["Ok"], o["ErrorKind"]) for o in run.outputs]
+    assert got == [(False, "AccessDenied"), (False, "NotRun")]
+    members = faulty.state("lab-0003")["groups"][admins]["members"]
+    assert jdoe in [m["sid"] for m in members]  # ... and yet it is there
+
+
+def test_a_set_value_denied_after_its_key_was_created(
+    faulty: LabHandle, lab_client: LabClient
+) -> None:
+    # after_create_key: RegistryKey.CreateSubKey made the key and its missing parents, then
+    # SetValue was denied: the keys stay, empty, and the value is absent.
+    policies = "HKLM\\SOFTWARE\\Policies"
+    faulty.set_faults(
+        {"faults": [{"hosts": ["lab-0004"], "deny": [{"key": policies, "after_create_key": True}]}]}
+    )
+    assert policies not in faulty.state("lab-0004")["registry"]
+    set_helper = {
+        "Op": "SetValue",
+        "Key": TS + "\\RAUnsolicit",
+        "Name": "CORP\\jdoe",
+        "Type": "REG_SZ",
+        "Data": "CORP\\jdoe",
+    }
+    run = lab_client.run_batch(faulty, "lab-0004", [set_helper])
+    assert [(o["Ok"], o["ErrorKind"]) for o in run.outputs] == [(False, "AccessDenied")]
+    registry = faulty.state("lab-0004")["registry"]
+    assert registry[TS + "\\RAUnsolicit"] == {} and registry[policies] == {}
+    # A rule with after_create_key matches SetValue only: DeleteKey there is not denied.
+    run = lab_client.run_batch(
+        faulty, "lab-0004", [{"Op": "DeleteKey", "Key": TS + "\\RAUnsolicit"}]
+    )
+    assert [(o["Ok"], o["Deleted"]) for o in run.outputs] == [(True, True)]
+
+
+def test_missing_groups(faulty: LabHandle, lab_client: LabClient) -> None:
+    admins = "S-1-5-32-544"
+    faulty.set_faults({"faults": [{"hosts": ["lab-0005"], "missing_groups": [admins]}]})
+    jdoe = lab_client.sid(faulty, "lab-0005", "CORP\\jdoe")
+    run = lab_client.run_batch(
+        faulty,
+        "lab-0005",
+        [
+            {"Op": "GetGroup", "Sid": admins},
+            {"Op": "GetGroup", "Sid": "S-1-5-32-545"},
+            {"Op": "RemoveGroupMember", "Sid": admins, "Member": jdoe},
+        ],
+    )
+    assert [(o["Ok"], o["ErrorKind"]) for o in run.outputs] == [
+        (False, "NotFound"),
+        (True, None),
+        (False, "NotFound"),
+    ]
+    faulty.set_faults(None)
+    assert one_ok(lab_client, faulty, "lab-0005", {"Op": "GetGroup", "Sid": admins})
+
+
+def one_ok(lab_client: LabClient, handle: LabHandle, host: str, op: dict[str, Any]) -> bool:
+    [out] = lab_client.run_batch(handle, host, [op]).outputs
+    return bool(out["Ok"])
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"op": "DeleteValue", "after_create_key": True},
+        {"op": "SetValue", "after_write": True, "after_create_key": True},
+        {"op": "SetValue", "after_write": "yes"},
+    ],
+)
+def test_deny_flags_are_checked(faulty: LabHandle, rule: dict[str, Any]) -> None:
+    with pytest.raises(LabError):
+        faulty.set_faults({"faults": [{"hosts": ["lab-0006"], "deny": [rule]}]})

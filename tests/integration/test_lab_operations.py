@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from raorch.lab import LabHandle
+from raorch.lab.directory import Directory
 
 LabFactory = Callable[..., LabHandle]
 LabClient = Any  # the lab_client fixture (conftest.py)
@@ -306,17 +307,19 @@ def test_workgroup_host_maps_no_domain_account(
 def test_groups(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:
     g = one(lab_client, legacy, "lab-0002", {"Op": "GetGroup", "Sid": ADMINS})
     assert g["Name"] == "Administratoren"  # German host: localized name
+    helpers = lab_client.sid(legacy, "lab-0002", "CORP\\RA-Helpers")
+    nobody = "S-1-5-21-1-2-3-999999"  # no account has this SID
     run = lab_client.run_batch(
         legacy,
         "lab-0002",
         [
-            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},
-            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},  # already: ok
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": helpers},
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": helpers},  # already: ok
             {"Op": "GetGroup", "Sid": ADMINS},
-            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},
-            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Account": "CORP\\RA-Helpers"},  # not: ok
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Member": helpers},
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Member": helpers},  # not: ok
             {"Op": "GetGroup", "Sid": ADMINS},
-            {"Op": "AddGroupMember", "Sid": ADMINS, "Account": "CORP\\nobody"},
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": nobody},
             {"Op": "GetGroup", "Sid": "S-1-5-32-999"},
         ],
     )
@@ -331,6 +334,37 @@ def test_groups(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> 
     assert missing["ErrorKind"] == "NotFound"
     modern_groups = modern.state("lab-0001")["groups"]
     assert "Offer Remote Assistance Helpers" in {g["name"] for g in modern_groups.values()}
+
+
+def test_members_are_added_and_removed_by_sid(modern: LabHandle, lab_client: LabClient) -> None:
+    host = "lab-0003"
+    machine = modern.state(host)["machine_sid"]
+    partner = lab_client.sid(modern, host, "PARTNER\\helpdesk")  # a trusted domain
+    run = lab_client.run_batch(
+        modern,
+        host,
+        [
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": f"{machine}-501"},  # COMPUTER\Guest
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": partner},
+            {"Op": "GetGroup", "Sid": ADMINS},
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Member": partner},
+            {"Op": "RemoveGroupMember", "Sid": ADMINS, "Member": "S-1-5-21-7-7-7-1234"},  # not: ok
+            {"Op": "AddGroupMember", "Sid": ADMINS, "Member": "CORP\\jdoe"},  # a name: refused
+        ],
+    )
+    outs = run.outputs
+    assert [o["Ok"] for o in outs] == [True, True, True, True, True, False]
+    names = {m["Sid"]: m["Name"] for m in outs[2]["Members"]}
+    assert names[f"{machine}-501"] == "LAB-0003\\Guest"
+    assert names[partner] == "PARTNER\\helpdesk"
+    assert outs[5]["ErrorKind"] == "Failed"
+    members = [m["sid"] for m in modern.state(host)["groups"][ADMINS]["members"]]
+    assert f"{machine}-501" in members and partner not in members
+    # OTHER\stranger exists, but in a domain CORP does not trust: its SID names nothing this
+    # host can see (the lab derives a SID from the account's name alone).
+    stranger = Directory().add("OTHER\\stranger")
+    add = {"Op": "AddGroupMember", "Sid": ADMINS, "Member": stranger}
+    assert one(lab_client, modern, host, add)["ErrorKind"] == "NotMapped"
 
 
 def test_firewall_rules(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:

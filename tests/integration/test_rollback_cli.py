@@ -154,7 +154,8 @@ def seed_fleet(lab: LabHandle, lab_client: LabClient) -> dict[str, str]:
         ]
         if profile in LEGACY_PROFILES:
             # a helper that is an administrator already: rollback must not remove it
-            ops.append({"Op": "AddGroupMember", "Sid": ADMINISTRATORS, "Account": "CORP\\jdoe"})
+            jdoe = lab_client.sid(lab, second, "CORP\\jdoe")
+            ops.append({"Op": "AddGroupMember", "Sid": ADMINISTRATORS, "Member": jdoe})
         batch(lab_client, lab, second, ops)
         seeded[second] = "some"
     assert {h for h, k in seeded.items() if k == "some"}, by_profile

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import PLAYBOOK_FILE  # pytest puts this directory on sys.path
+from conftest import PLAYBOOK_FILE, LabClient  # pytest puts this directory on sys.path
 
 from raorch.engine.host import HostMode, HostReport, run_host
 from raorch.lab import LabHandle
@@ -98,7 +98,8 @@ def fleet(lab_factory: LabFactory) -> Fleet:
                 SetValue(PORTS_LIST, "3389:TCP", RegValue(RegType.SZ, "3389:TCP:*:Enabled:RDP"))
             )
             if PROFILES[profile].part_of_domain:
-                ops.append(AddGroupMember("S-1-5-32-544", "CORP\\jdoe"))
+                jdoe = LabClient.sid(handle, some, "CORP\\jdoe")
+                ops.append(AddGroupMember("S-1-5-32-544", jdoe))
         fleet.session(some, ops)
     # The third host of each profile is denied a write late in its plan: after the policy keys
     # were created (modern: the firewall rules; legacy: the Standard profile's firewall policy).

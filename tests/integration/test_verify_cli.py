@@ -245,7 +245,11 @@ def test_verify_after_a_rollout_compliant_unreachable_then_drifted(
                     "Type": "REG_SZ",
                     "Data": "N",
                 },
-                {"Op": "RemoveGroupMember", "Sid": ADMINISTRATORS, "Account": "CORP\\jdoe"},
+                {
+                    "Op": "RemoveGroupMember",
+                    "Sid": ADMINISTRATORS,
+                    "Member": lab_client.sid(lab, legacy, "CORP\\jdoe"),
+                },
             ],
         )
         code, doc = verify(cli, inventory)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 
 from raorch.models.playbook import (
     AddHelpers,
@@ -114,6 +115,14 @@ def modern_rules() -> list[FirewallRule]:
 WriteFault = Callable[[Operation], ErrorKind | None]
 
 
+class FaultEffect(Enum):
+    """What a write that reports failure did on the host (docs/windows.md, section 13)."""
+
+    NOTHING = "nothing"  # the usual denial: nothing changed
+    DONE = "done"  # it took effect, then reported failure
+    KEY_CREATED = "key created"  # SetValue: CreateSubKey made the keys, SetValue failed
+
+
 @dataclass
 class FakeHost:
     """Holds a host's state and carries out operations on it, as Windows would."""
@@ -125,6 +134,7 @@ class FakeHost:
     members: list[Member] = field(default_factory=list)
     rules: list[FirewallRule] | None = None
     fault: WriteFault | None = None
+    fault_effect: FaultEffect = FaultEffect.NOTHING
     writes: int = 0
     batches: list[tuple[Operation, ...]] = field(default_factory=list)
 
@@ -180,6 +190,10 @@ class FakeHost:
             if isinstance(op, WRITE_OPERATIONS) and self.fault is not None:
                 kind = self.fault(op)
                 if kind is not None:
+                    if self.fault_effect is FaultEffect.DONE:
+                        self._one(op)
+                    elif self.fault_effect is FaultEffect.KEY_CREATED and isinstance(op, SetValue):
+                        self.create_key(op.key)
                     out.append(OpResult(op, False, None, kind, "Access is denied."))
                     stopped = True
                     continue
@@ -231,15 +245,15 @@ class FakeHost:
         if isinstance(op, GetGroup):
             return OpResult(op, True, GroupState(op.sid, self.group_name, tuple(self.members)))
         if isinstance(op, AddGroupMember):
-            sid = self.accounts.get(op.account.casefold())
-            if not isinstance(sid, str):
+            # By SID: the SID must name an account of this host's view (NotMapped otherwise).
+            account = next((a for a, s in self.accounts.items() if s == op.member), None)
+            if account is None:
                 return OpResult(op, False, None, ErrorKind.NOT_MAPPED, "not mapped")
-            if all(m.sid != sid for m in self.members):
-                self.members.append(Member(sid, op.account))
+            if all(m.sid != op.member for m in self.members):
+                self.members.append(Member(op.member, account))
             return OpResult(op, True)
         if isinstance(op, RemoveGroupMember):
-            sid = self.accounts.get(op.account.casefold())
-            self.members = [m for m in self.members if m.sid != sid]
+            self.members = [m for m in self.members if m.sid != op.member]
             return OpResult(op, True)
         if isinstance(op, GetFirewallRules):
             if self.rules is None:

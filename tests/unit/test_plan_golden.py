@@ -77,10 +77,10 @@ def render(op: Operation) -> str:
             return f"DeleteKey {k}"
         case GetGroup(sid=s):
             return f"GetGroup {s}"
-        case AddGroupMember(sid=s, account=a):
-            return f"AddGroupMember {s} {a}"
-        case RemoveGroupMember(sid=s, account=a):
-            return f"RemoveGroupMember {s} {a}"
+        case AddGroupMember(sid=s, member=m):
+            return f"AddGroupMember {s} {m}"
+        case RemoveGroupMember(sid=s, member=m):
+            return f"RemoveGroupMember {s} {m}"
         case GetFirewallRules(group=g):
             return f"GetFirewallRules {g}"
         case SetFirewallRule(group=g, rule=r, enabled=e):

@@ -10,7 +10,17 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import pytest
-from test_plan_fixtures import PLAYBOOK, RAU, TS, FakeHost, dw, sz, w10_host, xp_host
+from test_plan_fixtures import (
+    PLAYBOOK,
+    RAU,
+    TS,
+    FakeHost,
+    FaultEffect,
+    dw,
+    sz,
+    w10_host,
+    xp_host,
+)
 
 from raorch.engine.host import HostMode, HostReport, run_host
 from raorch.models.inventory import (
@@ -23,7 +33,14 @@ from raorch.models.inventory import (
     Target,
 )
 from raorch.models.outcomes import Outcome, Stage
-from raorch.models.remote import ErrorKind, Operation, OpResult, SetFirewallRule, SetValue
+from raorch.models.remote import (
+    AddGroupMember,
+    ErrorKind,
+    Operation,
+    OpResult,
+    SetFirewallRule,
+    SetValue,
+)
 from raorch.planning.plan import ValueChange
 from raorch.planning.refusal import RefusalKind
 from raorch.planning.snapshot import Snapshot
@@ -143,7 +160,8 @@ def test_mid_apply_fault_restores_the_snapshot() -> None:
     assert report.outcome is Outcome.FAILED and report.reason is not None
     assert report.reason.stage is Stage.APPLY
     assert "AccessDenied" in report.reason.message and "restored" in report.reason.message
-    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
+    # pipeline 3 re-reads the host, pipeline 4 restores it and reads it back
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK, Stage.ROLLBACK]
     assert len(report.restored) == 3 and report.writes == 0
     # exactly as before, keys included: the ones the three writes created are gone again
     assert {k: dict(v) for k, (_, v) in host.registry.items()} == before
@@ -156,7 +174,8 @@ def test_mid_apply_fault_deletes_the_keys_the_writes_created() -> None:
     host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, SetFirewallRule) else None
     report, session = go(host, HostMode.APPLY)
     assert report.outcome is Outcome.FAILED and report.reason is not None
-    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
+    # pipeline 3 re-reads the host, pipeline 4 restores it and reads it back
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK, Stage.ROLLBACK]
     assert {k: (s, dict(v)) for k, (s, v) in host.registry.items()} == before
     assert len(report.removed_keys) == 5 and report.removed_keys[-1] == "HKLM\\SOFTWARE\\Policies"
     assert "5 key(s) it created deleted" in report.reason.message
@@ -317,7 +336,8 @@ def test_failed_restore_says_the_host_may_be_half_configured() -> None:
     assert report.outcome is Outcome.FAILED and report.reason is not None
     assert report.reason.stage is Stage.APPLY
     assert "half-configured" in report.reason.message and report.restored == ()
-    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK]
+    # pipeline 3 re-reads the host, pipeline 4 restores it and reads it back
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK, Stage.ROLLBACK]
 
 
 def test_rollback_keeps_a_created_key_that_holds_a_foreign_value() -> None:
@@ -332,3 +352,79 @@ def test_rollback_keeps_a_created_key_that_holds_a_foreign_value() -> None:
     assert report.removed_keys == (RAU,)
     assert host.get(TS, "fDenyTSConnections") == dw(1) and not host.has_key(RAU)
     assert report.writes == len(report.changes) + 1
+
+
+# ---------------------------------------------------------------- a failed write that did something
+
+
+def registry_of(host: FakeHost) -> dict[str, tuple[str, dict[str, object]]]:
+    return {k: (s, dict(v)) for k, (s, v) in host.registry.items()}
+
+
+def test_a_failed_write_that_took_effect_is_undone_too() -> None:
+    # An ADSI Add that adds the member and then reports failure: restore must not assume the
+    # failed write did nothing, or the helper stays an administrator with no record of it.
+    host = xp_host()
+    before, members = registry_of(host), list(host.members)
+    host.fault = lambda op: ErrorKind.FAILED if isinstance(op, AddGroupMember) else None
+    host.fault_effect = FaultEffect.DONE
+    report, session = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert report.reason.stage is Stage.APPLY and "restored" in report.reason.message
+    assert host.members == members  # the helper the failed write added is gone again
+    assert registry_of(host) == before
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY, Stage.ROLLBACK, Stage.ROLLBACK]
+
+
+def test_a_failed_set_value_that_created_its_keys_leaves_none() -> None:
+    # RegistryKey.CreateSubKey creates the key and its parents, then SetValue is denied: the
+    # very first write failed, yet five keys exist that did not before.
+    host = w10_host()
+    before = registry_of(host)
+    host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, SetValue) else None
+    host.fault_effect = FaultEffect.KEY_CREATED
+    report, _ = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert host.has_key(TS) is False and registry_of(host) == before
+    assert report.removed_keys[-1] == "HKLM\\SOFTWARE\\Policies" and report.restored == ()
+    assert "key(s) it created deleted" in report.reason.message
+
+
+def test_a_session_lost_after_the_writes_landed_is_restored() -> None:
+    # The connection drops after the host ran the whole batch: every write landed.
+    host = w10_host()
+    before, rules = registry_of(host), list(host.rules or [])
+
+    class Lost(FakeSession):
+        def run(self, operations: Sequence[Operation], stage: Stage) -> list[OpResult]:
+            results = super().run(operations, stage)
+            if stage is Stage.APPLY:
+                raise TransportError("ws10", stage, "connection reset", transient=True)
+            return results
+
+    session = Lost(host)
+    report = run_host(
+        TARGET, "pw", PLAYBOOK, DOMAINS, HostMode.APPLY, session_factory=lambda t, p: session
+    )
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert "connection reset" in report.reason.message and "restored" in report.reason.message
+    assert registry_of(host) == before and host.rules == rules
+
+
+def test_when_the_host_cannot_be_re_read_nothing_is_guessed() -> None:
+    host = w10_host()
+    host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, SetFirewallRule) else None
+
+    class Unreadable(FakeSession):
+        def run(self, operations: Sequence[Operation], stage: Stage) -> list[OpResult]:
+            if stage is Stage.ROLLBACK:
+                raise TransportError("ws10", stage, "connection reset", transient=True)
+            return super().run(operations, stage)
+
+    session = Unreadable(host)
+    report = run_host(
+        TARGET, "pw", PLAYBOOK, DOMAINS, HostMode.APPLY, session_factory=lambda t, p: session
+    )
+    assert report.outcome is Outcome.FAILED and report.reason is not None
+    assert "re-reading the host to restore it failed" in report.reason.message
+    assert "raorch rollback" in report.reason.message and report.restored == ()

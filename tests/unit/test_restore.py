@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
+from dataclasses import replace
 
 from test_plan_fixtures import (
     FW,
@@ -18,8 +19,15 @@ from test_plan_fixtures import (
     xp_host,
 )
 
-from raorch.models.remote import DeleteKey, Member
-from raorch.planning.plan import MemberChange, RuleChange, ValueChange, apply_changes, make_plan
+from raorch.models.remote import AddGroupMember, DeleteKey, Member, RemoveGroupMember
+from raorch.planning.plan import (
+    MemberChange,
+    RuleChange,
+    ValueChange,
+    apply_changes,
+    changes_from_json,
+    make_plan,
+)
 from raorch.planning.profile import HostProfile
 from raorch.planning.restore import changes_from_snapshot, restore_plan
 from raorch.planning.snapshot import Snapshot
@@ -281,3 +289,49 @@ def test_partial_apply_restores_only_what_was_written() -> None:
     assert all(isinstance(c, ValueChange) and c.after is None for c in rp.changes)
     # the writes done created RAUnsolicit and its parents (apply_changes knows SetValue does)
     assert rp.removals[0] == RAU and rp.removals[-1] == POLICIES
+
+
+# ---------------------------------------------------------------- group members, by SID
+
+
+def test_restore_removes_the_sid_raorch_added_not_a_namesake() -> None:
+    host = xp_host()
+    original, applied = roll_out(host)
+    added = next(
+        c.sid for c in applied if isinstance(c, MemberChange) and c.account == "CORP\\jdoe"
+    )
+    # CORP\jdoe is deleted and created again (a new SID), and the new one made an administrator:
+    # the old SID stays in the group, orphaned, as Windows keeps it.
+    recreated = "S-1-5-21-1-2-3-2002"
+    host.accounts["corp\\jdoe"] = recreated
+    host.members.append(Member(recreated, "CORP\\jdoe"))
+    restore(host, original, applied)
+    sids = [m.sid for m in host.members]
+    assert added not in sids  # what raorch added is gone ...
+    assert recreated in sids  # ... and the namesake it never touched stays
+
+
+def test_a_journaled_member_change_of_an_earlier_release_removes_its_sid() -> None:
+    # The "applied" JSON as the journal has held it since the first release.
+    stored = (
+        '[{"kind": "member", "group_sid": "S-1-5-32-544", "account": "CORP\\\\jdoe", '
+        '"sid": "S-1-5-21-1-2-3-1102", "before": false, "after": true}]'
+    )
+    [change] = changes_from_json(stored)
+    assert isinstance(change, MemberChange)
+    undo = MemberChange(change.group_sid, change.account, change.sid, True, False)
+    assert undo.operation() == RemoveGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1102")
+    assert change.operation() == AddGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1102")
+
+
+def test_a_group_that_cannot_be_found_is_a_conflict() -> None:
+    host = xp_host()
+    original, applied = roll_out(host)
+    current = replace(host.snapshot(), administrators=None)  # GetGroup answered NotFound
+    rp = restore_plan(original, current, applied)
+    assert rp.conflicted and rp.changes == () and rp.removals == ()
+    assert [(d.expected, d.found) for d in rp.conflicts] == [("member", "no such group")] * 2
+    assert all(d.item.startswith("group S-1-5-32-544 member CORP\\") for d in rp.conflicts)
+    # force restores everything else and leaves the members of a group it cannot find
+    forced = restore_plan(original, current, applied, force=True)
+    assert forced.changes and not any(isinstance(c, MemberChange) for c in forced.changes)

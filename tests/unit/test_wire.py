@@ -103,12 +103,12 @@ def test_every_operation_to_wire() -> None:
         (ReadValues(KEY, ()), {"Op": "ReadValues", "Key": KEY, "Names": []}),
         (GetGroup("S-1-5-32-544"), {"Op": "GetGroup", "Sid": "S-1-5-32-544"}),
         (
-            AddGroupMember("S-1-5-32-544", "CORP\\h"),
-            {"Op": "AddGroupMember", "Sid": "S-1-5-32-544", "Account": "CORP\\h"},
+            AddGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
+            {"Op": "AddGroupMember", "Sid": "S-1-5-32-544", "Member": "S-1-5-21-1-2-3-1101"},
         ),
         (
-            RemoveGroupMember("S-1-5-32-544", "CORP\\h"),
-            {"Op": "RemoveGroupMember", "Sid": "S-1-5-32-544", "Account": "CORP\\h"},
+            RemoveGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
+            {"Op": "RemoveGroupMember", "Sid": "S-1-5-32-544", "Member": "S-1-5-21-1-2-3-1101"},
         ),
         (
             GetFirewallRules("@FirewallAPI.dll,-33002"),
@@ -383,8 +383,8 @@ def test_resolve_group_and_firewall() -> None:
     [
         SetValue(KEY, "a", RegValue(RegType.SZ, "")),
         DeleteValue(KEY, "a"),
-        AddGroupMember("S-1-5-32-544", "C\\h"),
-        RemoveGroupMember("S-1-5-32-544", "C\\h"),
+        AddGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
+        RemoveGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
         SetFirewallRule("g", "r", True),
     ],
 )

@@ -6,8 +6,10 @@ The flow of a session (docs/planning.md, docs/remote-operations.md):
   reads, since the profile is unknown before the facts arrive); then, on the controller,
   pre-flight and the plan. A refused or compliant host ends here: one pipeline.
 * pipeline 2 (APPLY, ROLLBACK): the writes, followed by the reads that verify them.
-* pipeline 3, only when a write of pipeline 2 failed: the writes that restore the host from its
-  snapshot, so that no host is left half-configured.
+* pipelines 3 and 4, only when a write of pipeline 2 failed (or the session broke during it):
+  a fresh read of the state, then the writes that restore every item of the plan from the
+  snapshot, read back, so that no host is left half-configured. A failed write may have done
+  its work (docs/windows.md, section 13): nothing is assumed about it.
 
 ``run_host`` never raises: every failure, including a bug, becomes a ``HostReport`` with an
 Outcome and a Reason (the host boundary, as nornir's Result).
@@ -31,7 +33,6 @@ from raorch.planning.plan import (
     Change,
     Difference,
     Plan,
-    apply_changes,
     compare,
     difference_of,
     make_plan,
@@ -331,11 +332,9 @@ class _HostFlow:
         try:
             results = session.run((*writes, *plan.verify_reads()), Stage.APPLY)
         except TransportError as error:
-            # Which writes landed is unknown: restore every item of the plan (force), in the
-            # same session if it still works.
-            restored, removed, note = self.restore_after_failure(
-                session, snap, plan.changes, plan.changes
-            )
+            # Which writes landed is unknown: re-read and restore every item of the plan, in
+            # the same session if it still works.
+            restored, removed, note = self.restore_after_failure(session, snap, plan)
             raise self.fail(
                 error.stage, f"{error}; {note}", restored=restored, removed_keys=removed
             ) from None
@@ -345,9 +344,7 @@ class _HostFlow:
             result = results[failed]
             change = plan.changes[failed]
             what = f"{change.describe()} failed ({_error(result)})"
-            restored, removed, note = self.restore_after_failure(
-                session, snap, plan.changes[:failed], plan.changes
-            )
+            restored, removed, note = self.restore_after_failure(session, snap, plan)
             raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored, removed_keys=removed)
 
         self.stage = Stage.VERIFY
@@ -366,43 +363,59 @@ class _HostFlow:
         return self.report(Outcome.CHANGED, changes=plan.changes)
 
     def restore_after_failure(
-        self,
-        session: Session,
-        snap: Snapshot,
-        done: Sequence[Change],
-        planned: Sequence[Change],
+        self, session: Session, snap: Snapshot, plan: Plan
     ) -> tuple[tuple[Change, ...], tuple[str, ...], str]:
-        """Pipeline 3: put back the ORIGINAL state of every item raorch touched (this run's
-        successful writes; on a resumed run also the items of the first run's plan), then
-        delete the keys those writes created. Returns the restoring changes, the keys deleted
-        and a note for the message."""
+        """After a failed write (or a lost session) in pipeline 2: put back the ORIGINAL state
+        of every item of the plan, the failed write's included (on a resumed run also the
+        items of the first run's plan), then delete the keys the plan's SetValues may have
+        created. A failed write may have done some or all of its work (docs/windows.md,
+        section 13), so nothing is assumed: pipeline 3 re-reads the state, pipeline 4 writes
+        the restore and reads it back. Returns the restoring changes, the keys deleted and a
+        note for the message."""
         original = self.original or snap
-        touched: list[Change] = list(done)
+        touched: list[Change] = list(plan.changes)
         if self.original is not None:
             touched += changes_from_snapshot(self.playbook, self.original)
-        touched += planned  # harmless: an item still at its original needs no write
-        current = apply_changes(snap, done)
+        reads = state_reads(self.playbook, self.profile)
+        half = "the host may be half-configured; run `raorch rollback` for it"
+        try:
+            current = build_snapshot(
+                self.target.name, session.run(reads, Stage.ROLLBACK), base=snap
+            )
+        except TransportError as error:
+            return (), (), f"re-reading the host to restore it failed ({error}): {half}"
+        except SnapshotError as exc:
+            return (), (), f"re-reading the host to restore it failed ({exc.message}): {half}"
         restore = restore_plan(original, current, touched, force=True)
         if not restore.writes:
-            return (), (), "nothing had been written, the host is unchanged"
+            return (), (), "the host reads back as it was before: nothing to restore"
         ops = restore.operations()
         try:
-            results = session.run(ops, Stage.ROLLBACK)
+            results = session.run((*ops, *reads), Stage.ROLLBACK)
         except TransportError as error:
-            note = (
-                f"restoring the snapshot failed too ({error}): the host may be "
-                "half-configured; run `raorch rollback` for it"
-            )
-            return (), (), note
-        bad = next((i for i, r in enumerate(results) if not r.ok), None)
+            return (), (), f"restoring the snapshot failed too ({error}): {half}"
+        bad = next((i for i, r in enumerate(results[: len(ops)]) if not r.ok), None)
         if bad is not None:
             note = (
                 f"restoring the snapshot failed too ({restore.describe(bad)}: "
-                f"{_error(results[bad])}): the host may be half-configured; run `raorch "
-                "rollback` for it"
+                f"{_error(results[bad])}): {half}"
             )
             return (), (), note
-        removed = _deleted_keys(results[len(restore.changes) :])
+        removed = _deleted_keys(results[len(restore.changes) : len(ops)])
+        try:
+            after = build_snapshot(self.target.name, results[len(ops) :], base=snap)
+        except SnapshotError as exc:
+            note = f"the host was restored, but reading it back failed ({exc.message}): {half}"
+            return restore.changes, removed, note
+        left = restore_plan(original, after, touched, force=True)
+        # A key the host left alone (Deleted false: someone else's values or subkeys are in
+        # it) stays on purpose.
+        kept = {k.casefold() for k in restore.removals} - {k.casefold() for k in removed}
+        left_keys = [k for k in left.removals if k.casefold() not in kept]
+        if left.changes or left_keys:
+            items = ", ".join([*(c.item for c in left.changes), *left_keys])
+            note = f"restoring the snapshot did not read back as restored ({items}): {half}"
+            return restore.changes, removed, note
         keys = f", {len(removed)} key(s) it created deleted" if removed else ""
         note = (
             f"the host was restored from its snapshot ({len(restore.changes)} write(s) "
@@ -446,7 +459,8 @@ class _HostFlow:
                 Reason(
                     Stage.ROLLBACK,
                     f"{len(restore.conflicts)} setting(s) were changed by someone else since "
-                    "raorch set them; nothing was changed (use --force to restore anyway)",
+                    "raorch set them, or can no longer be found; "
+                    "nothing was changed (use --force to restore anyway)",
                 ),
                 differences=restore.conflicts,
             )

@@ -20,11 +20,15 @@ The faults file is YAML (docs/lab.md, "Faults"):
         slow_open_ms: 5000          # the runspace pool takes this long to open
       - hosts: [lab-0008]
         trust_failure: true         # the host's secure channel is broken: lookups give 1789
+      - hosts: [lab-0012]
+        missing_groups: [S-1-5-32-544]  # no local group with these SIDs (as if deleted)
       - hosts: [lab-0009]
         deny:                       # AccessDenied for matching operations
           - op: SetFirewallRule
           - key: HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services
           - {op: ReadValues, key: HKLM\\SOFTWARE\\Microsoft\\Ole}
+          - {op: AddGroupMember, after_write: true}   # takes effect, then reports AccessDenied
+          - {key: HKLM\\SOFTWARE\\Policies, after_create_key: true}  # keys made, value denied
 
 Several entries may apply to one host: scalars of later entries win, deny lists add up.
 A ``share`` picks ``round(share * fleet size)`` hosts by a hash of (entry number, host index),
@@ -53,8 +57,14 @@ _ENTRY_KEYS = {
     "reset_after",
     "slow_open_ms",
     "trust_failure",
+    "missing_groups",
     "deny",
 }
+
+
+# A deny rule: which operations it matches, and when the denial comes (docs/lab.md, "Faults").
+_DENY_FLAGS = ("after_write", "after_create_key")
+_DENY_KEYS = {"op", "key", "group", *_DENY_FLAGS}
 
 
 class FaultsError(ValueError):
@@ -70,6 +80,8 @@ class HostFaults:
     reset_after: int | None = None  # requests of a connection answered before a TCP reset
     slow_open: float = 0.0  # seconds added to the runspace pool's opening
     trust_failure: bool = False
+    # Local groups the host cannot find by SID (GetGroup, Add/RemoveGroupMember: NotFound).
+    missing_groups: frozenset[str] = frozenset()
     deny: tuple[DenyRule, ...] = ()
 
 
@@ -196,16 +208,42 @@ def _apply(base: HostFaults, entry: dict[str, Any], at: str) -> HostFaults:
         out = replace(out, hang_after=count("hang_after"))
     if "reset_after" in entry:
         out = replace(out, reset_after=count("reset_after"))
+    if "missing_groups" in entry:
+        sids = entry["missing_groups"]
+        if not isinstance(sids, list) or not all(
+            isinstance(s, str) and s.upper().startswith("S-1-") for s in sids
+        ):
+            raise FaultsError(f"{at}: missing_groups must be a list of group SIDs (S-1-...)")
+        out = replace(out, missing_groups=frozenset(s.upper() for s in sids))
     if "deny" in entry:
         rules = entry["deny"]
         if not isinstance(rules, list):
             raise FaultsError(f"{at}: deny must be a list of {{op, key, group}} mappings")
         parsed: list[DenyRule] = []
         for rule in rules:
-            if not isinstance(rule, dict) or not rule or set(rule) - {"op", "key", "group"}:
-                raise FaultsError(f"{at}: each deny rule is a mapping of op, key and/or group")
-            if not all(isinstance(v, str) for v in rule.values()):
-                raise FaultsError(f"{at}: deny rule values must be strings")
-            parsed.append(DenyRule(rule.get("op"), rule.get("key"), rule.get("group")))
+            if not isinstance(rule, dict) or not rule or set(rule) - _DENY_KEYS:
+                raise FaultsError(
+                    f"{at}: each deny rule is a mapping of op, key and/or group, and optionally "
+                    "after_write or after_create_key"
+                )
+            if not all(isinstance(rule[k], str) for k in ("op", "key", "group") if k in rule):
+                raise FaultsError(f"{at}: deny rule op, key and group must be strings")
+            if not all(isinstance(rule[k], bool) for k in _DENY_FLAGS if k in rule):
+                raise FaultsError(f"{at}: after_write and after_create_key must be true or false")
+            after_write = bool(rule.get("after_write", False))
+            after_create_key = bool(rule.get("after_create_key", False))
+            if after_write and after_create_key:
+                raise FaultsError(f"{at}: a deny rule has one of after_write, after_create_key")
+            if after_create_key and str(rule.get("op", "SetValue")).lower() != "setvalue":
+                raise FaultsError(f"{at}: after_create_key applies to op SetValue only")
+            parsed.append(
+                DenyRule(
+                    rule.get("op"),
+                    rule.get("key"),
+                    rule.get("group"),
+                    after_write=after_write,
+                    after_create_key=after_create_key,
+                )
+            )
         out = replace(out, deny=out.deny + tuple(parsed))
     return out

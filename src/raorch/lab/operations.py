@@ -19,7 +19,7 @@ from typing import Any
 from psrpcore.types import PSInt, PSInt64
 
 from raorch.lab.directory import Directory
-from raorch.lab.host import ADMINISTRATORS_SID, Host, Member
+from raorch.lab.host import ADMINISTRATORS_SID, Group, Host, Member
 from raorch.lab.registry import RegData, RegistryPathError, RegKind, normalize_key
 
 MARKER = "# raorch-batch v1"
@@ -48,8 +48,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "DeleteValue": ("Key", "Name"),
     "DeleteKey": ("Key",),
     "GetGroup": ("Sid",),
-    "AddGroupMember": ("Sid", "Account"),
-    "RemoveGroupMember": ("Sid", "Account"),
+    "AddGroupMember": ("Sid", "Member"),
+    "RemoveGroupMember": ("Sid", "Member"),
     "GetFirewallRules": ("Group",),
     "SetFirewallRule": ("Group", "Rule", "Enabled"),
 }
@@ -92,14 +92,22 @@ class DenyRule:
     """An injected access-denied (faults.py): matches ops by name, key prefix or rule group.
 
     With no ``op``, only write operations match; a read is denied only when named.
+    ``after_write``: the write is carried out, then reported AccessDenied (a write that took
+    effect and reports failure). ``after_create_key`` (SetValue only): the key and its missing
+    parents are created, then the value write is denied, as RegistryKey.CreateSubKey succeeds
+    before RegistryKey.SetValue fails (docs/windows.md, section 13).
     """
 
     op: str | None = None
     key: str | None = None  # HKLM\... prefix, case-insensitive
     group: str | None = None  # firewall rule group
+    after_write: bool = False
+    after_create_key: bool = False
 
     def matches(self, op: str, params: Mapping[str, Any]) -> bool:
         if self.op is not None and self.op.lower() != op.lower():
+            return False
+        if self.after_create_key and op != "SetValue":
             return False
         if self.op is None and op not in WRITE_OPS:
             return False
@@ -142,16 +150,18 @@ def run_pipeline(
     commands: Sequence[tuple[str, bool, Sequence[tuple[str | None, Any]]]],
     deny: Sequence[DenyRule] = (),
     trust_failure: bool = False,
+    missing_groups: frozenset[str] = frozenset(),
 ) -> BatchResult:
     """Run one pipeline: ``commands`` are (text, is_script, parameters) as PSRP carries them.
 
     ``trust_failure`` models a host whose secure channel to its domain is broken: every domain
-    account lookup fails with Win32 error 1789.
+    account lookup fails with Win32 error 1789. ``missing_groups``: SIDs of local groups the
+    host does not find (as if deleted since).
     """
     operations = _parse_batch(commands)
     result = BatchResult()
     failed_write: str | None = None
-    ctx = _Context(host, directory, deny, trust_failure)
+    ctx = _Context(host, directory, deny, trust_failure, missing_groups)
     for number, (op, params) in enumerate(operations, start=1):
         if failed_write is not None:
             result.outputs.append(
@@ -163,6 +173,10 @@ def run_pipeline(
                 )
             )
             continue
+        if op in WRITE_OPS:
+            # Also when it fails: a write may take effect and then report failure (deny rules
+            # with after_write / after_create_key), and the host's state must be saved then too.
+            result.mutated = True
         try:
             data = ctx.run(op, params)
         except _OpFailed as exc:
@@ -170,8 +184,6 @@ def run_pipeline(
             if op in WRITE_OPS:
                 failed_write = f"operation {number}, {op}"
             continue
-        if op in WRITE_OPS:
-            result.mutated = True
         out = _out(op, True, None, None)
         out.update(data)
         result.outputs.append(out)
@@ -259,12 +271,18 @@ def _parse_batch(
 
 class _Context:
     def __init__(
-        self, host: Host, directory: Directory, deny: Sequence[DenyRule], trust_failure: bool
+        self,
+        host: Host,
+        directory: Directory,
+        deny: Sequence[DenyRule],
+        trust_failure: bool,
+        missing_groups: frozenset[str] = frozenset(),
     ) -> None:
         self.host = host
         self.directory = directory
         self.deny = deny
         self.trust_failure = trust_failure
+        self.missing_groups = missing_groups
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "GetFacts": self.get_facts,
             "ResolveAccount": self.resolve_account,
@@ -281,17 +299,21 @@ class _Context:
         }
 
     def run(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
-        if op in ("SetValue", "DeleteValue", "DeleteKey", "ReadValues", "ListKey"):
-            self._check_denied(op, params, MSG_REG_DENIED)
-        elif op in ("SetFirewallRule",):
-            self._check_denied(op, params, MSG_FW_DENIED)
-        elif op in ("GetFacts", "ResolveAccount", "GetGroup", "GetFirewallRules"):
-            self._check_denied(op, params, MSG_REG_DENIED)
-        return self.handlers[op](params)
+        if op in ("AddGroupMember", "RemoveGroupMember"):
+            # Denied only once the group and the member are found (_member_change).
+            return self.handlers[op](params)
+        message = MSG_FW_DENIED if op == "SetFirewallRule" else MSG_REG_DENIED
+        rule = self._denied(op, params)
+        if rule is None:
+            return self.handlers[op](params)
+        if rule.after_write and op in WRITE_OPS:
+            self.handlers[op](params)  # it takes effect ...
+        elif rule.after_create_key:
+            self.host.registry.create_key(self._key(params))  # CreateSubKey succeeded ...
+        raise _OpFailed("AccessDenied", message)  # ... and is reported denied
 
-    def _check_denied(self, op: str, params: dict[str, Any], message: str) -> None:
-        if any(rule.matches(op, params) for rule in self.deny):
-            raise _OpFailed("AccessDenied", message)
+    def _denied(self, op: str, params: dict[str, Any]) -> DenyRule | None:
+        return next((rule for rule in self.deny if rule.matches(op, params)), None)
 
     # --------------------------------------------------------- facts and accounts
 
@@ -441,32 +463,62 @@ class _Context:
 
     # --------------------------------------------------------- groups
 
-    def get_group(self, params: dict[str, Any]) -> dict[str, Any]:
-        group = self.host.groups.get(str(params["sid"]).upper())
-        if group is None:
+    def _group(self, params: dict[str, Any]) -> Group:
+        sid = str(params["sid"]).upper()
+        group = self.host.groups.get(sid)
+        if group is None or sid in self.missing_groups:
             raise _OpFailed("NotFound", MSG_SID_NOT_FOUND)
+        return group
+
+    def get_group(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self._group(params)
         return {
             "Sid": group.sid,
             "Name": group.name,
             "Members": [{"Sid": m.sid, "Name": m.name} for m in group.members],
         }
 
+    def _account_of_sid(self, sid: str) -> str:
+        """The ``DOMAIN\\name`` a SID translates to on this host, as
+        ``SecurityIdentifier.Translate([NTAccount])`` gives it, or _OpFailed (NotMapped,
+        TrustFailure) as the account's name would fail to resolve here."""
+        host = self.host
+        for local in ("Administrator", "Guest"):
+            hit = host.local_account(local)
+            if hit is not None and hit[1] == sid:
+                return hit[0]
+        group = host.groups.get(sid)
+        if group is not None and sid.startswith("S-1-5-32-"):
+            return f"BUILTIN\\{group.name}"
+        name = self.directory.name_of_sid(sid)
+        if name is None:
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        # The host sees the account only through its own domain's trusts.
+        spelling, resolved = self._resolve(name)
+        if resolved != sid:
+            raise _OpFailed("NotMapped", MSG_NOT_MAPPED)
+        return spelling
+
     def _member_change(self, params: dict[str, Any], add: bool) -> dict[str, Any]:
-        group = self.host.groups.get(str(params["sid"]).upper())
-        if group is None:
-            raise _OpFailed("NotFound", MSG_SID_NOT_FOUND)
-        spelling, sid = self._resolve(params["account"])
+        group = self._group(params)
+        sid = params["member"]
+        if not isinstance(sid, str) or not sid.upper().startswith("S-1-"):
+            raise _OpFailed("Failed", f"Member must be a SID string 'S-1-...', got {sid!r}.")
+        sid = sid.upper()
+        # By SID (docs/remote-operations.md): adding needs the SID to name an account here;
+        # removing does not (an orphaned SID, its account deleted, is removed as it is).
+        spelling = self._account_of_sid(sid) if add else sid
         op = "AddGroupMember" if add else "RemoveGroupMember"
-        if any(rule.matches(op, params) for rule in self.deny):
-            raise _OpFailed(
-                "AccessDenied",
-                MSG_ADSI_DENIED if add else MSG_ADSI_DENIED.replace('"Add"', '"Remove"'),
-            )
+        rule = self._denied(op, params)
+        if rule is not None and not rule.after_write:
+            raise _OpFailed("AccessDenied", _adsi_denied(add))
         present = any(m.sid == sid for m in group.members)
         if add and not present:
             group.members.append(Member(sid, spelling))
         elif not add and present:
             group.members = [m for m in group.members if m.sid != sid]
+        if rule is not None:
+            raise _OpFailed("AccessDenied", _adsi_denied(add))  # after it took effect
         return {}
 
     def add_member(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -500,6 +552,10 @@ class _Context:
             raise _OpFailed("Failed", f"Enabled must be a bool, got {enabled!r}.")
         rule.enabled = enabled
         return {}
+
+
+def _adsi_denied(add: bool) -> str:
+    return MSG_ADSI_DENIED if add else MSG_ADSI_DENIED.replace('"Add"', '"Remove"')
 
 
 # ------------------------------------------------------------------ registry data on the wire

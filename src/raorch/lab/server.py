@@ -472,7 +472,12 @@ class LabServer:
             rt.pipelines += 1
             self._log(rt, commands)
             result = run_pipeline(
-                rt.host, self.directory, commands, rt.faults.deny, rt.faults.trust_failure
+                rt.host,
+                self.directory,
+                commands,
+                rt.faults.deny,
+                rt.faults.trust_failure,
+                rt.faults.missing_groups,
             )
             mutated = mutated or result.mutated
             return result.outputs
@@ -640,7 +645,17 @@ def _faults_json(f: HostFaults) -> dict[str, Any]:
         "reset_after": f.reset_after,
         "slow_open_ms": f.slow_open * 1000,
         "trust_failure": f.trust_failure,
-        "deny": [{"op": d.op, "key": d.key, "group": d.group} for d in f.deny],
+        "missing_groups": sorted(f.missing_groups),
+        "deny": [
+            {
+                "op": d.op,
+                "key": d.key,
+                "group": d.group,
+                "after_write": d.after_write,
+                "after_create_key": d.after_create_key,
+            }
+            for d in f.deny
+        ],
     }
 
 

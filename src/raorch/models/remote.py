@@ -119,14 +119,21 @@ class GetGroup:
 
 @dataclass(frozen=True, slots=True)
 class AddGroupMember:
-    sid: str
-    account: str  # DOMAIN\name
+    """Add a member to a local group, by the member's SID (``WinNT://<SID>``), never by name:
+    a name is looked up again on the host and may find another account (docs/windows.md,
+    section 4)."""
+
+    sid: str  # the group's SID
+    member: str  # the member's SID, as ResolveAccount gave it
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveGroupMember:
-    sid: str
-    account: str
+    """Remove a member from a local group by its SID: the SID recorded when raorch added it, so
+    that a recreated account of the same name is never the one removed."""
+
+    sid: str  # the group's SID
+    member: str  # the member's SID
 
 
 @dataclass(frozen=True, slots=True)

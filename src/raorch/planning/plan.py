@@ -60,7 +60,9 @@ class ValueChange:
 
 @dataclass(frozen=True, slots=True)
 class MemberChange:
-    """Add a helper to a local group (``after`` True) or remove it."""
+    """Add a helper to a local group (``after`` True) or remove it. The host is given ``sid``
+    (the member's SID, resolved in pipeline 1 and journaled with the change), never
+    ``account``, which is the helper's name for messages."""
 
     group_sid: str
     account: str
@@ -73,9 +75,11 @@ class MemberChange:
         return f"group {self.group_sid} member {self.account} ({self.sid})"
 
     def operation(self) -> Operation:
+        # By the member's SID, never its name (docs/windows.md, section 4): a restore removes
+        # exactly the SID raorch added, which the journal keeps.
         if self.after:
-            return AddGroupMember(self.group_sid, self.account)
-        return RemoveGroupMember(self.group_sid, self.account)
+            return AddGroupMember(self.group_sid, self.sid)
+        return RemoveGroupMember(self.group_sid, self.sid)
 
     def describe(self) -> str:
         verb = "add to" if self.after else "remove from"

@@ -18,6 +18,13 @@ Conflict: an item raorch set whose current data is neither what raorch wrote nor
 means someone else changed it since. Unless ``force``, such a host is not touched at all and the
 differences are reported (Outcome.CONFLICT). Restoring is idempotent: an item already back at
 its original is not written again, so a second run changes nothing.
+
+Group members (docs/windows.md, section 13): membership has two states, the original and what
+raorch set, so a member conflicts only when its group cannot be found by its SID any more
+(nothing can be read or restored there); ``force`` restores the rest and leaves that item. A
+member is removed by the SID raorch added (journaled with the change), so an account renamed,
+deleted (an orphaned SID) or recreated under the same name since changes nothing: the SID
+raorch added goes, a namesake stays.
 """
 
 from __future__ import annotations
@@ -118,9 +125,16 @@ def restore_plan(
                 continue
             changes.append(ValueChange(change.key, change.name, now, target))
         elif isinstance(change, MemberChange):
+            if not _has_group(current, change.group_sid):
+                # The group is not found by its SID any more: its members cannot be read, nor
+                # restored (docs/windows.md, section 13). With force, the item is left.
+                if not force:
+                    found = "no such group"
+                    conflicts.append(Difference(change.item, _membership(change.after), found))
+                continue
             was = (
                 original.is_member(change.sid)
-                if original.administrators is not None
+                if _has_group(original, change.group_sid)
                 else change.before
             )
             now_member = current.is_member(change.sid)
@@ -183,6 +197,16 @@ def key_removals(
             continue  # a subkey stays, so this key is not empty
         chosen.append(key)
     return tuple(chosen)
+
+
+def _has_group(state: Snapshot, sid: str) -> bool:
+    """Whether ``state`` holds the group ``sid`` (the snapshot reads Administrators only)."""
+    group = state.administrators
+    return group is not None and group.sid.upper() == sid.upper()
+
+
+def _membership(member: bool) -> str:
+    return "member" if member else "not a member"
 
 
 def _original_value(original: Snapshot, change: ValueChange) -> RegValue | None:

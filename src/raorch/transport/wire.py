@@ -81,10 +81,10 @@ def to_wire(op: Operation) -> dict[str, object]:
             return {"Op": "DeleteKey", "Key": key}
         case GetGroup(sid=sid):
             return {"Op": "GetGroup", "Sid": sid}
-        case AddGroupMember(sid=sid, account=account):
-            return {"Op": "AddGroupMember", "Sid": sid, "Account": account}
-        case RemoveGroupMember(sid=sid, account=account):
-            return {"Op": "RemoveGroupMember", "Sid": sid, "Account": account}
+        case AddGroupMember(sid=sid, member=member):
+            return {"Op": "AddGroupMember", "Sid": sid, "Member": member}
+        case RemoveGroupMember(sid=sid, member=member):
+            return {"Op": "RemoveGroupMember", "Sid": sid, "Member": member}
         case GetFirewallRules(group=group):
             return {"Op": "GetFirewallRules", "Group": group}
         case SetFirewallRule(group=group, rule=rule, enabled=enabled):

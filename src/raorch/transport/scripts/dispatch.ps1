@@ -11,8 +11,8 @@ $RaorchOperationTable = @{
     DeleteValue       = @{ Params = @('Key', 'Name'); Write = $true; Function = 'Invoke-RaorchDeleteValue' }
     DeleteKey         = @{ Params = @('Key'); Write = $true; Function = 'Invoke-RaorchDeleteKey' }
     GetGroup          = @{ Params = @('Sid'); Write = $false; Function = 'Invoke-RaorchGetGroup' }
-    AddGroupMember    = @{ Params = @('Sid', 'Account'); Write = $true; Function = 'Invoke-RaorchAddGroupMember' }
-    RemoveGroupMember = @{ Params = @('Sid', 'Account'); Write = $true; Function = 'Invoke-RaorchRemoveGroupMember' }
+    AddGroupMember    = @{ Params = @('Sid', 'Member'); Write = $true; Function = 'Invoke-RaorchAddGroupMember' }
+    RemoveGroupMember = @{ Params = @('Sid', 'Member'); Write = $true; Function = 'Invoke-RaorchRemoveGroupMember' }
     GetFirewallRules  = @{ Params = @('Group'); Write = $false; Function = 'Invoke-RaorchGetFirewallRules' }
     SetFirewallRule   = @{ Params = @('Group', 'Rule', 'Enabled'); Write = $true; Function = 'Invoke-RaorchSetFirewallRule' }
 }

@@ -71,7 +71,7 @@ function Read-RaorchKey([string]$Key, $Names) {
             }
         }
     } finally {
-        $regKey.Close()
+        [void]$regKey.Close()
     }
     return @{ Key = $Key; Exists = $true; Values = $values }
 }
@@ -118,9 +118,9 @@ function Invoke-RaorchSetValue($P) {
     # CreateSubKey opens the key for writing, creating it and its missing parents.
     $regKey = [Microsoft.Win32.Registry]::LocalMachine.CreateSubKey($path)
     try {
-        $regKey.SetValue($name, $value, $kind)
+        [void]$regKey.SetValue($name, $value, $kind)
     } finally {
-        $regKey.Close()
+        [void]$regKey.Close()
     }
     return @{}
 }
@@ -131,9 +131,9 @@ function Invoke-RaorchDeleteValue($P) {
     # An absent key or value is success: the state asked for is already there.
     if ($null -eq $regKey) { return @{} }
     try {
-        $regKey.DeleteValue([string]$P['Name'], $false)
+        [void]$regKey.DeleteValue([string]$P['Name'], $false)
     } finally {
-        $regKey.Close()
+        [void]$regKey.Close()
     }
     return @{}
 }
@@ -152,16 +152,16 @@ function Invoke-RaorchDeleteKey($P) {
     try {
         $empty = ($regKey.ValueCount -eq 0 -and $regKey.SubKeyCount -eq 0)
     } finally {
-        $regKey.Close()
+        [void]$regKey.Close()
     }
     if (-not $empty) { return @{ Key = $key; Deleted = $false } }
     $parent = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($path.Substring(0, $cut), $true)
     if ($null -eq $parent) { return @{ Key = $key; Deleted = $false } }
     try {
         # throwOnMissingSubKey $false: removed in the meantime is the state asked for.
-        $parent.DeleteSubKey($path.Substring($cut + 1), $false)
+        [void]$parent.DeleteSubKey($path.Substring($cut + 1), $false)
     } finally {
-        $parent.Close()
+        [void]$parent.Close()
     }
     return @{ Key = $key; Deleted = $true }
 }
