@@ -25,6 +25,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol
 
+from raorch.engine.cancel import Cancel
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
 from raorch.models.playbook import Playbook
@@ -127,7 +128,7 @@ def run_host(
     original_snapshot: Snapshot | None = None,
     applied: Sequence[Change] | None = None,
     force: bool = False,
-    cancel: threading.Event | None = None,
+    cancel: Cancel | threading.Event | None = None,
     session_factory: SessionFactory = HostSession,
 ) -> HostReport:
     """Run one host in one session; never raises.
@@ -139,7 +140,9 @@ def run_host(
     from the fresh read. ROLLBACK restores from it (required).
     ``applied`` (ROLLBACK): the changes raorch made, as journaled; by default the plan that
     ``original_snapshot`` gives. ``force`` (ROLLBACK): restore over conflicts.
-    ``cancel``: when set (deadline passed, run aborted) no write starts.
+    ``cancel``: when set (deadline passed, run aborted) no write starts; a ``Cancel`` also
+    aborts the session's I/O at once (``HostSession.abort``), so the thread ends within
+    seconds instead of at pypsrp's read timeouts.
     """
     flow = _HostFlow(
         target,
@@ -183,7 +186,7 @@ class _HostFlow:
         original: Snapshot | None,
         applied: tuple[Change, ...] | None,
         force: bool,
-        cancel: threading.Event | None,
+        cancel: Cancel | threading.Event | None,
         session_factory: SessionFactory,
     ) -> None:
         self.target = target
@@ -265,13 +268,25 @@ class _HostFlow:
             )
         try:
             session = self.session_factory(self.target, self.password)
-            with session as s:
-                self.stage = Stage.SNAPSHOT
-                if self.mode is HostMode.ROLLBACK:
-                    return self.rollback(s)
-                return self.forward(s)
+            unregister = self.abort_with_cancel(session)
+            try:
+                with session as s:
+                    self.stage = Stage.SNAPSHOT
+                    if self.mode is HostMode.ROLLBACK:
+                        return self.rollback(s)
+                    return self.forward(s)
+            finally:
+                unregister()
         except TransportError as error:
             raise self.transport_failure(error) from None
+
+    def abort_with_cancel(self, session: Session) -> Callable[[], None]:
+        """Abort ``session`` when the cancel flag is set (the deadline passed); returns the
+        unregistering function."""
+        abort = getattr(session, "abort", None)
+        if not isinstance(self.cancel, Cancel) or abort is None:
+            return lambda: None
+        return self.cancel.when_set(abort)
 
     def read_snapshot(self, session: Session, reads: Sequence[Operation]) -> Snapshot:
         results = session.run(reads, Stage.SNAPSHOT)

@@ -15,7 +15,6 @@ new rollout.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 
 from asyncio_pool import AioPool
 
+from raorch.engine.cancel import Cancel
 from raorch.engine.journal import Journal, RolloutRow
 from raorch.engine.lock import run_lock
 from raorch.engine.runner import (
@@ -203,7 +203,7 @@ class Rollback:
         emit(WaveStarted(self.id, wave, len(hosts), 100.0, time.time(), RunKind.ROLLBACK))
         concurrency = max(1, options.concurrency)
 
-        def context(target: Target, cancel: threading.Event) -> WorkContext:
+        def context(target: Target, cancel: Cancel) -> WorkContext:
             return WorkContext(
                 self.id, lambda _data: None, self.journal.snapshot(self.id, target.name), cancel
             )

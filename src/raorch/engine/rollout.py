@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from asyncio_pool import AioPool
 
+from raorch.engine.cancel import Cancel
 from raorch.engine.journal import Journal, RolloutRow
 from raorch.engine.lock import run_lock
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
@@ -255,7 +255,7 @@ class Rollout:
                 if wave_math.counts_as_failed(o, spec.skipped_counts_as_failed)
             )
 
-        def context(target: Target, cancel: threading.Event) -> WorkContext:
+        def context(target: Target, cancel: Cancel) -> WorkContext:
             return WorkContext(
                 self.id,
                 lambda data: self.journal.save_snapshot(self.id, target.name, data),

@@ -9,13 +9,13 @@ exception escapes a host: a bug in a host's work is that host's failure.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from raorch.engine.cancel import Cancel
 from raorch.models.events import Event, HostFinished, HostStarted, RunKind, Subscriber
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
@@ -31,7 +31,7 @@ class WorkContext:
     rollout_id: str
     on_snapshot: Callable[[str], None]  # commit the snapshot (JSON) before the first write
     original_snapshot: str | None  # kept from an earlier, interrupted attempt
-    cancel: threading.Event  # set when the host's deadline passed or the run was aborted
+    cancel: Cancel  # set when the host's deadline passed or the run was aborted
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class HostRunner:
         *,
         concurrency: int,
         deadline: float,
-        context: Callable[[Target, threading.Event], WorkContext],
+        context: Callable[[Target, Cancel], WorkContext],
         kind: RunKind = RunKind.ROLLOUT,
     ) -> None:
         self.kind = kind
@@ -108,7 +108,7 @@ class HostRunner:
 
     async def run(self, target: Target) -> WorkResult:
         loop = asyncio.get_running_loop()
-        cancel = threading.Event()
+        cancel = Cancel()
         started = time.monotonic()
         self.emit(HostStarted(self.rollout_id, self.wave, target.name, time.time(), self.kind))
         ctx = self.context(target, cancel)
@@ -116,7 +116,10 @@ class HostRunner:
         try:
             result = await asyncio.wait_for(fut, timeout=self.deadline)
         except TimeoutError:
-            cancel.set()  # no write starts after this (run_host checks it)
+            # No write starts after this (run_host checks it), and the host's session is
+            # aborted: its sockets are shut down, so its thread ends now, not at pypsrp's
+            # read timeouts.
+            cancel.set()
             result = WorkResult(
                 Outcome.FAILED,
                 Reason(

@@ -8,7 +8,9 @@ threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +33,10 @@ from raorch.transport.wire import from_wire, op_name, to_wire
 
 # How many operation timeouts one pipeline may take before the host counts as not answering.
 PIPELINE_TIMEOUTS = 3
+
+# After an abort (the host's deadline passed), closing the shell gets this long per request: a
+# host that answers has its shell deleted, a hanging one costs seconds, not read timeouts.
+ABORT_CLOSE_TIMEOUT = 3
 
 # WSMan.__init__ (pypsrp 0.9.1) calls ElementTree.register_namespace, which deletes and
 # re-inserts entries of a module-global dict while iterating a copy of it: two threads doing it
@@ -62,11 +68,48 @@ class HostSession:
         self._pool: RunspacePool | None = None
         self._endpoint: Endpoint | None = None
         self._busy = threading.Lock()
+        # abort() comes from another thread: the urllib3 connections this session opened, so
+        # that it can shut their sockets down under a thread blocked reading them.
+        self._aborted = threading.Event()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
 
     def __repr__(self) -> str:
         # Never the password.
         state = "open" if self._pool is not None else "closed"
         return f"HostSession(host={self.target.name!r}, address={self.target.address!r}, {state})"
+
+    # ------------------------------------------------------------ abort
+
+    def abort(self) -> None:
+        """End this session's I/O now, from any thread (the engine calls it when the host's
+        deadline passes). Every socket the session opened is shut down, so a thread blocked in
+        a read returns at once with an error instead of waiting for pypsrp's read timeout; no
+        new request starts (retries and the pipeline poll look at the flag); closing the shell
+        afterwards gets ``ABORT_CLOSE_TIMEOUT`` per request. Never raises."""
+        self._aborted.set()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                # shutdown, not close: close() leaves a recv() in another thread blocked on
+                # Linux; shutdown wakes it with EOF.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def _aborted_error(self, stage: Stage | None, step: str) -> TransportError:
+        return TransportError(
+            self.target.name,
+            stage or Stage.CONNECT,
+            f"{step}: stopped (the host's deadline passed or the run was aborted)",
+            transient=False,
+            hint="raise --deadline if the host is only slow",
+        )
 
     # ------------------------------------------------------------ open / close
 
@@ -83,6 +126,8 @@ class HostSession:
                 except Exception as exc:  # every failure is classified, none escapes raw
                     self._discard()
                     error = self._classify(exc, None, "opening the session")
+                if self.aborted:
+                    raise self._aborted_error(None, "opening the session")
                 if not error.transient or attempt >= self.retries:
                     raise error
                 log.debug("host %s: %s; retrying", self.target.name, error)
@@ -112,6 +157,12 @@ class HostSession:
         pool, wsman = self._pool, self._wsman
         self._pool = None
         self._wsman = None
+        if self.aborted and wsman is not None:
+            # The shell is still worth deleting on a host that answers (it holds a WinRM
+            # quota slot), but a hanging host must not hold this thread for read timeouts.
+            transport = wsman.transport
+            transport.connection_timeout = min(transport.connection_timeout, ABORT_CLOSE_TIMEOUT)
+            transport.read_timeout = min(transport.read_timeout, ABORT_CLOSE_TIMEOUT)
         try:
             # Deletes the shell on the host; a shell that was never created is skipped by
             # pypsrp itself (WinRS.close checks ``opened``).
@@ -151,6 +202,31 @@ class HostSession:
         transport.session = session
         for adapter in session.adapters.values():
             adapter.send = self._counting(adapter.send)
+            self._track_connections(adapter.poolmanager)
+
+    def _track_connections(self, manager: Any) -> None:
+        """Remember every urllib3 connection this session's pools create (for ``abort``):
+        ``PoolManager._new_pool`` and ``HTTPConnectionPool._new_conn`` are wrapped on these
+        instances only (urllib3 1.26 and 2.x have both)."""
+        new_pool = getattr(manager, "_new_pool", None)
+        if new_pool is None:
+            return
+
+        def tracked_pool(*args: Any, **kwargs: Any) -> Any:
+            pool = new_pool(*args, **kwargs)
+            new_conn = getattr(pool, "_new_conn", None)
+            if new_conn is not None:
+
+                def tracked_conn() -> Any:
+                    connection = new_conn()
+                    with self._connections_lock:
+                        self._connections.append(connection)
+                    return connection
+
+                pool._new_conn = tracked_conn
+            return pool
+
+        manager._new_pool = tracked_pool
 
     def _counting(self, send: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -227,6 +303,8 @@ class HostSession:
         ends = time.monotonic() + limit
         ps.begin_invoke()
         while ps.state == PSInvocationState.RUNNING:
+            if self.aborted:
+                raise self._aborted_error(stage, step)
             if time.monotonic() > ends:
                 raise TransportError(
                     self.target.name,
