@@ -20,6 +20,9 @@ The faults file is YAML (docs/lab.md, "Faults"):
         slow_open_ms: 5000          # the runspace pool takes this long to open
       - hosts: [lab-0008]
         trust_failure: true         # the host's secure channel is broken: lookups give 1789
+      - hosts: [lab-0010]
+        local_policy_modify_state: 1  # INetFwPolicy2.LocalPolicyModifyState: a domain GPO
+                                      # overrides local firewall rules (2: inbound blocked)
       - hosts: [lab-0009]
         deny:                       # AccessDenied for matching operations
           - op: SetFirewallRule
@@ -53,6 +56,7 @@ _ENTRY_KEYS = {
     "reset_after",
     "slow_open_ms",
     "trust_failure",
+    "local_policy_modify_state",
     "deny",
 }
 
@@ -70,6 +74,9 @@ class HostFaults:
     reset_after: int | None = None  # requests of a connection answered before a TCP reset
     slow_open: float = 0.0  # seconds added to the runspace pool's opening
     trust_failure: bool = False
+    # INetFwPolicy2.LocalPolicyModifyState the host reports (NET_FW_MODIFY_STATE: 0 OK,
+    # 1 GP_OVERRIDE, 2 INBOUND_BLOCKED; docs/windows.md, section 5).
+    local_policy_modify_state: int = 0
     deny: tuple[DenyRule, ...] = ()
 
 
@@ -196,6 +203,14 @@ def _apply(base: HostFaults, entry: dict[str, Any], at: str) -> HostFaults:
         out = replace(out, hang_after=count("hang_after"))
     if "reset_after" in entry:
         out = replace(out, reset_after=count("reset_after"))
+    if "local_policy_modify_state" in entry:
+        state = entry["local_policy_modify_state"]
+        if isinstance(state, bool) or state not in (0, 1, 2):
+            raise FaultsError(
+                f"{at}: local_policy_modify_state must be 0 (OK), 1 (GP_OVERRIDE) or "
+                "2 (INBOUND_BLOCKED)"
+            )
+        out = replace(out, local_policy_modify_state=state)
     if "deny" in entry:
         rules = entry["deny"]
         if not isinstance(rules, list):

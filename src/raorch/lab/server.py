@@ -472,7 +472,12 @@ class LabServer:
             rt.pipelines += 1
             self._log(rt, commands)
             result = run_pipeline(
-                rt.host, self.directory, commands, rt.faults.deny, rt.faults.trust_failure
+                rt.host,
+                self.directory,
+                commands,
+                rt.faults.deny,
+                rt.faults.trust_failure,
+                rt.faults.local_policy_modify_state,
             )
             mutated = mutated or result.mutated
             return result.outputs
@@ -640,6 +645,7 @@ def _faults_json(f: HostFaults) -> dict[str, Any]:
         "reset_after": f.reset_after,
         "slow_open_ms": f.slow_open * 1000,
         "trust_failure": f.trust_failure,
+        "local_policy_modify_state": f.local_policy_modify_state,
         "deny": [{"op": d.op, "key": d.key, "group": d.group} for d in f.deny],
     }
 
