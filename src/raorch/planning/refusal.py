@@ -22,6 +22,8 @@ class RefusalKind(StrEnum):
     SOLICITED_OFF = "solicited_off"  # playbook says `require` and Solicited RA is off
     ADMINISTRATORS_GROUP_MISSING = "administrators_group_missing"
     FIREWALL_GROUP_MISSING = "firewall_group_missing"  # modern host without the RA rule group
+    # INetFwPolicy2.LocalPolicyModifyState is not OK: local rules would have no effect
+    FIREWALL_LOCAL_RULES_IGNORED = "firewall_local_rules_ignored"
 
 
 @dataclass(frozen=True, slots=True)
