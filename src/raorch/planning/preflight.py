@@ -7,6 +7,8 @@ docs/windows.md ("Host profiles", sections 2, 7 and the pitfalls) and the KB art
 Out of scope: a *domain* GPO that sets the same policy values. Reading the resultant policy
 needs RSoP / gpresult, which raorch does not do; such a GPO silently overwrites raorch's values
 at its next refresh, and ``raorch verify`` then reports the host as drifted (docs/planning.md).
+The firewall says itself when a GPO makes local rules void (LocalPolicyModifyState): that host
+is refused (``local_rules_ignored``).
 """
 
 from __future__ import annotations
