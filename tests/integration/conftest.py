@@ -13,7 +13,9 @@
   ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
   reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
   ``conftest``): ``lab_inventory`` (the lab's inventory with other waves), ``touchable``,
-  ``expected_refused``, ``playbook_problems``.
+  ``expected_refused``, ``playbook_problems``; for firewall rules ``wire_identity`` (a rule
+  GetFirewallRules reported, as SetFirewallRule takes it) and ``rule_identity`` (as raorch's
+  ``RuleIdentity``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from raorch.lab import LabHandle, running_lab
+from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 
 # The first line is the contract's marker (docs/remote-operations.md); the lab never runs
 # the rest, a Windows host would.
@@ -281,6 +284,25 @@ def raorch_cli(tmp_path: Path) -> Iterator[Callable[[LabHandle], RaorchCli]]:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def wire_identity(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as GetFirewallRules reported it, less Enabled: the ``Rule`` of SetFirewallRule
+    (docs/remote-operations.md; the display name alone would also reach the twin)."""
+    return {k: v for k, v in rule.items() if k != "Enabled"}
+
+
+def rule_identity(rule: dict[str, Any]) -> RuleIdentity:
+    """A rule GetFirewallRules reported, as raorch's planning names it."""
+    return RuleIdentity(
+        rule["Name"],
+        RuleDirection(rule["Direction"]),
+        FirewallProfile(rule["Profiles"]),
+        rule["Protocol"],
+        rule["LocalPorts"] or "",
+        rule["ApplicationName"] or "",
+        rule["ServiceName"] or "",
+    )
 
 
 def lab_registry(state: dict[str, Any]) -> dict[str, dict[str, Any]]:

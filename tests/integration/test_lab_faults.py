@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import wire_identity  # pytest puts this directory on sys.path
 from pypsrp.exceptions import AuthenticationError, WSManFaultError
 from pypsrp.powershell import RunspacePool, RunspacePoolState
 
@@ -119,7 +120,10 @@ def test_access_denied_on_firewall_and_registry(faulty: LabHandle, lab_client: L
             ]
         }
     )
-    rule = "RemoteAssistance-DCOM-In-TCP-NoScope-Active"
+    [listed] = lab_client.run_batch(
+        faulty, "lab-0007", [{"Op": "GetFirewallRules", "Group": RA_GROUP}]
+    ).outputs
+    rule = wire_identity(next(r for r in listed["Rules"] if r["Profiles"] == 1))
     run = lab_client.run_batch(
         faulty,
         "lab-0007",
@@ -161,6 +165,28 @@ def test_access_denied_on_firewall_and_registry(faulty: LabHandle, lab_client: L
         (False, "NotRun"),
     ]
     assert run.outputs[3]["Error"] == "Requested registry access is not allowed."
+
+
+def test_firewall_local_policy_modify_state(faulty: LabHandle, lab_client: LabClient) -> None:
+    """A host whose firewall profile a domain GPO controls (local rules not merged), or that
+    blocks all inbound connections, says so in INetFwPolicy2.LocalPolicyModifyState."""
+    faulty.set_faults(
+        {
+            "faults": [
+                {"hosts": ["lab-0010"], "local_policy_modify_state": 1},
+                {"hosts": ["lab-0011"], "local_policy_modify_state": 2},
+            ]
+        }
+    )
+    get = [{"Op": "GetFirewallRules", "Group": RA_GROUP}]
+    states = [
+        lab_client.run_batch(faulty, host, get).outputs[0]["LocalPolicyModifyState"]
+        for host in ("lab-0010", "lab-0011", "lab-0012")
+    ]
+    assert states == [1, 2, 0]
+    assert faulty.state("lab-0010")["runtime"]["faults"]["local_policy_modify_state"] == 1
+    with pytest.raises(LabError, match="local_policy_modify_state must be 0"):
+        faulty.set_faults({"faults": [{"hosts": ["lab-0010"], "local_policy_modify_state": 3}]})
 
 
 def test_trust_failures(faulty: LabHandle, lab_client: LabClient) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import wire_identity  # pytest puts this directory on sys.path
 
 from raorch.lab import LabHandle
 from raorch.lab.directory import Directory
@@ -369,23 +370,56 @@ def test_members_are_added_and_removed_by_sid(modern: LabHandle, lab_client: Lab
 
 def test_firewall_rules(modern: LabHandle, legacy: LabHandle, lab_client: LabClient) -> None:
     rules = one(lab_client, modern, "lab-0002", {"Op": "GetFirewallRules", "Group": RA_GROUP})
-    by_name = {r["Name"]: r for r in rules["Rules"]}
-    dcom = "RemoteAssistance-DCOM-In-TCP-NoScope-Active"
-    assert by_name[dcom]["Profiles"] == 1
-    assert any(r["Profiles"] & 6 for r in rules["Rules"])  # Private/Public rules exist
+    assert rules["LocalPolicyModifyState"] == 0
+    # As COM shows them: Name is the display name (never the rule id), and twins share it.
+    reported = rules["Rules"]
+    assert len(reported) == 15
+    assert not any(r["Name"].startswith("RemoteAssistance-") for r in reported)
+    tcp_in = [r for r in reported if r["Name"] == "Remote Assistance (TCP-In)"]
+    assert sorted(r["Profiles"] for r in tcp_in) == [3, 4]  # Domain + Private, and Public
+    assert {(r["Direction"], r["Protocol"], r["LocalPorts"]) for r in tcp_in} == {(1, 6, "*")}
+    assert {r["ApplicationName"] for r in tcp_in} == {"%SystemRoot%\\system32\\msra.exe"}
+    dcom = next(r for r in reported if r["Name"] == "Remote Assistance (DCOM-In)")
+    assert (dcom["Profiles"], dcom["LocalPorts"], dcom["ServiceName"]) == (1, "135", "rpcss")
+    twin = next(r for r in tcp_in if r["Profiles"] == 3)
+    public = next(r for r in tcp_in if r["Profiles"] == 4)
+    assert twin["Enabled"] is False and public["Enabled"] is False  # not yet configured
+
+    wrong_ports = {**wire_identity(twin), "LocalPorts": "3389"}
+    name_only = {"Name": twin["Name"]}
     run = lab_client.run_batch(
         modern,
         "lab-0002",
         [
-            {"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": dcom, "Enabled": True},
+            {
+                "Op": "SetFirewallRule",
+                "Group": RA_GROUP,
+                "Rule": wire_identity(twin),
+                "Enabled": True,
+            },
             {"Op": "GetFirewallRules", "Group": RA_GROUP},
-            {"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": "NoSuchRule", "Enabled": True},
+            {"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": wrong_ports, "Enabled": True},
         ],
     )
     assert run.outputs[0]["Ok"] is True
-    assert {r["Name"]: r["Enabled"] for r in run.outputs[1]["Rules"]}[dcom] is True
+    after = {(r["Name"], r["Profiles"]): r["Enabled"] for r in run.outputs[1]["Rules"]}
+    # Only the twin asked for: the Public rule of the same display name is untouched.
+    assert after[(twin["Name"], 3)] is True and after[(twin["Name"], 4)] is False
     assert run.outputs[2]["ErrorKind"] == "NotFound"
-    assert modern.state("lab-0002")["firewall_rules"][dcom]["enabled"] is True
+    assert "LocalPorts '3389'" in run.outputs[2]["Error"]
+    state = modern.state("lab-0002")["firewall_rules"]  # `raorch lab state` keys rules by id
+    assert state["RemoteAssistance-In-TCP-EdgeScope-Active"]["enabled"] is True
+    assert state["RemoteAssistance-In-TCP-EdgeScope"]["enabled"] is False
+    incomplete = lab_client.run_batch(
+        modern,
+        "lab-0002",
+        [{"Op": "SetFirewallRule", "Group": RA_GROUP, "Rule": name_only, "Enabled": False}],
+    )
+    assert incomplete.outputs[0]["ErrorKind"] == "Failed"
+    assert "Direction" in incomplete.outputs[0]["Error"]
+    assert modern.state("lab-0002")["firewall_rules"]["RemoteAssistance-In-TCP-EdgeScope-Active"][
+        "enabled"
+    ]
     old = one(lab_client, legacy, "lab-0001", {"Op": "GetFirewallRules", "Group": RA_GROUP})
     assert (old["Ok"], old["ErrorKind"]) == (False, "NotFound")
     assert "HNetCfg.FwPolicy2" in old["Error"]

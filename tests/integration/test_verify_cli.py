@@ -31,6 +31,8 @@ from conftest import (  # pytest puts this directory on sys.path
     expected_refused,
     lab_inventory,
     playbook_problems,
+    rule_identity,
+    wire_identity,
 )
 
 from raorch.lab import LabHandle, running_lab
@@ -210,11 +212,11 @@ def test_verify_after_a_rollout_compliant_unreachable_then_drifted(
         # Behind raorch's back: Offer RA off, a helper removed and a stray one added, a Domain
         # rule disabled on a modern host; DCOM off and a helper out of Administrators on a
         # legacy host.
-        rule = next(
-            n
-            for n, r in states[modern]["firewall_rules"].items()
-            if r["group"] == RA_RULE_GROUP and r["profile_mask"] & 1
-        )
+        # A Domain rule, by its whole identity (the display name alone names twins).
+        [listed] = lab_client.run_batch(
+            lab, modern, [{"Op": "GetFirewallRules", "Group": RA_RULE_GROUP}]
+        ).outputs
+        rule = next(r for r in listed["Rules"] if r["Profiles"] & 1)
         stray = "CORP\\stray"
         batch(
             lab_client,
@@ -230,7 +232,12 @@ def test_verify_after_a_rollout_compliant_unreachable_then_drifted(
                 },
                 {"Op": "DeleteValue", "Key": RAU_KEY, "Name": "CORP\\jdoe"},
                 {"Op": "SetValue", "Key": RAU_KEY, "Name": stray, "Type": "REG_SZ", "Data": stray},
-                {"Op": "SetFirewallRule", "Group": RA_RULE_GROUP, "Rule": rule, "Enabled": False},
+                {
+                    "Op": "SetFirewallRule",
+                    "Group": RA_RULE_GROUP,
+                    "Rule": wire_identity(rule),
+                    "Enabled": False,
+                },
             ],
         )
         batch(
@@ -262,7 +269,10 @@ def test_verify_after_a_rollout_compliant_unreachable_then_drifted(
             f"{TS_KEY}\\fAllowUnsolicited": ("REG_DWORD 1", "REG_DWORD 0"),
             f"{RAU_KEY}\\CORP\\jdoe": ('REG_SZ "CORP\\\\jdoe"', "absent"),
             f"{RAU_KEY}\\{stray}": ("absent", 'REG_SZ "CORP\\\\stray"'),
-            f"firewall rule {rule} ({RA_RULE_GROUP})": ("enabled", "disabled"),
+            f"firewall rule {rule_identity(rule).describe()} ({RA_RULE_GROUP})": (
+                "enabled",
+                "disabled",
+            ),
         }
         diffs = {d["item"]: (d["expected"], d["found"]) for d in found[legacy]["differences"]}
         member = [i for i in diffs if i.startswith(f"group {ADMINISTRATORS} member CORP\\jdoe (")]

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from test_plan_fixtures import PLAYBOOK, RAU, TS, dw, server2003_host, sz, w10_host, xp_host
+from test_plan_fixtures import (
+    DCOM_IN,
+    PLAYBOOK,
+    PNRP_IN_ACTIVE,
+    PNRP_IN_PUBLIC,
+    RASERVER_IN,
+    RAU,
+    TCP_IN_ACTIVE,
+    TCP_IN_PUBLIC,
+    TS,
+    dw,
+    server2003_host,
+    sz,
+    w10_host,
+    xp_host,
+)
 
 from raorch.models.playbook import (
     AddHelpers,
@@ -17,6 +32,7 @@ from raorch.models.playbook import (
     OfferState,
     Permission,
 )
+from raorch.models.remote import FirewallProfile, RuleIdentity, SetFirewallRule
 from raorch.planning.desired import (
     DesiredList,
     DesiredMember,
@@ -24,7 +40,7 @@ from raorch.planning.desired import (
     DesiredValue,
     desired_state,
 )
-from raorch.planning.plan import ValueChange, make_plan
+from raorch.planning.plan import RuleChange, ValueChange, make_plan
 from raorch.planning.profile import HostProfile
 
 
@@ -96,18 +112,30 @@ def test_legacy_firewall_only_on_legacy_and_additive() -> None:
 
 
 def test_modern_rules_by_profile_intersection() -> None:
-    def enabled_rules(profiles: tuple[ModernProfile, ...]) -> set[str]:
+    def enabled_rules(profiles: tuple[ModernProfile, ...]) -> set[RuleIdentity]:
         playbook = PLAYBOOK.model_copy(
             update={"firewall": Firewall(modern=ModernFirewall(profiles=profiles))}
         )
         items = desired_state(playbook, HostProfile.MODERN, w10_host().snapshot(playbook)).items
         return {i.rule for i in items if isinstance(i, DesiredRule) and i.enabled}
 
-    domain = enabled_rules((ModernProfile.DOMAIN,))
-    assert "RemoteAssistance-DCOM-In-TCP-NoScope-Active" in domain
-    assert "RemoteAssistance-In-TCP-EdgeScope" not in domain
-    assert enabled_rules((ModernProfile.PUBLIC,)) == {"RemoteAssistance-In-TCP-EdgeScope"}
-    assert len(enabled_rules(tuple(ModernProfile))) == 4
+    # Twins share a display name: only the one whose profiles intersect the playbook's.
+    domain = {DCOM_IN, RASERVER_IN, TCP_IN_ACTIVE, PNRP_IN_ACTIVE}
+    assert enabled_rules((ModernProfile.DOMAIN,)) == domain
+    assert enabled_rules((ModernProfile.PRIVATE,)) == {TCP_IN_ACTIVE, PNRP_IN_ACTIVE}
+    assert enabled_rules((ModernProfile.PUBLIC,)) == {TCP_IN_PUBLIC, PNRP_IN_PUBLIC}
+    assert len(enabled_rules(tuple(ModernProfile))) == 6
+
+
+def test_only_the_intersecting_twin_is_changed() -> None:
+    # "Remote Assistance (TCP-In)" twice: the Public rule and its Domain + Private twin, both
+    # off. A Domain playbook enables the twin and writes nothing to the Public rule.
+    plan = make_plan(PLAYBOOK, HostProfile.MODERN, w10_host().snapshot())
+    rules = [c for c in plan.changes if isinstance(c, RuleChange)]
+    assert [c.rule for c in rules] == [DCOM_IN, RASERVER_IN, TCP_IN_ACTIVE]
+    ops = [op for op in plan.operations() if isinstance(op, SetFirewallRule)]
+    assert [op.rule for op in ops] == [DCOM_IN, RASERVER_IN, TCP_IN_ACTIVE]
+    assert not any(op.rule.profiles == FirewallProfile.PUBLIC for op in ops)
 
 
 def test_legacy_host_gets_no_rule_writes() -> None:

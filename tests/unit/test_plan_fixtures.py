@@ -42,7 +42,9 @@ from raorch.models.remote import (
     RegValue,
     RemoveGroupMember,
     ResolveAccount,
+    RuleDirection,
     RuleGroupState,
+    RuleIdentity,
     SetFirewallRule,
     SetValue,
 )
@@ -97,18 +99,48 @@ W10 = facts(name="WS10")
 W10_DE = facts(language="de-DE", name="WS10DE", domain="corp.example.com")
 
 
+# Rules of the "Remote Assistance" group as COM shows them (docs/windows.md, section 5): Name is
+# the display name, the same for twins (the Public rule and its Domain + Private "-Active" twin).
+TCP_IN = "Remote Assistance (TCP-In)"
+PNRP_IN = "Remote Assistance (PNRP-In)"
+MSRA = r"%SystemRoot%\system32\msra.exe"
+SVCHOST = r"%SystemRoot%\system32\svchost.exe"
+DOMAIN, PRIVATE, PUBLIC = FirewallProfile.DOMAIN, FirewallProfile.PRIVATE, FirewallProfile.PUBLIC
+
+
+def identity(
+    name: str,
+    profiles: FirewallProfile,
+    protocol: int = 6,
+    ports: str = "*",
+    program: str = MSRA,
+    service: str = "",
+    direction: RuleDirection = RuleDirection.IN,
+) -> RuleIdentity:
+    return RuleIdentity(name, direction, profiles, protocol, ports, program, service)
+
+
+DCOM_IN = identity(
+    "Remote Assistance (DCOM-In)", DOMAIN, ports="135", program=SVCHOST, service="rpcss"
+)
+RASERVER_IN = identity(
+    "Remote Assistance (RA Server TCP-In)", DOMAIN, program=r"%SystemRoot%\system32\raserver.exe"
+)
+TCP_IN_PUBLIC = identity(TCP_IN, PUBLIC)
+TCP_IN_ACTIVE = identity(TCP_IN, DOMAIN | PRIVATE)
+PNRP_IN_PUBLIC = identity(PNRP_IN, PUBLIC, 17, "3540", SVCHOST, "pnrpsvc")
+PNRP_IN_ACTIVE = identity(PNRP_IN, DOMAIN | PRIVATE, 17, "3540", SVCHOST, "pnrpsvc")
+
+
 def modern_rules() -> list[FirewallRule]:
+    """Remote Assistance turned off, except the PNRP-In twins (one on, one off)."""
     return [
-        FirewallRule("RemoteAssistance-DCOM-In-TCP-NoScope-Active", False, FirewallProfile.DOMAIN),
-        FirewallRule(
-            "RemoteAssistance-RAServer-In-TCP-NoScope-Active", False, FirewallProfile.DOMAIN
-        ),
-        FirewallRule(
-            "RemoteAssistance-In-TCP-EdgeScope",
-            False,
-            FirewallProfile.PRIVATE | FirewallProfile.PUBLIC,
-        ),
-        FirewallRule("RemoteAssistance-PnrpSvc-UDP-In-EdgeScope", True, FirewallProfile.DOMAIN),
+        FirewallRule(DCOM_IN, False),
+        FirewallRule(RASERVER_IN, False),
+        FirewallRule(TCP_IN_PUBLIC, False),
+        FirewallRule(TCP_IN_ACTIVE, False),
+        FirewallRule(PNRP_IN_PUBLIC, False),
+        FirewallRule(PNRP_IN_ACTIVE, True),
     ]
 
 
@@ -133,6 +165,7 @@ class FakeHost:
     group_name: str = "Administrators"
     members: list[Member] = field(default_factory=list)
     rules: list[FirewallRule] | None = None
+    modify_state: int | None = 0  # INetFwPolicy2.LocalPolicyModifyState (None: Vista)
     fault: WriteFault | None = None
     fault_effect: FaultEffect = FaultEffect.NOTHING
     writes: int = 0
@@ -258,12 +291,15 @@ class FakeHost:
         if isinstance(op, GetFirewallRules):
             if self.rules is None:
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no HNetCfg.FwPolicy2")
-            return OpResult(op, True, RuleGroupState(op.group, tuple(self.rules)))
+            state = RuleGroupState(op.group, tuple(self.rules), self.modify_state)
+            return OpResult(op, True, state)
         if isinstance(op, SetFirewallRule):
-            if self.rules is None or all(r.name != op.rule for r in self.rules):
+            # As the batch script: every rule whose identity is exactly the one sent.
+            assert op.rule.complete, op.rule
+            if self.rules is None or all(r.identity != op.rule for r in self.rules):
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no such rule")
             self.rules = [
-                replace(r, enabled=op.enabled) if r.name == op.rule else r for r in self.rules
+                replace(r, enabled=op.enabled) if r.identity == op.rule else r for r in self.rules
             ]
             return OpResult(op, True)
         raise AssertionError(op)

@@ -84,7 +84,7 @@ def render(op: Operation) -> str:
         case GetFirewallRules(group=g):
             return f"GetFirewallRules {g}"
         case SetFirewallRule(group=g, rule=r, enabled=e):
-            return f"SetFirewallRule {g} {r} = {e}"
+            return f"SetFirewallRule {g} {r.describe()} = {e}"
     raise AssertionError(op)
 
 

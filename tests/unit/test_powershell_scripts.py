@@ -15,7 +15,10 @@ import pytest
 import tree_sitter_powershell
 from tree_sitter import Language, Node, Parser
 
+from raorch.lab.operations import RULE_KEYS as LAB_RULE_KEYS
+from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 from raorch.transport.script import MARKER, SCRIPT_FILES, batch_script, script_file
+from raorch.transport.wire import rule_to_wire
 
 POWERSHELL = Language(tree_sitter_powershell.language())
 
@@ -210,3 +213,47 @@ def test_every_operation_of_the_contract_is_dispatched() -> None:
     ):
         assert re.search(rf"^\s+{op}\s+= @\{{", text, re.MULTILINE), op
         assert f"function Invoke-Raorch{op}(" in text, op
+
+
+def _function(text: str, name: str) -> str:
+    """The text of one function of the batch, up to the next function."""
+    start = text.index(f"function {name}(")
+    end = text.find("\nfunction ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_set_firewall_rule_matches_the_whole_identity_exactly() -> None:
+    """SetFirewallRule must reach one rule, never its twin of the same display name
+    (docs/windows.md, section 5): it compares every key of the identity the controller sends,
+    the keys GetFirewallRules reports, strings case-sensitively. There is no Windows here to
+    run it on, so the script is checked as text."""
+    text = script_file("firewall.ps1")
+    declared = re.search(r"^\$RaorchRuleIdentityKeys = @\(([^)]*)\)", text, re.MULTILINE)
+    assert declared is not None
+    keys = re.findall(r"'(\w+)'", declared.group(1))
+    twin = RuleIdentity(
+        "Remote Assistance (TCP-In)", RuleDirection.IN, FirewallProfile(3), 6, "*", "", ""
+    )
+    assert keys == list(rule_to_wire(twin)) == list(LAB_RULE_KEYS)
+    # GetFirewallRules reports each key, read from the COM rule's property of that name.
+    reported = _function(text, "Get-RaorchRuleIdentity")
+    for key in keys:
+        assert re.search(rf"^\s+{key}\s+= \[(string|int)\]\$Rule\.{key}$", reported, re.M), key
+    # SetFirewallRule requires every key, then sets only the rules whose identity matches.
+    setter = _function(text, "Invoke-RaorchSetFirewallRule")
+    assert "foreach ($key in $RaorchRuleIdentityKeys)" in setter
+    assert "Test-RaorchRuleIdentity (Get-RaorchRuleIdentity $candidate) $wanted" in setter
+    assert ".Name -eq" not in setter and "'NotFound'" in setter
+    matcher = _function(text, "Test-RaorchRuleIdentity")
+    assert "foreach ($key in $RaorchRuleIdentityKeys)" in matcher
+    assert "-ceq" in matcher and "return $false" in matcher
+
+
+def test_local_policy_modify_state_is_read_defensively() -> None:
+    """Vista's INetFwPolicy2 has no LocalPolicyModifyState, and under strict mode reading a
+    missing property throws: the script looks the property up before reading it."""
+    reader = _function(script_file("firewall.ps1"), "Get-RaorchLocalPolicyModifyState")
+    assert "$Policy.PSObject.Properties['LocalPolicyModifyState']" in reader
+    assert "$Policy.LocalPolicyModifyState" not in reader
+    getter = _function(script_file("firewall.ps1"), "Invoke-RaorchGetFirewallRules")
+    assert "LocalPolicyModifyState = $state" in getter

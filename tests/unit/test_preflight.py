@@ -20,6 +20,7 @@ from test_plan_fixtures import (
 
 from raorch.models.playbook import (
     AddHelpers,
+    Firewall,
     LocalAdministrators,
     OfferRemoteAssistance,
     OfferState,
@@ -187,6 +188,39 @@ def test_modern_host_without_the_rule_group_is_refused() -> None:
     assert kinds(host) == [RefusalKind.FIREWALL_GROUP_MISSING]
     host.rules = modern_rules()
     assert kinds(host) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (1, ("LocalPolicyModifyState is 1", "GP_OVERRIDE", "domain GPO", "firewall.modern")),
+        (2, ("LocalPolicyModifyState is 2", "INBOUND_BLOCKED", "inbound", "firewall.modern")),
+        (7, ("LocalPolicyModifyState is 7", "firewall.modern")),
+    ],
+)
+def test_host_whose_firewall_ignores_local_rules_is_refused(
+    state: int, words: tuple[str, ...]
+) -> None:
+    # A domain GPO that does not merge local rules (or blocks all inbound): raorch would
+    # write, verify would read the writes back, and nothing would be open.
+    host = w10_host()
+    host.modify_state = state
+    verdict = preflight(host.snapshot(), PLAYBOOK, DOMAINS)
+    assert [r.kind for r in verdict.refusals] == [RefusalKind.FIREWALL_LOCAL_RULES_IGNORED]
+    assert verdict.first is not None
+    for word in words:
+        assert word in verdict.first.message, (word, verdict.first.message)
+
+
+def test_local_policy_modify_state_only_matters_for_the_modern_firewall() -> None:
+    host = w10_host()
+    for ok in (0, None):  # None: Vista, whose INetFwPolicy2 has no such property
+        host.modify_state = ok
+        assert kinds(host) == []
+    host.modify_state = 1
+    no_modern = PLAYBOOK.model_copy(update={"firewall": Firewall(legacy=PLAYBOOK.firewall.legacy)})
+    assert kinds(host, no_modern) == []
+    assert kinds(host) == [RefusalKind.FIREWALL_LOCAL_RULES_IGNORED]
 
 
 def test_every_refusal_is_reported_first_the_most_fundamental() -> None:

@@ -266,7 +266,8 @@ def test_restore_recreates_values_raorch_deleted() -> None:
 def test_rules_are_restored_to_their_recorded_state() -> None:
     host = w10_host()
     original, applied = roll_out(host)
-    assert host.rules is not None and all(r.enabled for r in host.rules if r.profiles & 1)
+    assert host.rules is not None
+    assert all(r.enabled for r in host.rules if (r.identity.profiles or 0) & 1)
     restore(host, original, applied)
     assert host.rules == w10_host().rules
 

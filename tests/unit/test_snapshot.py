@@ -21,7 +21,9 @@ from raorch.models.remote import (
     ReadValues,
     RegType,
     RegValue,
+    RuleDirection,
     RuleGroupState,
+    RuleIdentity,
 )
 from raorch.planning.plan import changes_from_json, changes_to_json, make_plan
 from raorch.planning.profile import HostProfile
@@ -54,6 +56,17 @@ records = st.builds(
     st.lists(text, max_size=3).map(tuple),
     st.dictionaries(text, reg_values, max_size=4),
 )
+# Complete identities, and those of an older raorch's records (only name and profiles).
+rule_identities = st.builds(
+    RuleIdentity,
+    text,
+    st.none() | st.sampled_from(RuleDirection),
+    st.none() | st.sampled_from([0, 1, 3, 4, 7, 0x7FFFFFFF]).map(FirewallProfile),
+    st.none() | st.sampled_from([6, 17, 256]),
+    st.none() | text,
+    st.none() | text,
+    st.none() | text,
+)
 snapshots = st.builds(
     Snapshot,
     text,
@@ -73,10 +86,8 @@ snapshots = st.builds(
     | st.builds(
         RuleGroupState,
         text,
-        st.lists(
-            st.builds(FirewallRule, text, st.booleans(), st.integers(0, 7).map(FirewallProfile)),
-            max_size=3,
-        ).map(tuple),
+        st.lists(st.builds(FirewallRule, rule_identities, st.booleans()), max_size=3).map(tuple),
+        st.none() | st.integers(0, 2),
     ),
 )
 

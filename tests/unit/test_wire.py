@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -32,14 +33,26 @@ from raorch.models.remote import (
     RegValue,
     RemoveGroupMember,
     ResolveAccount,
+    RuleDirection,
     RuleGroupState,
+    RuleIdentity,
     SetFirewallRule,
     SetValue,
 )
 from raorch.transport.clixml import TolerantSerializer
-from raorch.transport.wire import data_to_wire, from_wire, to_wire
+from raorch.transport.wire import data_to_wire, from_wire, rule_to_wire, to_wire
 
 KEY = r"HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services"
+# The Domain + Private twin of "Remote Assistance (TCP-In)" (docs/windows.md, section 5).
+TWIN = RuleIdentity(
+    "Remote Assistance (TCP-In)",
+    RuleDirection.IN,
+    FirewallProfile.DOMAIN | FirewallProfile.PRIVATE,
+    6,
+    "*",
+    "%SystemRoot%\\system32\\msra.exe",
+    "",
+)
 
 # Text as the registry can hold it: any code point but surrogates (a Python str of those is
 # not text at all). NUL is excluded: REG_SZ data ends at the first NUL on Windows.
@@ -115,11 +128,20 @@ def test_every_operation_to_wire() -> None:
             {"Op": "GetFirewallRules", "Group": "@FirewallAPI.dll,-33002"},
         ),
         (
-            SetFirewallRule("@FirewallAPI.dll,-33002", "r", False),
+            SetFirewallRule("@FirewallAPI.dll,-33002", TWIN, False),
             {
                 "Op": "SetFirewallRule",
                 "Group": "@FirewallAPI.dll,-33002",
-                "Rule": "r",
+                # The whole identity: the display name alone would also reach the twin.
+                "Rule": {
+                    "Name": "Remote Assistance (TCP-In)",
+                    "Direction": 1,
+                    "Profiles": 3,
+                    "Protocol": 6,
+                    "LocalPorts": "*",
+                    "ApplicationName": "%SystemRoot%\\system32\\msra.exe",
+                    "ServiceName": "",
+                },
                 "Enabled": False,
             },
         ),
@@ -358,24 +380,47 @@ def test_resolve_group_and_firewall() -> None:
     assert group.data == GroupState(
         "S-1-5-32-544", "Administratoren", (Member("S-1-5-21-1-500", "PC\\Administrator"),)
     )
+    identity = {
+        "Direction": 1,
+        "Protocol": 6,
+        "LocalPorts": "*",
+        "ApplicationName": "%SystemRoot%\\system32\\msra.exe",
+        "ServiceName": None,  # [string] of a null property may travel as null
+    }
     rules = from_wire(
         GetFirewallRules("@FirewallAPI.dll,-33002"),
         ok_reply(
             "GetFirewallRules",
             Group="@FirewallAPI.dll,-33002",
             Rules=[
-                {"Name": "RA", "Enabled": False, "Profiles": 1},
-                {"Name": "RA2", "Enabled": True, "Profiles": 0x7FFFFFFF},
+                {"Name": "Remote Assistance (TCP-In)", "Enabled": False, "Profiles": 3, **identity},
+                {"Name": "RA2", "Enabled": True, "Profiles": 0x7FFFFFFF, **identity},
             ],
+            LocalPolicyModifyState=1,
         ),
     )
     assert rules.data == RuleGroupState(
         "@FirewallAPI.dll,-33002",
         (
-            FirewallRule("RA", False, FirewallProfile.DOMAIN),
-            FirewallRule("RA2", True, FirewallProfile(0x7FFFFFFF)),
+            FirewallRule(TWIN, False),
+            FirewallRule(replace(TWIN, name="RA2", profiles=FirewallProfile(0x7FFFFFFF)), True),
         ),
+        modify_state=1,
     )
+
+
+def test_firewall_rules_without_local_policy_modify_state_and_malformed_rules() -> None:
+    """Vista's INetFwPolicy2 has no LocalPolicyModifyState: the script sends null."""
+    rule = {**rule_to_wire(TWIN), "Enabled": True}
+    op = GetFirewallRules("g")
+    vista = from_wire(op, ok_reply("GetFirewallRules", Group="g", Rules=[rule]))
+    assert vista.ok and isinstance(vista.data, RuleGroupState)
+    assert vista.data.modify_state is None and vista.data.rules == (FirewallRule(TWIN, True),)
+    for bad in ({**rule, "Direction": 3}, {k: v for k, v in rule.items() if k != "ServiceName"}):
+        result = from_wire(op, ok_reply("GetFirewallRules", Group="g", Rules=[bad]))
+        assert not result.ok and result.error_kind is ErrorKind.FAILED, bad
+    with pytest.raises(ValueError, match="incomplete"):
+        to_wire(SetFirewallRule("g", RuleIdentity("Remote Assistance (TCP-In)"), True))
 
 
 @pytest.mark.parametrize(
@@ -385,7 +430,7 @@ def test_resolve_group_and_firewall() -> None:
         DeleteValue(KEY, "a"),
         AddGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
         RemoveGroupMember("S-1-5-32-544", "S-1-5-21-1-2-3-1101"),
-        SetFirewallRule("g", "r", True),
+        SetFirewallRule("g", TWIN, True),
     ],
 )
 def test_writes_return_no_data(op: Operation) -> None:

@@ -32,6 +32,7 @@ from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
 from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
 from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.snapshot import encode_rule
 
 
 def choose_targets(
@@ -111,7 +112,7 @@ def change_line(change: Change) -> str:
         verb = "add member" if change.after else "remove member"
         return f"{verb} {change.account} ({change.sid}) of group {change.group_sid}"
     verb = "enable" if change.after else "disable"
-    return f"{verb} firewall rule {change.rule} ({change.group})"
+    return f"{verb} firewall rule {change.rule.describe()} ({change.group})"
 
 
 def report_lines(report: HostReport) -> list[str]:
@@ -166,7 +167,7 @@ def change_json(change: Change) -> dict[str, Any]:
         out |= {
             "kind": "rule",
             "group": change.group,
-            "rule": change.rule,
+            "rule": encode_rule(change.rule),
             "before": change.before,
             "after": change.after,
         }

@@ -22,6 +22,9 @@ The faults file is YAML (docs/lab.md, "Faults"):
         trust_failure: true         # the host's secure channel is broken: lookups give 1789
       - hosts: [lab-0012]
         missing_groups: [S-1-5-32-544]  # no local group with these SIDs (as if deleted)
+      - hosts: [lab-0010]
+        local_policy_modify_state: 1  # INetFwPolicy2.LocalPolicyModifyState: a domain GPO
+                                      # overrides local firewall rules (2: inbound blocked)
       - hosts: [lab-0009]
         deny:                       # AccessDenied for matching operations
           - op: SetFirewallRule
@@ -58,6 +61,7 @@ _ENTRY_KEYS = {
     "slow_open_ms",
     "trust_failure",
     "missing_groups",
+    "local_policy_modify_state",
     "deny",
 }
 
@@ -82,6 +86,9 @@ class HostFaults:
     trust_failure: bool = False
     # Local groups the host cannot find by SID (GetGroup, Add/RemoveGroupMember: NotFound).
     missing_groups: frozenset[str] = frozenset()
+    # INetFwPolicy2.LocalPolicyModifyState the host reports (NET_FW_MODIFY_STATE: 0 OK,
+    # 1 GP_OVERRIDE, 2 INBOUND_BLOCKED; docs/windows.md, section 5).
+    local_policy_modify_state: int = 0
     deny: tuple[DenyRule, ...] = ()
 
 
@@ -215,6 +222,14 @@ def _apply(base: HostFaults, entry: dict[str, Any], at: str) -> HostFaults:
         ):
             raise FaultsError(f"{at}: missing_groups must be a list of group SIDs (S-1-...)")
         out = replace(out, missing_groups=frozenset(s.upper() for s in sids))
+    if "local_policy_modify_state" in entry:
+        state = entry["local_policy_modify_state"]
+        if isinstance(state, bool) or state not in (0, 1, 2):
+            raise FaultsError(
+                f"{at}: local_policy_modify_state must be 0 (OK), 1 (GP_OVERRIDE) or "
+                "2 (INBOUND_BLOCKED)"
+            )
+        out = replace(out, local_policy_modify_state=state)
     if "deny" in entry:
         rules = entry["deny"]
         if not isinstance(rules, list):

@@ -50,22 +50,86 @@ RA_MACHINE = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Remote Assistance"
 OLE = "HKLM\\SOFTWARE\\Microsoft\\Ole"
 FW_POLICY = "HKLM\\SOFTWARE\\Policies\\Microsoft\\WindowsFirewall"
 
-# The rules of the Remote Assistance group (names as Get-NetFirewallRule shows them on
-# Windows 10; profiles as NET_FW_PROFILE_TYPE2 masks: Domain 1, Private 2, Public 4).
-# The Domain-profile "-Active" rules are what raorch enables; the Private/Public ones are
-# enabled by default on client SKUs and must be left alone.
-RA_RULES: tuple[tuple[str, int, bool], ...] = (
-    # name, profiles, enabled by default on a client
-    ("RemoteAssistance-DCOM-In-TCP-NoScope-Active", 1, False),
-    ("RemoteAssistance-RAServer-In-TCP-NoScope-Active", 1, False),
-    ("RemoteAssistance-RAServer-Out-TCP-NoScope-Active", 1, False),
-    ("RemoteAssistance-In-TCP-EdgeScope-Active", 1, False),
-    ("RemoteAssistance-Out-TCP-Active", 1, False),
-    ("RemoteAssistance-In-TCP-EdgeScope", 6, True),
-    ("RemoteAssistance-Out-TCP", 6, True),
-    ("RemoteAssistance-SSDPSrv-In-UDP", 2, True),
-    ("RemoteAssistance-PnrpSvc-UDP-In-EdgeScope", 4, True),
+
+# The rules of the Remote Assistance group as Windows 10 / 11 ship them (docs/windows.md,
+# section 5, with its sources): rule id, display name (an indirect string, resolved in the
+# host's language), direction (NET_FW_RULE_DIRECTION: In 1, Out 2), profiles
+# (NET_FW_PROFILE_TYPE2 mask: Domain 1, Private 2, Public 4), protocol (6 TCP, 17 UDP), local
+# port, program, service, and whether a domain-joined client has it on by default. Four pairs
+# of twins share a display name: the plain rule is Public, its "-Active" twin Domain + Private.
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    id: str
+    name: str  # indirect string, e.g. @FirewallAPI.dll,-33003
+    direction: int
+    profiles: int
+    protocol: int
+    local_ports: str
+    application: str
+    service: str
+    client_default: bool
+
+
+_MSRA = "%SystemRoot%\\system32\\msra.exe"
+_RASERVER = "%SystemRoot%\\system32\\raserver.exe"
+_SVCHOST = "%SystemRoot%\\system32\\svchost.exe"
+_PNRP = "%systemroot%\\system32\\svchost.exe"  # spelled so in Windows' own PNRP rules
+IN, OUT = 1, 2
+TCP, UDP = 6, 17
+
+# id after "RemoteAssistance-", display name @FirewallAPI.dll,-N, direction, profiles,
+# protocol, local port, program, service, on by default on a client.
+_RA_TABLE: tuple[tuple[str, int, int, int, int, str, str, str, bool], ...] = (
+    ("In-TCP-EdgeScope", 33003, IN, 4, TCP, "", _MSRA, "", False),
+    ("In-TCP-EdgeScope-Active", 33003, IN, 3, TCP, "", _MSRA, "", True),
+    ("Out-TCP", 33007, OUT, 4, TCP, "", _MSRA, "", False),
+    ("Out-TCP-Active", 33007, OUT, 3, TCP, "", _MSRA, "", True),
+    ("PnrpSvc-UDP-In-EdgeScope", 33039, IN, 4, UDP, "3540", _PNRP, "pnrpsvc", False),
+    ("PnrpSvc-UDP-In-EdgeScope-Active", 33039, IN, 3, UDP, "3540", _PNRP, "pnrpsvc", True),
+    ("PnrpSvc-UDP-OUT", 33037, OUT, 4, UDP, "", _PNRP, "pnrpsvc", False),
+    ("PnrpSvc-UDP-OUT-Active", 33037, OUT, 3, UDP, "", _PNRP, "pnrpsvc", True),
+    ("RAServer-In-TCP-NoScope-Active", 33011, IN, 1, TCP, "", _RASERVER, "", True),
+    ("RAServer-Out-TCP-NoScope-Active", 33015, OUT, 1, TCP, "", _RASERVER, "", True),
+    ("DCOM-In-TCP-NoScope-Active", 33035, IN, 1, TCP, "135", _SVCHOST, "rpcss", True),
+    ("SSDPSrv-In-UDP-Active", 33019, IN, 3, UDP, "1900", _SVCHOST, "Ssdpsrv", True),
+    ("SSDPSrv-Out-UDP-Active", 33023, OUT, 3, UDP, "", _SVCHOST, "Ssdpsrv", True),
+    ("SSDPSrv-In-TCP-Active", 33027, IN, 3, TCP, "2869", "System", "", True),
+    ("SSDPSrv-Out-TCP-Active", 33031, OUT, 3, TCP, "", "System", "", True),
 )
+RA_RULES: tuple[RuleSpec, ...] = tuple(
+    RuleSpec(f"RemoteAssistance-{rid}", f"@FirewallAPI.dll,-{name}", d, p, pr, lp, app, svc, on)
+    for rid, name, d, p, pr, lp, app, svc, on in _RA_TABLE
+)
+RA_RULES_BY_ID: dict[str, RuleSpec] = {r.id.upper(): r for r in RA_RULES}
+
+# The display names of those indirect strings in each UI language the lab models. German and
+# French ones were not found in any public source (docs/windows.md, section 5), so those
+# languages show the English names: the lab's point is that the name is the display name, the
+# same for twins, never the rule id.
+_RA_DISPLAY_EN = {
+    "@FirewallAPI.dll,-33003": "Remote Assistance (TCP-In)",
+    "@FirewallAPI.dll,-33007": "Remote Assistance (TCP-Out)",
+    "@FirewallAPI.dll,-33039": "Remote Assistance (PNRP-In)",
+    "@FirewallAPI.dll,-33037": "Remote Assistance (PNRP-Out)",
+    "@FirewallAPI.dll,-33011": "Remote Assistance (RA Server TCP-In)",
+    "@FirewallAPI.dll,-33015": "Remote Assistance (RA Server TCP-Out)",
+    "@FirewallAPI.dll,-33035": "Remote Assistance (DCOM-In)",
+    "@FirewallAPI.dll,-33019": "Remote Assistance (SSDP UDP-In)",
+    "@FirewallAPI.dll,-33023": "Remote Assistance (SSDP UDP-Out)",
+    "@FirewallAPI.dll,-33027": "Remote Assistance (SSDP TCP-In)",
+    "@FirewallAPI.dll,-33031": "Remote Assistance (SSDP TCP-Out)",
+}
+RULE_DISPLAY_NAMES: dict[str, dict[str, str]] = {
+    "en-US": _RA_DISPLAY_EN,
+    "de-DE": _RA_DISPLAY_EN,
+    "fr-FR": _RA_DISPLAY_EN,
+}
+
+
+def display_name(indirect: str, language: str) -> str:
+    """An indirect string as INetFwRule.Name gives it in ``language`` (itself if unknown)."""
+    names = RULE_DISPLAY_NAMES.get(language, _RA_DISPLAY_EN)
+    return names.get(indirect, _RA_DISPLAY_EN.get(indirect, indirect))
 
 
 @dataclass
@@ -135,10 +199,33 @@ class Group:
 
 @dataclass
 class FirewallRule:
-    name: str
+    """A rule of the host's firewall policy, as Windows stores it (ids and indirect strings)."""
+
+    id: str
     group: str
-    enabled: bool
+    name: str  # the display name's indirect string; INetFwRule.Name resolves it
+    direction: int
     profiles: int
+    protocol: int
+    local_ports: str  # "" when the rule has no local port (COM answers "*", UNCONFIRMED)
+    application: str
+    service: str
+    enabled: bool
+
+    @classmethod
+    def from_spec(cls, spec: RuleSpec, group: str, enabled: bool) -> FirewallRule:
+        return cls(
+            spec.id,
+            group,
+            spec.name,
+            spec.direction,
+            spec.profiles,
+            spec.protocol,
+            spec.local_ports,
+            spec.application,
+            spec.service,
+            enabled,
+        )
 
 
 @dataclass
@@ -151,7 +238,7 @@ class Host:
     facts: Facts
     registry: Registry
     groups: dict[str, Group]  # by SID
-    # None: no HNetCfg.FwPolicy2 (legacy host). Keyed by upper-cased rule name.
+    # None: no HNetCfg.FwPolicy2 (legacy host). Keyed by upper-cased rule id.
     firewall: dict[str, FirewallRule] | None
     machine_sid: str
 
@@ -181,15 +268,7 @@ class Host:
             },
             "firewall_rules": None
             if self.firewall is None
-            else {
-                r.name: {
-                    "group": r.group,
-                    "enabled": r.enabled,
-                    "profiles": profile_names(r.profiles),
-                    "profile_mask": r.profiles,
-                }
-                for r in self.firewall.values()
-            },
+            else {r.id: _rule_json(r, self.facts.language) for r in self.firewall.values()},
         }
 
     @classmethod
@@ -207,12 +286,7 @@ class Host:
         }
         firewall: dict[str, FirewallRule] | None = None
         if isinstance(fw_raw, dict):
-            firewall = {
-                name.upper(): FirewallRule(
-                    name, str(r["group"]), bool(r["enabled"]), int(r["profile_mask"])
-                )
-                for name, r in fw_raw.items()
-            }
+            firewall = {rid.upper(): _rule_from_json(rid, r) for rid, r in fw_raw.items()}
         facts_raw = data["facts"]
         registry_raw = data["registry"]
         assert isinstance(facts_raw, dict) and isinstance(registry_raw, dict)
@@ -226,6 +300,43 @@ class Host:
             firewall=firewall,
             machine_sid=str(data["machine_sid"]),
         )
+
+
+def _rule_json(rule: FirewallRule, language: str) -> dict[str, object]:
+    return {
+        "group": rule.group,
+        "name": rule.name,
+        "display_name": display_name(rule.name, language),
+        "direction": {1: "In", 2: "Out"}.get(rule.direction, str(rule.direction)),
+        "profiles": profile_names(rule.profiles),
+        "profile_mask": rule.profiles,
+        "protocol": rule.protocol,
+        "local_ports": rule.local_ports,
+        "application": rule.application,
+        "service": rule.service,
+        "enabled": rule.enabled,
+    }
+
+
+def _rule_from_json(rule_id: str, raw: dict[str, object]) -> FirewallRule:
+    if "protocol" not in raw:
+        # A state saved by an older lab kept only group, enabled and profiles: the rest comes
+        # from the table of what Windows ships (an unknown id fails, and the host is seeded).
+        spec = RA_RULES_BY_ID[rule_id.upper()]
+        return FirewallRule.from_spec(spec, str(raw["group"]), bool(raw["enabled"]))
+    direction = raw["direction"]
+    return FirewallRule(
+        rule_id,
+        str(raw["group"]),
+        str(raw["name"]),
+        {"In": 1, "Out": 2}[str(direction)],
+        int(str(raw["profile_mask"])),
+        int(str(raw["protocol"])),
+        str(raw["local_ports"]),
+        str(raw["application"]),
+        str(raw["service"]),
+        bool(raw["enabled"]),
+    )
 
 
 def profile_names(mask: int) -> list[str]:
@@ -253,7 +364,8 @@ def seed_host(
     Shares (each from the host's own random stream): EnableDCOM=Y on 95% (the Windows
     default; 3% N, 2% missing); machine fAllowToGetHelp=1 on 60%, 0 on 5% (Solicited RA off:
     pre-flight refuses them), absent on the rest; 30% of legacy hosts carry other entries in
-    the firewall policy lists; 8% are already compliant (policy, helpers, firewall).
+    the firewall policy lists; 8% are already compliant (policy, helpers, firewall: the modern
+    group as Windows ships it on a client); the modern group is all off on the others.
     """
     rnd = random.Random(f"{seed}:{index}")
     computer = host_name(index).upper()
@@ -339,9 +451,16 @@ def seed_host(
 
     firewall: dict[str, FirewallRule] | None = None
     if not profile.legacy:
+        # Not yet configured: every rule of the group off (Remote Assistance turned off on the
+        # client, or a server, where it is an optional feature whose defaults are UNCONFIRMED).
+        # Configured (compliant): as Windows ships the group on a client, the "-Active" twins
+        # and the Domain rules on, the Public twins off: exactly the rules the Domain profile
+        # intersects, so a compliant server holds the same.
         firewall = {
-            name.upper(): FirewallRule(name, RA_GROUP, default_on and not profile.server, prof)
-            for name, prof, default_on in RA_RULES
+            spec.id.upper(): FirewallRule.from_spec(
+                spec, RA_GROUP, compliant and spec.client_default
+            )
+            for spec in RA_RULES
         }
 
     if profile.legacy:
@@ -367,11 +486,7 @@ def seed_host(
         reg.set_value(TS_POLICY, "fAllowUnsolicited", RegKind.DWORD, 1)
         reg.set_value(TS_POLICY, "fAllowUnsolicitedFullControl", RegKind.DWORD, 1)
         reg.set_value(RA_UNSOLICIT, "CORP\\RA-Helpers", RegKind.SZ, "CORP\\RA-Helpers")
-        if firewall is not None:
-            for rule in firewall.values():
-                if rule.profiles & 1:
-                    rule.enabled = True
-        else:
+        if firewall is None:
             _seed_legacy_compliant(reg)
 
     return Host(

@@ -19,7 +19,7 @@ from typing import Any
 from psrpcore.types import PSInt, PSInt64
 
 from raorch.lab.directory import Directory
-from raorch.lab.host import ADMINISTRATORS_SID, Group, Host, Member
+from raorch.lab.host import ADMINISTRATORS_SID, FirewallRule, Group, Host, Member, display_name
 from raorch.lab.registry import RegData, RegistryPathError, RegKind, normalize_key
 
 MARKER = "# raorch-batch v1"
@@ -151,17 +151,20 @@ def run_pipeline(
     deny: Sequence[DenyRule] = (),
     trust_failure: bool = False,
     missing_groups: frozenset[str] = frozenset(),
+    modify_state: int = 0,
 ) -> BatchResult:
     """Run one pipeline: ``commands`` are (text, is_script, parameters) as PSRP carries them.
 
     ``trust_failure`` models a host whose secure channel to its domain is broken: every domain
     account lookup fails with Win32 error 1789. ``missing_groups``: SIDs of local groups the
-    host does not find (as if deleted since).
+    host does not find (as if deleted since). ``modify_state`` is the host's
+    INetFwPolicy2.LocalPolicyModifyState (0: local rules take effect; 1: a domain GPO
+    overrides them; 2: inbound blocked), which GetFirewallRules reports.
     """
     operations = _parse_batch(commands)
     result = BatchResult()
     failed_write: str | None = None
-    ctx = _Context(host, directory, deny, trust_failure, missing_groups)
+    ctx = _Context(host, directory, deny, trust_failure, missing_groups, modify_state)
     for number, (op, params) in enumerate(operations, start=1):
         if failed_write is not None:
             result.outputs.append(
@@ -277,12 +280,14 @@ class _Context:
         deny: Sequence[DenyRule],
         trust_failure: bool,
         missing_groups: frozenset[str] = frozenset(),
+        modify_state: int = 0,
     ) -> None:
         self.host = host
         self.directory = directory
         self.deny = deny
         self.trust_failure = trust_failure
         self.missing_groups = missing_groups
+        self.modify_state = modify_state
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "GetFacts": self.get_facts,
             "ResolveAccount": self.resolve_account,
@@ -529,6 +534,20 @@ class _Context:
 
     # --------------------------------------------------------- firewall
 
+    def _identity(self, rule: FirewallRule) -> dict[str, Any]:
+        """A rule as COM shows it: INetFwRule.Name is the display name in the host's language
+        (never the rule id, which COM does not expose); a rule without a local port shows
+        "*" (UNCONFIRMED, docs/windows.md, section 5)."""
+        return {
+            "Name": display_name(rule.name, self.host.facts.language),
+            "Direction": PSInt(rule.direction),
+            "Profiles": PSInt(rule.profiles),
+            "Protocol": PSInt(rule.protocol),
+            "LocalPorts": rule.local_ports or "*",
+            "ApplicationName": rule.application,
+            "ServiceName": rule.service,
+        }
+
     def get_rules(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.host.firewall is None:
             raise _OpFailed("NotFound", MSG_NO_FWPOLICY2)
@@ -536,26 +555,62 @@ class _Context:
         rules = [r for r in self.host.firewall.values() if r.group.lower() == group.lower()]
         return {
             "Group": group,
-            "Rules": [
-                {"Name": r.name, "Enabled": r.enabled, "Profiles": PSInt(r.profiles)} for r in rules
-            ],
+            "Rules": [{**self._identity(r), "Enabled": r.enabled} for r in rules],
+            "LocalPolicyModifyState": PSInt(self.modify_state),
         }
 
     def set_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        group, wanted_raw, enabled = str(params["group"]), params["rule"], params["enabled"]
+        if not isinstance(wanted_raw, Mapping):
+            raise _OpFailed("Failed", f"Rule must be a hashtable of {', '.join(RULE_KEYS)}.")
+        wanted = {str(k).lower(): v for k, v in wanted_raw.items()}
+        missing = [k for k in RULE_KEYS if k.lower() not in wanted]
+        if missing:
+            raise _OpFailed("Failed", f"Rule has no key '{missing[0]}'.")
+        want = {k: _rule_field(k, wanted[k.lower()]) for k in RULE_KEYS}
+        what = ", ".join(f"{k} '{want[k]}'" for k in RULE_KEYS)
+        if not isinstance(enabled, bool):
+            raise _OpFailed("Failed", f"Enabled must be a boolean for the rule {what}.")
         if self.host.firewall is None:
             raise _OpFailed("NotFound", MSG_NO_FWPOLICY2)
-        group, name, enabled = str(params["group"]), str(params["rule"]), params["enabled"]
-        rule = self.host.firewall.get(name.upper())
-        if rule is None or rule.group.lower() != group.lower():
-            raise _OpFailed("NotFound", f"No rule named '{name}' in the rule group '{group}'.")
-        if not isinstance(enabled, bool):
-            raise _OpFailed("Failed", f"Enabled must be a bool, got {enabled!r}.")
-        rule.enabled = enabled
+        # Every rule of the group whose identity is exactly the one asked for (raorch's batch
+        # script compares all seven properties, strings case-sensitively): a twin with the same
+        # display name and other profiles is another rule.
+        matched = [
+            r
+            for r in self.host.firewall.values()
+            if r.group.lower() == group.lower()
+            and {k: _rule_field(k, v) for k, v in self._identity(r).items()} == want
+        ]
+        if not matched:
+            raise _OpFailed("NotFound", f"no firewall rule of group '{group}' is exactly {what}")
+        for rule in matched:
+            rule.enabled = enabled
         return {}
 
 
 def _adsi_denied(add: bool) -> str:
     return MSG_ADSI_DENIED if add else MSG_ADSI_DENIED.replace('"Add"', '"Remove"')
+
+
+# The identity keys of a rule (docs/remote-operations.md, SetFirewallRule); the first three are
+# compared as [int], the others as [string] ($null is "").
+RULE_KEYS = (
+    "Name",
+    "Direction",
+    "Profiles",
+    "Protocol",
+    "LocalPorts",
+    "ApplicationName",
+    "ServiceName",
+)
+_RULE_INTS = frozenset({"Direction", "Profiles", "Protocol"})
+
+
+def _rule_field(key: str, value: Any) -> int | str:
+    if key in _RULE_INTS:
+        return _ps_integer(value, 32)
+    return _ps_string(value)
 
 
 # ------------------------------------------------------------------ registry data on the wire

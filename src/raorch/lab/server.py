@@ -478,6 +478,7 @@ class LabServer:
                 rt.faults.deny,
                 rt.faults.trust_failure,
                 rt.faults.missing_groups,
+                rt.faults.local_policy_modify_state,
             )
             mutated = mutated or result.mutated
             return result.outputs
@@ -646,6 +647,7 @@ def _faults_json(f: HostFaults) -> dict[str, Any]:
         "slow_open_ms": f.slow_open * 1000,
         "trust_failure": f.trust_failure,
         "missing_groups": sorted(f.missing_groups),
+        "local_policy_modify_state": f.local_policy_modify_state,
         "deny": [
             {
                 "op": d.op,

@@ -9,7 +9,7 @@ parses the replies back into the result types below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntFlag, StrEnum
+from enum import IntEnum, IntFlag, StrEnum
 
 
 class RegType(StrEnum):
@@ -41,6 +41,100 @@ class FirewallProfile(IntFlag):
     DOMAIN = 1
     PRIVATE = 2
     PUBLIC = 4
+
+
+class RuleDirection(IntEnum):
+    """NET_FW_RULE_DIRECTION (learn.microsoft.com, NET_FW_RULE_DIRECTION enumeration)."""
+
+    IN = 1
+    OUT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIdentity:
+    """What tells one modern firewall rule of a group from the others (docs/windows.md,
+    section 5). Through COM on PowerShell 2.0 the rule id is not reachable and
+    ``INetFwRule.Name`` is the localized display name, which Windows ships twice in the Remote
+    Assistance group ("twins" for different profiles): so a rule is the seven properties below,
+    as the host reported them, compared exactly.
+
+    Every field but ``name`` is None only in a record of an older raorch, which kept the name
+    and profiles (snapshots) or the name alone (journaled changes): ``complete`` is false then,
+    and such a record is matched on what it has (``matches``).
+    """
+
+    name: str  # INetFwRule.Name: the display name in the host's language
+    direction: RuleDirection | None = None  # INetFwRule.Direction
+    profiles: FirewallProfile | None = None  # INetFwRule.Profiles (NET_FW_PROFILE_TYPE2 mask)
+    protocol: int | None = None  # INetFwRule.Protocol (NET_FW_IP_PROTOCOL: TCP 6, UDP 17, any 256)
+    local_ports: str | None = None  # INetFwRule.LocalPorts ("" when the host gave none)
+    application: str | None = None  # INetFwRule.ApplicationName ("" when none)
+    service: str | None = None  # INetFwRule.ServiceName ("" when none)
+
+    @property
+    def complete(self) -> bool:
+        return None not in (
+            self.direction,
+            self.profiles,
+            self.protocol,
+            self.local_ports,
+            self.application,
+            self.service,
+        )
+
+    def matches(self, other: RuleIdentity) -> bool:
+        """``other`` (a rule as a host reports it) is this rule: every field this identity
+        records is equal, exactly (strings ordinally, as the batch script compares them)."""
+        mine = (
+            self.direction,
+            self.profiles,
+            self.protocol,
+            self.local_ports,
+            self.application,
+            self.service,
+        )
+        theirs = (
+            other.direction,
+            other.profiles,
+            other.protocol,
+            other.local_ports,
+            other.application,
+            other.service,
+        )
+        return self.name == other.name and all(
+            a is None or a == b for a, b in zip(mine, theirs, strict=True)
+        )
+
+    def describe(self) -> str:
+        """Every recorded field, so that two identities never read alike."""
+        parts: list[str] = []
+        if self.direction is not None:
+            parts.append(self.direction.name.capitalize())
+        if self.protocol is not None:
+            parts.append(PROTOCOL_NAMES.get(self.protocol, f"protocol {self.protocol}"))
+        if self.local_ports:
+            parts.append(f"port {self.local_ports}")
+        if self.profiles is not None:
+            parts.append(profile_names(self.profiles))
+        if self.application:
+            parts.append(f"program {self.application}")
+        if self.service:
+            parts.append(f"service {self.service}")
+        if not self.complete:
+            parts.append("older record: name and profiles only")
+        return f'"{self.name}" [{", ".join(parts)}]'
+
+
+# NET_FW_IP_PROTOCOL (learn.microsoft.com, NET_FW_IP_PROTOCOL enumeration), for messages.
+PROTOCOL_NAMES = {6: "TCP", 17: "UDP", 256: "any protocol"}
+
+
+def profile_names(profiles: FirewallProfile) -> str:
+    """``Domain+Private``; ``none`` for an empty mask; ``all`` for NET_FW_PROFILE2_ALL."""
+    if profiles == 0x7FFFFFFF:
+        return "all profiles"
+    names = [p.name.capitalize() for p in FirewallProfile if p.name and profiles & p]
+    return "+".join(names) or "no profile"
 
 
 class ErrorKind(StrEnum):
@@ -145,10 +239,11 @@ class GetFirewallRules:
 
 @dataclass(frozen=True, slots=True)
 class SetFirewallRule:
-    """Set one rule of a group Enabled or not."""
+    """Set Enabled on the rules of a group whose identity is exactly ``rule`` (every field;
+    none matching: NotFound). ``rule`` must be complete."""
 
     group: str
-    rule: str  # the rule's Name
+    rule: RuleIdentity
     enabled: bool
 
 
@@ -227,15 +322,22 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class FirewallRule:
-    name: str
+    identity: RuleIdentity
     enabled: bool
-    profiles: FirewallProfile
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
 
 
 @dataclass(frozen=True, slots=True)
 class RuleGroupState:
     group: str
     rules: tuple[FirewallRule, ...]
+    # INetFwPolicy2.LocalPolicyModifyState (NET_FW_MODIFY_STATE: 0 local rules take effect,
+    # 1 Group Policy overrides them, 2 inbound blocked); None where the host has no such
+    # property (Vista) or the record is older (docs/windows.md, section 5).
+    modify_state: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from raorch.models.playbook import (
     parse_port_entry,
     parse_program_entry,
 )
-from raorch.models.remote import FirewallProfile, RegType, RegValue
+from raorch.models.remote import FirewallProfile, RegType, RegValue, RuleIdentity
 from raorch.planning.profile import HostProfile
 from raorch.planning.snapshot import Snapshot
 from raorch.planning.windows import (
@@ -73,8 +73,10 @@ class DesiredMember:
 
 @dataclass(frozen=True, slots=True)
 class DesiredRule:
+    """A rule of the modern group, by its identity (twins share a display name)."""
+
     group: str
-    rule: str
+    rule: RuleIdentity
     enabled: bool
 
 
@@ -166,8 +168,12 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
         mask = FirewallProfile(0)
         for p in modern.profiles:
             mask |= MODERN_PROFILE_MASKS[p]
-        for rule in snapshot.firewall.rules:
-            if rule.profiles & mask:
-                items.append(DesiredRule(modern.rule_group, rule.name, True))
+        # Only the rules whose profiles intersect the playbook's: of twins sharing a display
+        # name (the Public rule and its Domain + Private "-Active" twin, docs/windows.md,
+        # section 5), the other one is left as it is.
+        wanted = dict.fromkeys(
+            r.identity for r in snapshot.firewall.rules if (r.identity.profiles or 0) & mask
+        )
+        items.extend(DesiredRule(modern.rule_group, identity, True) for identity in wanted)
 
     return DesiredState(profile, tuple(items))

@@ -9,7 +9,7 @@ what was found.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from raorch.models.remote import (
     RegType,
     RegValue,
     RemoveGroupMember,
+    RuleIdentity,
     SetFirewallRule,
     SetValue,
 )
@@ -33,7 +34,14 @@ from raorch.planning.desired import (
     desired_state,
 )
 from raorch.planning.profile import HostProfile
-from raorch.planning.snapshot import Snapshot, decode_value, encode_value, state_reads
+from raorch.planning.snapshot import (
+    Snapshot,
+    decode_rule,
+    decode_value,
+    encode_rule,
+    encode_value,
+    state_reads,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +96,17 @@ class MemberChange:
 
 @dataclass(frozen=True, slots=True)
 class RuleChange:
-    """Set one rule of a modern firewall group Enabled or not."""
+    """Set one rule of a modern firewall group Enabled or not, by its identity (docs/windows.md,
+    section 5): the write reaches that rule and not its twin of the same display name."""
 
     group: str
-    rule: str
+    rule: RuleIdentity
     before: bool
     after: bool
 
     @property
     def item(self) -> str:
-        return f"firewall rule {self.rule} ({self.group})"
+        return f"firewall rule {self.rule.describe()} ({self.group})"
 
     def operation(self) -> Operation:
         return SetFirewallRule(self.group, self.rule, self.after)
@@ -165,19 +174,28 @@ def plan_changes(desired: DesiredState, state: Snapshot) -> tuple[Change, ...]:
             if not state.is_member(item.sid):
                 changes.append(MemberChange(item.group_sid, item.account, item.sid, False, True))
         elif isinstance(item, DesiredRule):
-            rule = state.rule(item.rule)
-            if rule is not None and rule.enabled != item.enabled:
-                changes.append(RuleChange(item.group, item.rule, rule.enabled, item.enabled))
+            # Exactly this rule: its twin (same display name, other profiles) is another rule.
+            found = state.rules_matching(item.rule)
+            if any(r.enabled != item.enabled for r in found):
+                changes.append(RuleChange(item.group, item.rule, not item.enabled, item.enabled))
     return _dedupe(changes)
+
+
+def change_key(change: Change) -> Hashable:
+    """What makes two changes the same item: a registry value or member by its name
+    (case-insensitive on Windows), a firewall rule by its exact identity."""
+    if isinstance(change, RuleChange):
+        return ("rule", change.group.casefold(), change.rule)
+    return change.item.casefold()
 
 
 def _dedupe(changes: Iterable[Change]) -> tuple[Change, ...]:
     """Two desired items may name the same value (the disabled list and a helper): keep the last
     write of each item, in the position of the first."""
-    order: dict[str, int] = {}
+    order: dict[Hashable, int] = {}
     out: list[Change] = []
     for change in changes:
-        key = change.item.casefold()
+        key = change_key(change)
         if key in order:
             out[order[key]] = change
         else:
@@ -190,8 +208,8 @@ def compare(desired: DesiredState, state: Snapshot) -> tuple[Difference, ...]:
     """What is not as ``desired`` on ``state``: expected vs found, for verify and drift."""
     differences = [difference_of(c) for c in plan_changes(desired, state)]
     for item in desired.items:
-        if isinstance(item, DesiredRule) and state.rule(item.rule) is None:
-            where = f"firewall rule {item.rule} ({item.group})"
+        if isinstance(item, DesiredRule) and not state.rules_matching(item.rule):
+            where = f"firewall rule {item.rule.describe()} ({item.group})"
             differences.append(Difference(where, _onoff(item.enabled), "no such rule"))
     return tuple(differences)
 
@@ -289,7 +307,7 @@ def changes_to_json(changes: Sequence[Change]) -> str:
                 {
                     "kind": "rule",
                     "group": c.group,
-                    "rule": c.rule,
+                    "rule": encode_rule(c.rule),
                     "before": c.before,
                     "after": c.after,
                 }
@@ -321,10 +339,11 @@ def changes_from_json(text: str) -> tuple[Change, ...]:
                 )
             )
         elif kind == "rule":
+            rule = raw["rule"]
+            # A change journaled by an older raorch names the rule by its display name alone.
+            identity = RuleIdentity(rule) if isinstance(rule, str) else decode_rule(rule)
             out.append(
-                RuleChange(
-                    str(raw["group"]), str(raw["rule"]), bool(raw["before"]), bool(raw["after"])
-                )
+                RuleChange(str(raw["group"]), identity, bool(raw["before"]), bool(raw["after"]))
             )
         else:
             raise ValueError(f"unknown change kind {kind!r}")

@@ -7,6 +7,8 @@ docs/windows.md ("Host profiles", sections 2, 7 and the pitfalls) and the KB art
 Out of scope: a *domain* GPO that sets the same policy values. Reading the resultant policy
 needs RSoP / gpresult, which raorch does not do; such a GPO silently overwrites raorch's values
 at its next refresh, and ``raorch verify`` then reports the host as drifted (docs/planning.md).
+The firewall says itself when a GPO makes local rules void (LocalPolicyModifyState): that host
+is refused (``local_rules_ignored``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from raorch.planning.windows import (
     HOME_CAPTION_WORD,
     HOME_SKUS,
     LEGACY_SERVICES,
+    NET_FW_MODIFY_STATE_GP_OVERRIDE,
+    NET_FW_MODIFY_STATE_INBOUND_BLOCKED,
+    NET_FW_MODIFY_STATE_OK,
     RA_MACHINE_KEY,
     TS_POLICY_KEY,
 )
@@ -196,6 +201,10 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
                 "found on this host",
             )
         )
+    if profile_value is HostProfile.MODERN and modern is not None and snapshot.firewall is not None:
+        ignored = local_rules_ignored(snapshot.firewall.modify_state)
+        if ignored is not None:
+            refusals.append(Refusal(RefusalKind.FIREWALL_LOCAL_RULES_IGNORED, ignored))
     return Verdict(profile_value, tuple(refusals))
 
 
@@ -251,3 +260,33 @@ def _role_and_services(facts: Facts, profile: HostProfile | None, enabled: bool)
                 )
             )
     return refusals
+
+
+def local_rules_ignored(modify_state: int | None) -> str | None:
+    """Why the rules raorch would enable locally would have no effect, from
+    INetFwPolicy2.LocalPolicyModifyState (docs/windows.md, section 5), or None when they would
+    (0), or the host cannot say (None: Vista has no such property).
+
+    Without this check raorch would write, verify would read its writes back, and nothing
+    would be open.
+    """
+    if modify_state is None or modify_state == NET_FW_MODIFY_STATE_OK:
+        return None
+    head = "Windows Firewall would ignore the rules raorch enables: LocalPolicyModifyState is "
+    if modify_state == NET_FW_MODIFY_STATE_GP_OVERRIDE:
+        return (
+            f"{head}{modify_state} (NET_FW_MODIFY_STATE_GP_OVERRIDE: Group Policy controls the "
+            "current firewall profile and does not apply local rules); enable the Remote "
+            "Assistance rule group in the domain GPO, or remove firewall.modern from the playbook"
+        )
+    if modify_state == NET_FW_MODIFY_STATE_INBOUND_BLOCKED:
+        return (
+            f"{head}{modify_state} (NET_FW_MODIFY_STATE_INBOUND_BLOCKED: the current firewall "
+            "profile blocks all unsolicited inbound connections); allow inbound connections in "
+            "that profile (locally, or in the GPO that blocks them), or remove firewall.modern "
+            "from the playbook"
+        )
+    return (
+        f"{head}{modify_state}, not a NET_FW_MODIFY_STATE value raorch knows (0, 1, 2); check "
+        "the host's firewall policy, or remove firewall.modern from the playbook"
+    )

@@ -25,6 +25,8 @@ class RefusalKind(StrEnum):
     DOMAIN_CONTROLLER = "domain_controller"  # DomainRole 4/5: Administrators is the domain's
     RA_NOT_INSTALLED = "ra_not_installed"  # modern host without raserver.exe (Server feature)
     SERVICE_DISABLED = "service_disabled"  # XP / 2003: helpsvc or TermService disabled/missing
+    # INetFwPolicy2.LocalPolicyModifyState is not OK: local rules would have no effect
+    FIREWALL_LOCAL_RULES_IGNORED = "firewall_local_rules_ignored"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ snapshot did not record (a snapshot of an older release, which did not probe the
 never deleted.
 
 Conflict: an item raorch set whose current data is neither what raorch wrote nor the original
-means someone else changed it since. Unless ``force``, such a host is not touched at all and the
-differences are reported (Outcome.CONFLICT). Restoring is idempotent: an item already back at
-its original is not written again, so a second run changes nothing.
+means someone else changed it since; a firewall rule conflicts when its exact identity is gone
+or is held by copies that differ (``_restore_rule``). Unless ``force``, such a host is not
+touched at all and the differences are reported (Outcome.CONFLICT). Restoring is idempotent:
+an item already back at its original is not written again, so a second run changes nothing.
 
 Group members (docs/windows.md, section 13): membership has two states, the original and what
 raorch set, so a member conflicts only when its group cannot be found by its SID any more
@@ -29,7 +30,7 @@ raorch added goes, a namesake stays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from raorch.models.playbook import Playbook
@@ -41,6 +42,7 @@ from raorch.planning.plan import (
     RuleChange,
     ValueChange,
     apply_changes,
+    change_key,
     describe_value,
     make_plan,
 )
@@ -107,9 +109,9 @@ def restore_plan(
     """
     changes: list[Change] = []
     conflicts: list[Difference] = []
-    seen: set[str] = set()
+    seen: set[Hashable] = set()
     for change in applied:
-        item = change.item.casefold()
+        item = change_key(change)
         if item in seen:
             continue
         seen.add(item)
@@ -143,23 +145,57 @@ def restore_plan(
                     MemberChange(change.group_sid, change.account, change.sid, now_member, was)
                 )
         else:
-            rule = current.rule(change.rule)
-            old = original.rule(change.rule)
-            target_enabled = old.enabled if old is not None else change.before
-            if rule is None:
-                if not force:
-                    conflicts.append(
-                        Difference(
-                            change.item, "enabled" if change.after else "disabled", "no such rule"
-                        )
-                    )
-                continue
-            if rule.enabled != target_enabled:
-                changes.append(RuleChange(change.group, change.rule, rule.enabled, target_enabled))
+            restoring, conflict = _restore_rule(original, current, change, force)
+            if conflict is not None:
+                conflicts.append(conflict)
+            if restoring is not None:
+                changes.append(restoring)
     if conflicts and not force:
         return RestorePlan((), tuple(conflicts))
     removals = key_removals(original, apply_changes(current, changes), applied)
     return RestorePlan(tuple(changes), tuple(conflicts), removals)
+
+
+def _restore_rule(
+    original: Snapshot, current: Snapshot, change: RuleChange, force: bool
+) -> tuple[RuleChange | None, Difference | None]:
+    """The write that puts the rule raorch changed back (or None), or why it cannot
+    (docs/windows.md, section 13). A rule is its identity (section 5), so its twin of the same
+    display name is never touched. Conflicts, unless ``force``:
+
+    * the rule is gone: no rule of the group now has that identity (deleted, or someone changed
+      its name, direction, profiles, protocol, ports, program or service);
+    * it is there more than once and the copies differ (enabled and disabled): nothing can
+      tell which one raorch set; nor can restore put back an original snapshot that recorded
+      identical copies with different states;
+    * an older raorch's record (display name and profiles only) now matches several
+      different rules.
+
+    With ``force``, a gone or ambiguous rule is skipped and copies that differ are all set to
+    the original state.
+    """
+    wrote = "enabled" if change.after else "disabled"
+    was = {r.enabled for r in original.rules_matching(change.rule)}
+    if len(was) > 1 and not force:
+        found = "recorded more than once before, enabled and disabled: each cannot be restored"
+        return None, Difference(change.item, wrote, found)
+    # The original's state; the change's own ``before`` if the snapshot did not hold the rule.
+    target = next(iter(was)) if len(was) == 1 else change.before
+    now = current.rules_matching(change.rule)
+    if not now:
+        return None, None if force else Difference(change.item, wrote, "no such rule")
+    identities = {r.identity for r in now}
+    if len(identities) > 1:
+        found = f"{len(identities)} different rules match this record of an older raorch"
+        return None, None if force else Difference(change.item, wrote, found)
+    states = {r.enabled for r in now}
+    if len(states) > 1 and not force:
+        found = f"{len(now)} rules with this identity, enabled and disabled"
+        return None, Difference(change.item, wrote, found)
+    if states == {target}:
+        return None, None
+    # The identity the host reports now (complete, also for an older record) is what is sent.
+    return RuleChange(change.group, identities.pop(), not target, target), None
 
 
 def key_removals(

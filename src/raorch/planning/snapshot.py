@@ -12,7 +12,8 @@ existed, and each of its ancestors below ``HKLM\\SOFTWARE`` / ``HKLM\\SYSTEM`` (
 missing keys, and restore deletes the ones that did not exist: ``ReadValues`` with no names is
 the existence probe); every value under ``RAUnsolicit`` and
 under the legacy firewall ``List`` keys; the members of Administrators (S-1-5-32-544); each rule
-of the modern group with its ``Enabled``. ``to_json``/``from_json`` round-trip exactly for every
+of the modern group with its identity and ``Enabled``, and whether local rules take effect
+(LocalPolicyModifyState). ``to_json``/``from_json`` round-trip exactly for every
 registry type (REG_BINARY as hex, REG_DWORD/REG_QWORD unsigned), because the journal stores the
 snapshot and rollback restores from it byte for byte.
 """
@@ -43,7 +44,9 @@ from raorch.models.remote import (
     RegType,
     RegValue,
     ResolveAccount,
+    RuleDirection,
     RuleGroupState,
+    RuleIdentity,
 )
 from raorch.planning.profile import HostProfile
 from raorch.planning.windows import (
@@ -256,10 +259,13 @@ class Snapshot:
             return False
         return any(m.sid.upper() == sid.upper() for m in self.administrators.members)
 
-    def rule(self, name: str) -> FirewallRule | None:
+    def rules_matching(self, identity: RuleIdentity) -> tuple[FirewallRule, ...]:
+        """The rules of the group that are ``identity`` (exactly, on every field it records):
+        one, normally; none when it is gone; several only if the host holds identical copies
+        (or, for a record of an older raorch, several rules share its name and profiles)."""
         if self.firewall is None:
-            return None
-        return next((r for r in self.firewall.rules if r.name == name), None)
+            return ()
+        return tuple(r for r in self.firewall.rules if identity.matches(r.identity))
 
     # ------------------------------------------------------------ what a write makes of it
 
@@ -291,9 +297,12 @@ class Snapshot:
             members = (*members, Member(sid, account))
         return replace(self, administrators=replace(group, members=members))
 
-    def with_rule(self, group: str, name: str, enabled: bool) -> Snapshot:
+    def with_rule(self, group: str, identity: RuleIdentity, enabled: bool) -> Snapshot:
+        """As SetFirewallRule leaves it: every rule that is exactly ``identity`` set."""
         state = self.firewall or RuleGroupState(group, ())
-        rules = tuple(replace(r, enabled=enabled) if r.name == name else r for r in state.rules)
+        rules = tuple(
+            replace(r, enabled=enabled) if identity.matches(r.identity) else r for r in state.rules
+        )
         return replace(self, firewall=replace(state, rules=rules))
 
     # ------------------------------------------------------------ JSON
@@ -493,10 +502,8 @@ def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
         if s.firewall is None
         else {
             "group": s.firewall.group,
-            "rules": [
-                {"name": r.name, "enabled": r.enabled, "profiles": int(r.profiles)}
-                for r in s.firewall.rules
-            ],
+            "local_policy_modify_state": s.firewall.modify_state,
+            "rules": [{**encode_rule(r.identity), "enabled": r.enabled} for r in s.firewall.rules],
         },
     }
 
@@ -504,6 +511,59 @@ def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
 def _optional(raw: Mapping[str, Any], key: str, kind: Callable[[Any], _T]) -> _T | None:
     value = raw.get(key)
     return None if value is None else kind(value)
+
+
+def encode_rule(rule: RuleIdentity) -> dict[str, Any]:
+    """A rule's identity in the snapshot and journal JSON; null for what a record of an older
+    raorch did not keep."""
+    return {
+        "name": rule.name,
+        "direction": None if rule.direction is None else int(rule.direction),
+        "profiles": None if rule.profiles is None else int(rule.profiles),
+        "protocol": rule.protocol,
+        "local_ports": rule.local_ports,
+        "application": rule.application,
+        "service": rule.service,
+    }
+
+
+def _modify_state(value: Any) -> int | None:
+    """LocalPolicyModifyState; absent (None) from snapshots stored before raorch read it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SnapshotFormatError(f"local_policy_modify_state must be an integer, got {value!r}")
+    return value
+
+
+def decode_rule(raw: Mapping[str, Any]) -> RuleIdentity:
+    """The inverse of ``encode_rule``. A rule of a snapshot stored before identities
+    (``name``, ``enabled``, ``profiles`` only) decodes with the other fields None: restore
+    then matches it on its name and profiles (planning/restore.py; docs/windows.md, 13)."""
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return None if value is None else str(value)
+
+    def number(key: str) -> int | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SnapshotFormatError(f"rule {key} must be an integer, got {value!r}")
+        return value
+
+    direction = number("direction")
+    profiles = number("profiles")
+    return RuleIdentity(
+        name=str(raw["name"]),
+        direction=None if direction is None else RuleDirection(direction),
+        profiles=None if profiles is None else FirewallProfile(profiles),
+        protocol=number("protocol"),
+        local_ports=text("local_ports"),
+        application=text("application"),
+        service=text("service"),
+    )
 
 
 def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
@@ -565,12 +625,8 @@ def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
         if fw is None
         else RuleGroupState(
             str(fw["group"]),
-            tuple(
-                FirewallRule(
-                    str(r["name"]), bool(r["enabled"]), FirewallProfile(int(r["profiles"]))
-                )
-                for r in fw["rules"]
-            ),
+            tuple(FirewallRule(decode_rule(r), bool(r["enabled"])) for r in fw["rules"]),
+            _modify_state(fw.get("local_policy_modify_state")),
         )
     )
     return Snapshot(str(raw["host"]), facts, accounts, keys, administrators, firewall)

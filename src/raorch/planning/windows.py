@@ -86,6 +86,12 @@ MODERN_PROFILE_MASKS: Final[dict[ModernProfile, FirewallProfile]] = {
     ModernProfile.PRIVATE: FirewallProfile.PRIVATE,
     ModernProfile.PUBLIC: FirewallProfile.PUBLIC,
 }
+# INetFwPolicy2.LocalPolicyModifyState, NET_FW_MODIFY_STATE (learn.microsoft.com,
+# "NET_FW_MODIFY_STATE enumeration"; docs/windows.md, section 5): whether a rule set locally
+# takes effect in the current profile. Read as None on Vista, whose INetFwPolicy2 lacks it.
+NET_FW_MODIFY_STATE_OK: Final = 0
+NET_FW_MODIFY_STATE_GP_OVERRIDE: Final = 1  # the profile is controlled by Group Policy
+NET_FW_MODIFY_STATE_INBOUND_BLOCKED: Final = 2  # unsolicited inbound traffic is not allowed
 
 # ---------------------------------------------------------------- editions and versions
 # OperatingSystemSKU values of Home / Starter editions (GetProductInfo SKU table,

@@ -39,7 +39,9 @@ from raorch.models.remote import (
     RemoveGroupMember,
     ResolveAccount,
     ResultData,
+    RuleDirection,
     RuleGroupState,
+    RuleIdentity,
     SetFirewallRule,
     SetValue,
 )
@@ -88,8 +90,35 @@ def to_wire(op: Operation) -> dict[str, object]:
         case GetFirewallRules(group=group):
             return {"Op": "GetFirewallRules", "Group": group}
         case SetFirewallRule(group=group, rule=rule, enabled=enabled):
-            return {"Op": "SetFirewallRule", "Group": group, "Rule": rule, "Enabled": enabled}
+            return {
+                "Op": "SetFirewallRule",
+                "Group": group,
+                "Rule": rule_to_wire(rule),
+                "Enabled": enabled,
+            }
     raise TypeError(f"not a remote operation: {op!r}")
+
+
+def rule_to_wire(rule: RuleIdentity) -> dict[str, object]:
+    """A rule's identity as the batch script matches it (docs/remote-operations.md): the keys
+    of a ``GetFirewallRules`` rule, less ``Enabled``. Only a complete identity can be sent; an
+    older record is resolved against the host's rules first (planning/restore.py)."""
+    if not (
+        rule.complete
+        and rule.direction is not None
+        and rule.profiles is not None
+        and rule.protocol is not None
+    ):
+        raise ValueError(f"an incomplete rule identity cannot be sent: {rule.describe()}")
+    return {
+        "Name": rule.name,
+        "Direction": int(rule.direction),
+        "Profiles": int(rule.profiles),
+        "Protocol": rule.protocol,
+        "LocalPorts": rule.local_ports,
+        "ApplicationName": rule.application,
+        "ServiceName": rule.service,
+    }
 
 
 def data_to_wire(value: RegValue) -> object:
@@ -210,18 +239,46 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
             return GroupState(sid=sid, name=_str(reply, "Name"), members=members)
         case GetFirewallRules(group=group):
             rules = tuple(
-                FirewallRule(
-                    name=_str(r, "Name"),
-                    enabled=_bool(r, "Enabled"),
-                    profiles=FirewallProfile(_int(r, "Profiles")),
-                )
+                FirewallRule(_rule_identity(r), _bool(r, "Enabled"))
                 for r in _mappings(reply, "Rules")
             )
-            return RuleGroupState(group=group, rules=rules)
+            state = reply.get("localpolicymodifystate")
+            if state is not None and not _is_int(state):
+                kind = type(state).__name__
+                raise _Malformed(f"LocalPolicyModifyState is {kind}, not an integer")
+            return RuleGroupState(group=group, rules=rules, modify_state=state)
         case DeleteKey(key=key):
             return KeyDeletion(key=key, deleted=_bool(reply, "Deleted"))
     # The other writes return nothing but their success.
     return None
+
+
+def _rule_identity(rule: Mapping[str, object]) -> RuleIdentity:
+    direction = _int(rule, "Direction")
+    try:
+        rule_direction = RuleDirection(direction)
+    except ValueError:
+        raise _Malformed(f"Direction {direction} is not NET_FW_RULE_DIRECTION (1 or 2)") from None
+    return RuleIdentity(
+        name=_str(rule, "Name"),
+        direction=rule_direction,
+        profiles=FirewallProfile(_int(rule, "Profiles")),
+        protocol=_int(rule, "Protocol"),
+        local_ports=_str_or_empty(rule, "LocalPorts"),
+        application=_str_or_empty(rule, "ApplicationName"),
+        service=_str_or_empty(rule, "ServiceName"),
+    )
+
+
+def _str_or_empty(mapping: Mapping[str, object], key: str) -> str:
+    """A string key that must be there; an empty string may arrive as null (the script sends
+    ``[string]`` of the COM property, "" for a property that is null)."""
+    value = _get(mapping, key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Malformed(f"{key} is {type(value).__name__}, not a string")
+    return value
 
 
 def _key_state(key: str, reply: Mapping[str, object], asked: Sequence[str] | None) -> KeyState:
