@@ -21,13 +21,26 @@ RA_UNSOLICIT_KEY: Final = TS_POLICY_KEY + r"\RAUnsolicit"
 F_ALLOW_UNSOLICITED: Final = "fAllowUnsolicited"
 F_ALLOW_UNSOLICITED_FULL_CONTROL: Final = "fAllowUnsolicitedFullControl"
 F_ALLOW_TO_GET_HELP: Final = "fAllowToGetHelp"
-# Read (recorded in the snapshot) but never written: nothing in the KB article asks for it.
+# The companion values gpedit writes with RA_Solicit (its elements: fAllowFullControl,
+# MaxTicketExpiry + MaxTicketExpiryUnits, fUseMailto). Read and recorded in the snapshot, never
+# written: on XP / 2003 each missing policy value falls back to the Control Panel value
+# (RARegSetting::RegGetDwValue), so writing gpedit's values would override the machine's own
+# choices, such as view-only control (docs/windows.md, section 2).
 F_ALLOW_FULL_CONTROL: Final = "fAllowFullControl"
+MAX_TICKET_EXPIRY: Final = "MaxTicketExpiry"
+MAX_TICKET_EXPIRY_UNITS: Final = "MaxTicketExpiryUnits"
+F_USE_MAILTO: Final = "fUseMailto"
+RA_SOLICIT_COMPANIONS: Final = (
+    F_ALLOW_FULL_CONTROL,
+    MAX_TICKET_EXPIRY,
+    MAX_TICKET_EXPIRY_UNITS,
+    F_USE_MAILTO,
+)
 TS_POLICY_VALUES: Final = (
     F_ALLOW_UNSOLICITED,
     F_ALLOW_UNSOLICITED_FULL_CONTROL,
     F_ALLOW_TO_GET_HELP,
-    F_ALLOW_FULL_CONTROL,
+    *RA_SOLICIT_COMPANIONS,
 )
 
 # The machine (non-policy) Solicited RA switch, which applies when the policy is absent
