@@ -498,6 +498,17 @@ class _Context:
         return {}
 
 
+def resolve_account(
+    host: Host, directory: Directory, account: str, trust_failure: bool = False
+) -> tuple[str, str] | None:
+    """(spelling, SID) of ``account`` as the host resolves it (ResolveAccount's rules), or None
+    when it does not resolve: what Windows' own lookups (LookupAccountName) see."""
+    try:
+        return _Context(host, directory, (), trust_failure)._resolve(account)
+    except _OpFailed:
+        return None
+
+
 # ------------------------------------------------------------------ registry data on the wire
 
 

@@ -22,6 +22,8 @@ class RefusalKind(StrEnum):
     SOLICITED_OFF = "solicited_off"  # playbook says `require` and Solicited RA is off
     ADMINISTRATORS_GROUP_MISSING = "administrators_group_missing"
     FIREWALL_GROUP_MISSING = "firewall_group_missing"  # modern host without the RA rule group
+    # XP / 2003: UnsolicitedAccessNewDACL overrides the helpers list (docs/windows.md, 12)
+    HELPERS_LIST_OVERRIDDEN = "helpers_list_overridden"
 
 
 @dataclass(frozen=True, slots=True)

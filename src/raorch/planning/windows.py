@@ -36,12 +36,28 @@ RA_SOLICIT_COMPANIONS: Final = (
     MAX_TICKET_EXPIRY_UNITS,
     F_USE_MAILTO,
 )
+# XP / 2003 helpsvc (pchealth service.cpp, local_GetDACLValue; docs/windows.md, section 12):
+# UnsolicitedAccessNewDACL under the policy key, when present, is the access list of offers and
+# the RAUnsolicit list is not read at all; otherwise RAUnsolicit's default value is helpsvc's
+# cache of the list (an SDDL string it writes at the first offer), never a helper.
+UNSOLICITED_ACCESS_NEW_DACL: Final = "UnsolicitedAccessNewDACL"
+RA_UNSOLICIT_CACHE: Final = ""
 TS_POLICY_VALUES: Final = (
     F_ALLOW_UNSOLICITED,
     F_ALLOW_UNSOLICITED_FULL_CONTROL,
     F_ALLOW_TO_GET_HELP,
     *RA_SOLICIT_COMPANIONS,
+    UNSOLICITED_ACCESS_NEW_DACL,
 )
+
+
+def list_cache(key: str) -> str | None:
+    """The name of the value of a list key that is a cache derived from the list (not an entry
+    of it), or None: RAUnsolicit's default value (docs/windows.md, section 12). Such a value is
+    never compared nor restored, and it is deleted whenever raorch changes the list, as Group
+    Policy's ``**delvals.`` does, so that helpsvc rebuilds it from the list at the next offer."""
+    return RA_UNSOLICIT_CACHE if key.casefold() == RA_UNSOLICIT_KEY.casefold() else None
+
 
 # The machine (non-policy) Solicited RA switch, which applies when the policy is absent
 # (KB 301527; docs/windows.md, section 2). Whether Vista+ offers depend on it: UNCONFIRMED,
