@@ -4,6 +4,12 @@ XP / 2003 (docs/windows.md, section 12): helpsvc caches the helpers list in RAUn
 value at the first offer (the lab's simulated offer); verify ignores the cache, rollback deletes
 the stale one and restores the rest exactly; a host whose UnsolicitedAccessNewDACL overrides the
 list is refused.
+
+Vista+ (section 11): the task RemoteAssistanceTask (RAServer.exe /offerraupdate) runs last in the
+pipeline of an apply and of a rollback that change the Offer RA policy; the lab's task fills the
+local group "Offer Remote Assistance Helpers" from the policy, so `raorch lab state` shows that it
+ran: filled after the apply, emptied after the rollback. A failed run fails the host and keeps
+the values.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory, load_playbook
 from raorch.models.outcomes import Outcome, Stage
 from raorch.models.playbook import Playbook, SolicitedPolicy
-from raorch.models.remote import RegType, RegValue, SetValue
+from raorch.models.remote import ErrorKind, RegType, RegValue, RunScheduledTask, SetValue
 from raorch.planning.refusal import RefusalKind
 from raorch.planning.snapshot import Snapshot
+from raorch.planning.windows import REMOTE_ASSISTANCE_TASK
 from raorch.transport.session import HostSession
 
 LabFactory = Callable[..., LabHandle]
@@ -129,3 +136,58 @@ def test_unsolicited_access_new_dacl_refuses_the_host_untouched(fleet: Fleet) ->
 def test_a_simulated_helpsvc_offer_needs_an_xp_or_2003_host(fleet: Fleet) -> None:
     with pytest.raises(LabError, match="not an XP / 2003 host"):
         fleet.handle.simulate_offer(fleet.by_profile["win10-ent"][0])
+
+
+RA_GROUP = "Offer Remote Assistance Helpers"
+
+
+def ra_group(state: dict[str, Any]) -> list[str]:
+    [group] = [g for g in state["groups"].values() if g["name"] == RA_GROUP]
+    return sorted(m["name"] for m in group["members"])
+
+
+def test_the_task_applies_the_helpers_after_apply_and_after_rollback(fleet: Fleet) -> None:
+    host = fleet.by_profile["win10-ent"][0]
+    before = exact(fleet.state(host))
+    assert ra_group(fleet.state(host)) == []
+    applied = fleet.run(host, HostMode.APPLY)
+    assert applied.outcome is Outcome.CHANGED, applied.reason
+    assert ra_group(fleet.state(host)) == ["CORP\\RA-Helpers", "CORP\\jdoe"]
+    log = fleet.state(host)["runtime"]["log"]
+    [[_name, operations]] = log[-1]["commands"][0]["parameters"]
+    assert operations[-1]["Op"] == "RunScheduledTask"  # last in the apply's pipeline
+    assert applied.snapshot is not None
+
+    rolled = fleet.run(host, HostMode.ROLLBACK, original_snapshot=applied.snapshot)
+    assert rolled.outcome is Outcome.ROLLED_BACK, (rolled.reason, rolled.differences)
+    assert ra_group(fleet.state(host)) == []
+    assert exact(fleet.state(host)) == before
+
+
+def test_a_failed_task_run_fails_the_host_and_keeps_the_values(fleet: Fleet) -> None:
+    host = fleet.by_profile["win10-ent"][1]
+    fleet.handle.set_faults({"faults": [{"hosts": [host], "deny": [{"op": "RunScheduledTask"}]}]})
+    try:
+        report = fleet.run(host, HostMode.APPLY)
+    finally:
+        fleet.handle.set_faults(None)
+    assert report.outcome is Outcome.FAILED
+    assert report.reason is not None and report.reason.stage is Stage.APPLY
+    assert (
+        "AccessDenied" in report.reason.message and "read back correctly" in report.reason.message
+    )
+    assert not report.restored
+    assert fleet.run(host, HostMode.VERIFY).outcome is Outcome.COMPLIANT  # values kept
+    assert ra_group(fleet.state(host)) == []  # Windows has not applied them
+    # the retry (the journal's original snapshot) runs the task alone
+    retry = fleet.run(host, HostMode.APPLY, original_snapshot=report.snapshot)
+    assert retry.outcome is Outcome.UNCHANGED, retry.reason
+    assert ra_group(fleet.state(host)) == ["CORP\\RA-Helpers", "CORP\\jdoe"]
+
+
+def test_legacy_hosts_have_no_task(fleet: Fleet) -> None:
+    host = fleet.by_profile["server2003"][1]
+    with HostSession(fleet.inventory.targets[host], fleet.handle.password) as s:
+        [result] = s.run([RunScheduledTask(REMOTE_ASSISTANCE_TASK, 60)], Stage.APPLY)
+    assert (result.ok, result.error_kind) == (False, ErrorKind.NOT_FOUND)
+    assert "Schedule.Service" in result.error

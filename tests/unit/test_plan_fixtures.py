@@ -42,8 +42,10 @@ from raorch.models.remote import (
     RemoveGroupMember,
     ResolveAccount,
     RuleGroupState,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
+    TaskRun,
 )
 from raorch.planning.snapshot import Snapshot, build_snapshot, snapshot_reads
 
@@ -126,6 +128,7 @@ class FakeHost:
     rules: list[FirewallRule] | None = None
     fault: WriteFault | None = None
     writes: int = 0
+    task_runs: list[str] = field(default_factory=list)
     batches: list[tuple[Operation, ...]] = field(default_factory=list)
 
     # -- state setup
@@ -185,7 +188,7 @@ class FakeHost:
                     continue
             result = self._one(op)
             if isinstance(op, WRITE_OPERATIONS):
-                if result.ok:
+                if result.ok and not isinstance(op, RunScheduledTask):  # counted in task_runs
                     self.writes += 1
                 else:
                     stopped = True
@@ -245,6 +248,11 @@ class FakeHost:
             if self.rules is None:
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no HNetCfg.FwPolicy2")
             return OpResult(op, True, RuleGroupState(op.group, tuple(self.rules)))
+        if isinstance(op, RunScheduledTask):
+            if self.rules is None:  # XP / 2003: no Task Scheduler 2.0
+                return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no Schedule.Service")
+            self.task_runs.append(op.path)
+            return OpResult(op, True, TaskRun(op.path, 0))
         if isinstance(op, SetFirewallRule):
             if self.rules is None or all(r.name != op.rule for r in self.rules):
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no such rule")

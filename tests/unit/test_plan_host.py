@@ -23,7 +23,14 @@ from raorch.models.inventory import (
     Target,
 )
 from raorch.models.outcomes import Outcome, Stage
-from raorch.models.remote import ErrorKind, Operation, OpResult, SetFirewallRule, SetValue
+from raorch.models.remote import (
+    ErrorKind,
+    Operation,
+    OpResult,
+    RunScheduledTask,
+    SetFirewallRule,
+    SetValue,
+)
 from raorch.planning.plan import ValueChange
 from raorch.planning.refusal import RefusalKind
 from raorch.planning.snapshot import Snapshot
@@ -332,3 +339,63 @@ def test_rollback_keeps_a_created_key_that_holds_a_foreign_value() -> None:
     assert report.removed_keys == (RAU,)
     assert host.get(TS, "fDenyTSConnections") == dw(1) and not host.has_key(RAU)
     assert report.writes == len(report.changes) + 1
+
+
+# ---------------------------------------------------------------- taking effect (section 11)
+
+TASK = "\\Microsoft\\Windows\\RemoteAssistance\\RemoteAssistanceTask"
+
+
+def test_modern_apply_and_rollback_run_the_task_last_in_their_pipeline() -> None:
+    host = w10_host()
+    report, session = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.CHANGED, report.reason
+    assert host.task_runs == [TASK]
+    assert isinstance(host.batches[1][-1], RunScheduledTask)  # after the writes and reads
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY]
+    assert report.snapshot is not None
+    back, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert back.outcome is Outcome.ROLLED_BACK, back.reason
+    assert host.task_runs == [TASK, TASK]
+    # nothing written, nothing to apply: a compliant host is still one pipeline
+    again, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert again.outcome is Outcome.ROLLED_BACK and host.task_runs == [TASK, TASK]
+
+
+def test_legacy_hosts_and_writes_outside_the_policy_run_no_task() -> None:
+    host = xp_host()
+    assert go(host, HostMode.APPLY)[0].outcome is Outcome.CHANGED
+    assert host.task_runs == []
+    modern = w10_host()
+    go(modern, HostMode.APPLY)
+    modern.set(r"HKLM\SOFTWARE\Microsoft\Ole", "EnableDCOM", sz("N"))  # drift outside the policy
+    assert go(modern, HostMode.APPLY)[0].outcome is Outcome.CHANGED
+    assert modern.task_runs == [TASK]  # only the first apply's
+
+
+def test_a_failed_task_fails_the_host_and_keeps_the_written_values() -> None:
+    host = w10_host()
+    host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, RunScheduledTask) else None
+    report, _ = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED
+    assert report.reason is not None and report.reason.stage is Stage.APPLY
+    assert "read back correctly" in report.reason.message and TASK in report.reason.message
+    assert report.changes and not report.restored  # written, correct, kept
+    assert host.get(TS, "fAllowUnsolicited") == dw(1)
+    # the retry of a failed host (its original snapshot in the journal) runs the task alone
+    host.fault = None
+    retry, _ = go(host, HostMode.APPLY, original_snapshot=report.snapshot)
+    assert retry.outcome is Outcome.UNCHANGED, retry.reason
+    assert host.task_runs == [TASK]
+    assert isinstance(host.batches[-1][0], RunScheduledTask) and len(host.batches[-1]) == 1
+
+
+def test_a_failed_task_after_a_rollback_fails_it_with_the_host_restored() -> None:
+    host = w10_host()
+    report, _ = go(host, HostMode.APPLY)
+    host.fault = lambda op: ErrorKind.FAILED if isinstance(op, RunScheduledTask) else None
+    back, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert back.outcome is Outcome.FAILED
+    assert back.reason is not None and back.reason.stage is Stage.ROLLBACK
+    assert "restored" in back.reason.message and back.changes
+    assert host.get(TS, "fAllowUnsolicited") is None

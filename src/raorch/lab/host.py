@@ -39,8 +39,9 @@ _GROUP_NAMES: dict[str, dict[str, str]] = {
         REMOTE_DESKTOP_USERS_SID: "Utilisateurs du Bureau à distance",
     },
 }
-# The local group that Windows creates with Remote Assistance (docs/windows.md, section 4:
-# its role is UNCONFIRMED; raorch reads it). Its localized names are not modelled.
+# The local group that RAServer /offerraupdate fills from the Offer RA policy when the
+# RemoteAssistanceTask runs (docs/windows.md, section 11; remoteassistance.py models it).
+# Its localized names are not modelled.
 RA_HELPERS_GROUP = "Offer Remote Assistance Helpers"
 
 # Registry keys of docs/windows.md.

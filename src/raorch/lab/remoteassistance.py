@@ -1,6 +1,6 @@
 """What Windows' own Remote Assistance components do with the policy raorch writes, as far as
 raorch can see it from outside: XP / 2003 helpsvc's access-list cache at an offer
-(docs/windows.md, section 12).
+(docs/windows.md, section 12), and Vista+ RemoteAssistanceTask (section 11).
 
 helpsvc (Windows Server 2003 source mirror, admin/pchealth/helpctr/service/common/service.cpp,
 ``local_CheckAccessRights`` / ``local_GetDACLValue`` / ``local_MakeDACL``), at every offer: Offer
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raorch.lab.host import RA_UNSOLICIT, TS_POLICY, Host
+from raorch.lab.host import RA_HELPERS_GROUP, RA_UNSOLICIT, TS_POLICY, Host, Member
 from raorch.lab.registry import RegKind
 
 # (spelling, SID) of an account as the host resolves it, or None.
@@ -109,3 +109,29 @@ def helpsvc_offer(host: Host, resolve: Resolver, domain_sid: str | None) -> Offe
     sddl = f"O:BAG:BAD:{aces}"
     reg.set_value(RA_UNSOLICIT, "", RegKind.SZ, sddl)
     return OfferResult(host.name, "cache_written", sddl)
+
+
+# The scheduled task Windows runs when Group Policy applies new settings (event 1502); its action
+# is "%windir%\system32\RAServer.exe /offerraupdate" (docs/windows.md, section 11).
+REMOTE_ASSISTANCE_TASK = "\\Microsoft\\Windows\\RemoteAssistance\\RemoteAssistanceTask"
+
+
+def offerraupdate(host: Host, resolve: Resolver) -> None:
+    """RAServer.exe /offerraupdate, as the lab models it: with Offer RA on, the local group
+    "Offer Remote Assistance Helpers" holds exactly the helpers of the policy's list (the
+    value names of RAUnsolicit that resolve); with it off or absent, the group is emptied. That
+    the group is set to exactly the list (not only added to) is the lab's reading of "populates
+    it from the policy's helper list": UNCONFIRMED (docs/windows.md, section 11)."""
+    group = next((g for g in host.groups.values() if g.name == RA_HELPERS_GROUP), None)
+    if group is None:
+        return
+    policy = host.registry.get_key(TS_POLICY)
+    enabled = policy.values.get("FALLOWUNSOLICITED") if policy is not None else None
+    listing = host.registry.get_key(RA_UNSOLICIT)
+    members: list[Member] = []
+    if enabled is not None and enabled.kind is RegKind.DWORD and enabled.data == 1 and listing:
+        for value in listing.values.values():
+            hit = resolve(value.name) if value.name else None
+            if hit is not None and all(m.sid != hit[1] for m in members):
+                members.append(Member(hit[1], hit[0]))
+    group.members = members

@@ -116,6 +116,16 @@ MODERN_PROFILE_MASKS: Final[dict[ModernProfile, FirewallProfile]] = {
     ModernProfile.PUBLIC: FirewallProfile.PUBLIC,
 }
 
+# ---------------------------------------------------------------- taking effect (Vista+)
+# Windows runs this task (action "%windir%\system32\RAServer.exe /offerraupdate") when Group
+# Policy applies new settings (trigger: GroupPolicy event 1502); it fills the local group "Offer
+# Remote Assistance Helpers" from the policy. A direct registry write raises no such event, so
+# raorch runs the task itself after it writes the policy (docs/windows.md, section 11).
+REMOTE_ASSISTANCE_TASK: Final = r"\Microsoft\Windows\RemoteAssistance\RemoteAssistanceTask"
+# How long RunScheduledTask waits for the run to end. /offerraupdate updates one local group;
+# a minute is far beyond that and well within a host's deadline.
+REMOTE_ASSISTANCE_TASK_WAIT_SECONDS: Final = 60
+
 # ---------------------------------------------------------------- editions and versions
 # OperatingSystemSKU values of Home / Starter editions (GetProductInfo SKU table,
 # docs/windows.md "Host profiles"): 2 Home Basic, 3 Home Premium, 5 Home Basic N,

@@ -40,8 +40,10 @@ from raorch.models.remote import (
     ResolveAccount,
     ResultData,
     RuleGroupState,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
+    TaskRun,
 )
 
 _U32 = 1 << 32
@@ -89,6 +91,8 @@ def to_wire(op: Operation) -> dict[str, object]:
             return {"Op": "GetFirewallRules", "Group": group}
         case SetFirewallRule(group=group, rule=rule, enabled=enabled):
             return {"Op": "SetFirewallRule", "Group": group, "Rule": rule, "Enabled": enabled}
+        case RunScheduledTask(path=path, wait_seconds=wait):
+            return {"Op": "RunScheduledTask", "Path": path, "WaitSeconds": TaggedValue("I32", wait)}
     raise TypeError(f"not a remote operation: {op!r}")
 
 
@@ -216,6 +220,8 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
             return RuleGroupState(group=group, rules=rules)
         case DeleteKey(key=key):
             return KeyDeletion(key=key, deleted=_bool(reply, "Deleted"))
+        case RunScheduledTask(path=path):
+            return TaskRun(path=path, last_result=_int(reply, "LastResult"))
     # The other writes return nothing but their success.
     return None
 
