@@ -12,7 +12,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from raorch.lab.directory import DEFAULT_DOMAIN, domain_sid
+from raorch.lab.directory import DEFAULT_DOMAIN, account_sid, domain_sid
 from raorch.lab.profiles import HostProfile
 from raorch.lab.registry import Registry, RegKind
 
@@ -320,6 +320,11 @@ def seed_host(
     if not profile.legacy:
         sid = f"{machine_sid}-1001"
         groups[sid] = Group(sid, RA_HELPERS_GROUP)
+        if compliant:
+            # Group Policy applied the policy below, so its task filled the group from it
+            # (docs/windows.md, section 11).
+            helper = "CORP\\RA-Helpers"
+            groups[sid].members.append(Member(account_sid(helper), helper))
 
     firewall: dict[str, FirewallRule] | None = None
     if not profile.legacy:
