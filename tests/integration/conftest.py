@@ -315,11 +315,16 @@ def lab_values(state: dict[str, Any], key: str) -> dict[str, Any]:
 
 def touchable(state: dict[str, Any]) -> dict[str, Any]:
     """What raorch may change on a lab host, to compare before/after (empty keys ignored: a
-    restore may leave a key it created, empty, as Windows' own tools do)."""
+    restore may leave a key it created, empty, as Windows' own tools do). Not the group "Offer
+    Remote Assistance Helpers": Windows derives it from the policy when the Remote Assistance
+    task runs (docs/windows.md, section 11), so after a value was changed behind raorch's back
+    it follows the policy rather than the state before."""
     return {
         "registry": {k: v for k, v in lab_registry(state).items() if v},
         "groups": {
-            sid: sorted(m["sid"] for m in g["members"]) for sid, g in state["groups"].items()
+            sid: sorted(m["sid"] for m in g["members"])
+            for sid, g in state["groups"].items()
+            if g["name"] != "Offer Remote Assistance Helpers"
         },
         "rules": {n: r["enabled"] for n, r in (state["firewall_rules"] or {}).items()},
     }

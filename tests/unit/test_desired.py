@@ -31,6 +31,7 @@ from raorch.models.playbook import (
     OfferRemoteAssistance,
     OfferState,
     Permission,
+    SolicitedPolicy,
 )
 from raorch.models.remote import FirewallProfile, RuleIdentity, SetFirewallRule
 from raorch.planning.desired import (
@@ -149,3 +150,26 @@ def test_empty_sections_are_left_alone() -> None:
     )
     items = desired_state(playbook, HostProfile.LEGACY, xp_host().snapshot(playbook)).items
     assert not any("AuthorizedApplications" in getattr(i, "key", "") for i in items)
+
+
+def test_solicited_enable_writes_fallowtogethelp_alone_and_records_the_companions() -> None:
+    """RA_Solicit's companion values (fAllowFullControl, MaxTicketExpiry(+Units), fUseMailto)
+    are left as the host has them: on XP each missing one falls back to the Control Panel value
+    (docs/windows.md, section 2). They are read, so the snapshot records them for rollback."""
+    playbook = PLAYBOOK.model_copy(update={"solicited_remote_assistance": SolicitedPolicy.ENABLE})
+    host = xp_host()
+    host.set(TS, "fAllowToGetHelp", dw(0))
+    host.set(TS, "fAllowFullControl", dw(0))
+    host.set(TS, "MaxTicketExpiry", dw(4))
+    host.set(TS, "MaxTicketExpiryUnits", dw(1))
+    snap = host.snapshot(playbook)
+    for name in ("fAllowFullControl", "MaxTicketExpiry", "MaxTicketExpiryUnits", "fUseMailto"):
+        snap.value(TS, name)  # recorded (NotRecordedError otherwise); fUseMailto: absent
+    assert snap.value(TS, "fUseMailto") is None
+    plan = make_plan(playbook, HostProfile.LEGACY, snap)
+    solicited = [
+        c
+        for c in plan.changes
+        if isinstance(c, ValueChange) and c.key == TS and "Unsolicited" not in c.name
+    ]
+    assert solicited == [ValueChange(TS, "fAllowToGetHelp", dw(0), dw(1))]

@@ -45,8 +45,10 @@ from raorch.models.remote import (
     RuleDirection,
     RuleGroupState,
     RuleIdentity,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
+    TaskRun,
 )
 from raorch.planning.snapshot import Snapshot, build_snapshot, snapshot_reads
 
@@ -169,6 +171,7 @@ class FakeHost:
     fault: WriteFault | None = None
     fault_effect: FaultEffect = FaultEffect.NOTHING
     writes: int = 0
+    task_runs: list[str] = field(default_factory=list)
     batches: list[tuple[Operation, ...]] = field(default_factory=list)
 
     # -- state setup
@@ -232,7 +235,7 @@ class FakeHost:
                     continue
             result = self._one(op)
             if isinstance(op, WRITE_OPERATIONS):
-                if result.ok:
+                if result.ok and not isinstance(op, RunScheduledTask):  # counted in task_runs
                     self.writes += 1
                 else:
                     stopped = True
@@ -293,6 +296,11 @@ class FakeHost:
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no HNetCfg.FwPolicy2")
             state = RuleGroupState(op.group, tuple(self.rules), self.modify_state)
             return OpResult(op, True, state)
+        if isinstance(op, RunScheduledTask):
+            if self.rules is None:  # XP / 2003: no Task Scheduler 2.0
+                return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no Schedule.Service")
+            self.task_runs.append(op.path)
+            return OpResult(op, True, TaskRun(op.path, 0))
         if isinstance(op, SetFirewallRule):
             # As the batch script: every rule whose identity is exactly the one sent.
             assert op.rule.complete, op.rule

@@ -37,9 +37,11 @@ from raorch.models.remote import (
     RegValue,
     RemoveGroupMember,
     ResolveAccount,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
 )
+from raorch.planning.activation import activation
 from raorch.planning.plan import compare, make_plan
 from raorch.planning.preflight import preflight
 from raorch.planning.profile import HostProfile, host_profile
@@ -85,6 +87,8 @@ def render(op: Operation) -> str:
             return f"GetFirewallRules {g}"
         case SetFirewallRule(group=g, rule=r, enabled=e):
             return f"SetFirewallRule {g} {r.describe()} = {e}"
+        case RunScheduledTask(path=p, wait_seconds=w):
+            return f"RunScheduledTask {p} (wait {w} s)"
     raise AssertionError(op)
 
 
@@ -102,11 +106,13 @@ def session_transcript(host: FakeHost, playbook: Playbook) -> str:
     lines += ["", f"## profile {plan.profile}", "", "## changes"]
     lines += [c.describe() for c in plan.changes] or ["(none: compliant)"]
     if plan.changes:
-        pipeline2: Sequence[Operation] = (*plan.operations(), *plan.verify_reads())
+        act = activation(plan.profile, plan.changes)
+        pipeline2: Sequence[Operation] = (*plan.operations(), *plan.verify_reads(), *act)
         lines += ["", "## pipeline 2"] + [render(op) for op in pipeline2]
         results = host.run(pipeline2)
         assert all(r.ok for r in results), [r for r in results if not r.ok]
-        after = build_snapshot(snap.host, results[len(plan.changes) :], base=snap)
+        read_back = results[len(plan.changes) : len(results) - len(act)]
+        after = build_snapshot(snap.host, read_back, base=snap)
         assert compare(plan.desired, after) == ()
     return "\n".join(lines) + "\n"
 
@@ -121,12 +127,13 @@ def rollback_transcript(host: FakeHost, playbook: Playbook, original: Snapshot) 
     restore = restore_plan(original, current, changes_from_snapshot(playbook, original))
     assert not restore.conflicted
     lines = ["", "## rollback pipeline 1", *(render(op) for op in reads)]
+    act = activation(profile, restore.changes)
     lines += [
         "",
-        "## rollback pipeline 2 (the writes)",
-        *(render(op) for op in restore.operations()),
+        "## rollback pipeline 2 (the writes, then what makes them take effect)",
+        *(render(op) for op in (*restore.operations(), *act)),
     ]
-    results = host.run(restore.operations())
+    results = host.run((*restore.operations(), *act))
     assert all(r.ok for r in results), [r for r in results if not r.ok]
     return "\n".join(lines) + "\n"
 

@@ -38,6 +38,7 @@ from raorch.models.remote import (
     ErrorKind,
     Operation,
     OpResult,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
 )
@@ -428,3 +429,63 @@ def test_when_the_host_cannot_be_re_read_nothing_is_guessed() -> None:
     assert report.outcome is Outcome.FAILED and report.reason is not None
     assert "re-reading the host to restore it failed" in report.reason.message
     assert "raorch rollback" in report.reason.message and report.restored == ()
+
+
+# ---------------------------------------------------------------- taking effect (section 11)
+
+TASK = "\\Microsoft\\Windows\\RemoteAssistance\\RemoteAssistanceTask"
+
+
+def test_modern_apply_and_rollback_run_the_task_last_in_their_pipeline() -> None:
+    host = w10_host()
+    report, session = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.CHANGED, report.reason
+    assert host.task_runs == [TASK]
+    assert isinstance(host.batches[1][-1], RunScheduledTask)  # after the writes and reads
+    assert session.stages == [Stage.SNAPSHOT, Stage.APPLY]
+    assert report.snapshot is not None
+    back, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert back.outcome is Outcome.ROLLED_BACK, back.reason
+    assert host.task_runs == [TASK, TASK]
+    # nothing written, nothing to apply: a compliant host is still one pipeline
+    again, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert again.outcome is Outcome.ROLLED_BACK and host.task_runs == [TASK, TASK]
+
+
+def test_legacy_hosts_and_writes_outside_the_policy_run_no_task() -> None:
+    host = xp_host()
+    assert go(host, HostMode.APPLY)[0].outcome is Outcome.CHANGED
+    assert host.task_runs == []
+    modern = w10_host()
+    go(modern, HostMode.APPLY)
+    modern.set(r"HKLM\SOFTWARE\Microsoft\Ole", "EnableDCOM", sz("N"))  # drift outside the policy
+    assert go(modern, HostMode.APPLY)[0].outcome is Outcome.CHANGED
+    assert modern.task_runs == [TASK]  # only the first apply's
+
+
+def test_a_failed_task_fails_the_host_and_keeps_the_written_values() -> None:
+    host = w10_host()
+    host.fault = lambda op: ErrorKind.ACCESS_DENIED if isinstance(op, RunScheduledTask) else None
+    report, _ = go(host, HostMode.APPLY)
+    assert report.outcome is Outcome.FAILED
+    assert report.reason is not None and report.reason.stage is Stage.APPLY
+    assert "read back correctly" in report.reason.message and TASK in report.reason.message
+    assert report.changes and not report.restored  # written, correct, kept
+    assert host.get(TS, "fAllowUnsolicited") == dw(1)
+    # the retry of a failed host (its original snapshot in the journal) runs the task alone
+    host.fault = None
+    retry, _ = go(host, HostMode.APPLY, original_snapshot=report.snapshot)
+    assert retry.outcome is Outcome.UNCHANGED, retry.reason
+    assert host.task_runs == [TASK]
+    assert isinstance(host.batches[-1][0], RunScheduledTask) and len(host.batches[-1]) == 1
+
+
+def test_a_failed_task_after_a_rollback_fails_it_with_the_host_restored() -> None:
+    host = w10_host()
+    report, _ = go(host, HostMode.APPLY)
+    host.fault = lambda op: ErrorKind.FAILED if isinstance(op, RunScheduledTask) else None
+    back, _ = go(host, HostMode.ROLLBACK, original_snapshot=report.snapshot)
+    assert back.outcome is Outcome.FAILED
+    assert back.reason is not None and back.reason.stage is Stage.ROLLBACK
+    assert "restored" in back.reason.message and back.changes
+    assert host.get(TS, "fAllowUnsolicited") is None

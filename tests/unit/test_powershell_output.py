@@ -41,6 +41,7 @@ ALLOWED_OUTPUT: dict[str, dict[str, str]] = {
 NO_OUTPUT_COMMANDS: dict[str, str] = {
     "stop-raorchop": "always throws (results.ps1)",
     "set-strictmode": "writes nothing (about_Set-StrictMode)",
+    "start-sleep": "writes nothing (Start-Sleep: 'This cmdlet returns no output')",
 }
 
 # Nodes between a statement list and the function or script it writes to: a statement list

@@ -210,6 +210,7 @@ def test_every_operation_of_the_contract_is_dispatched() -> None:
         "RemoveGroupMember",
         "GetFirewallRules",
         "SetFirewallRule",
+        "RunScheduledTask",
     ):
         assert re.search(rf"^\s+{op}\s+= @\{{", text, re.MULTILINE), op
         assert f"function Invoke-Raorch{op}(" in text, op

@@ -27,7 +27,7 @@ from raorch.models.playbook import (
     Playbook,
     SolicitedPolicy,
 )
-from raorch.models.remote import ErrorKind
+from raorch.models.remote import ErrorKind, RegType, RegValue
 from raorch.planning.preflight import domain_allowed, preflight
 from raorch.planning.profile import HostProfile
 from raorch.planning.refusal import RefusalKind
@@ -335,3 +335,23 @@ def test_modern_hosts_do_not_need_helpsvc() -> None:
     host = w10_host()
     host.facts = replace(host.facts, helpsvc_start_mode="", termservice_start_mode="Disabled")
     assert kinds(host) == []
+
+
+def test_unsolicited_access_new_dacl_refuses_a_legacy_host_only() -> None:
+    """helpsvc takes UnsolicitedAccessNewDACL and never reads RAUnsolicit (docs/windows.md,
+    section 12): on XP / 2003 the helpers list would have no effect, so the host is refused."""
+    sddl = "O:BAG:BAD:(A;;0x101fffff;;;S-1-5-21-7-7-7-1234)"
+    xp = xp_host()
+    xp.set(TS, "UnsolicitedAccessNewDACL", RegValue(RegType.SZ, sddl))
+    verdict = preflight(xp.snapshot(), PLAYBOOK, DOMAINS)
+    assert [r.kind for r in verdict.refusals] == [RefusalKind.HELPERS_LIST_OVERRIDDEN]
+    assert "UnsolicitedAccessNewDACL" in verdict.refusals[0].message
+    # disabling offers needs no helpers list: helpsvc denies before it reads any access list
+    disabled = PLAYBOOK.model_copy(
+        update={"offer_remote_assistance": OfferRemoteAssistance(state=OfferState.DISABLED)}
+    )
+    assert kinds(xp, disabled) == []
+    # no public source says RAServer (Vista+) reads the value: a modern host is not refused
+    w10 = w10_host()
+    w10.set(TS, "UnsolicitedAccessNewDACL", RegValue(RegType.SZ, sddl))
+    assert kinds(w10) == []

@@ -336,3 +336,50 @@ def test_a_group_that_cannot_be_found_is_a_conflict() -> None:
     # force restores everything else and leaves the members of a group it cannot find
     forced = restore_plan(original, current, applied, force=True)
     assert forced.changes and not any(isinstance(c, MemberChange) for c in forced.changes)
+
+
+# ---------------------------------------------------------------- XP helpsvc's cache
+
+
+CACHE = sz("O:BAG:BAD:(A;;0x101fffff;;;S-1-5-21-1-2-3-1101)(A;;0x101fffff;;;S-1-5-21-1-2-3-1102)")
+
+
+def test_helpsvc_cache_is_no_helper_and_goes_when_the_list_changes() -> None:
+    """RAUnsolicit's default value is helpsvc's cache of the list (docs/windows.md, section
+    12): verify ignores it, a plan that changes the list deletes it (after the list), and a
+    rollback deletes the stale one helpsvc built from raorch's list, restoring the rest exactly."""
+    host = xp_host()
+    registry_before = registry_json(host)
+    original, applied = roll_out(host)
+    # the offer after the rollout: helpsvc caches the list raorch wrote
+    host.set(RAU, "", CACHE)
+    plan = make_plan(PLAYBOOK, HostProfile.LEGACY, host.snapshot())
+    assert plan.changes == ()  # compliant: the cache is not a helper to remove
+    rp = restore(host, original, applied)
+    assert ValueChange(RAU, "", CACHE, None) in rp.changes
+    assert registry_json(host) == registry_before  # the stale cache is gone too
+
+
+def test_a_list_change_deletes_the_cache_last_and_rollback_leaves_it_to_helpsvc() -> None:
+    host = xp_host()
+    host.set(RAU, "", CACHE)  # built from CORP\olduser at an earlier offer
+    original = host.snapshot()
+    plan = make_plan(PLAYBOOK, HostProfile.LEGACY, original)
+    rau = [c for c in plan.changes if isinstance(c, ValueChange) and c.key == RAU]
+    assert rau[-1] == ValueChange(RAU, "", CACHE, None)
+    assert all(c.name != "" for c in rau[:-1])
+    assert all(r.ok for r in host.run(plan.operations()))
+    host.set(RAU, "", sz("O:BAG:BAD:(A;;0x101fffff;;;S-1-5-21-1-2-3-1101)"))  # next offer
+    rp = restore(host, original, plan.changes)
+    assert not rp.conflicted  # the new cache is helpsvc's doing, not someone's conflict
+    # the list is back; the cache is deleted, not restored: helpsvc rebuilds it from the list
+    assert host.values(RAU) == {"CORP\\olduser": sz("CORP\\olduser")}
+
+
+def test_an_unchanged_list_keeps_its_cache() -> None:
+    host = xp_host()
+    roll_out(host)
+    host.set(RAU, "", CACHE)
+    host.set(OLE, "EnableDCOM", sz("N"))  # drift elsewhere: the list is not touched
+    plan = make_plan(PLAYBOOK, HostProfile.LEGACY, host.snapshot())
+    assert [c.item for c in plan.changes] == [rf"{OLE}\EnableDCOM"]

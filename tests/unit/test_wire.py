@@ -36,8 +36,10 @@ from raorch.models.remote import (
     RuleDirection,
     RuleGroupState,
     RuleIdentity,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
+    TaskRun,
 )
 from raorch.transport.clixml import TolerantSerializer
 from raorch.transport.wire import data_to_wire, from_wire, rule_to_wire, to_wire
@@ -579,3 +581,16 @@ def test_tolerant_serializer_reads_object_arrays_and_empty_bytes() -> None:
         True,
         {"b": RegValue(RegType.BINARY, b""), "m": RegValue(RegType.MULTI_SZ, ("a", ""))},
     )
+
+
+def test_run_scheduled_task_on_the_wire() -> None:
+    task = RunScheduledTask("\\Microsoft\\Windows\\RemoteAssistance\\RemoteAssistanceTask", 60)
+    wire = to_wire(task)
+    assert (wire["Op"], wire["Path"]) == ("RunScheduledTask", task.path)
+    wait = wire["WaitSeconds"]
+    assert isinstance(wait, TaggedValue) and (wait.tag, wait.value) == ("I32", 60)
+    done = from_wire(task, ok_reply("RunScheduledTask", Path=task.path, LastResult=0))
+    assert (done.ok, done.data) == (True, TaskRun(task.path, 0))
+    # LastResult is part of the contract: a reply without it is malformed, never a guess
+    missing = from_wire(task, ok_reply("RunScheduledTask", Path=task.path))
+    assert not missing.ok and "LastResult" in missing.error

@@ -5,7 +5,9 @@ The flow of a session (docs/planning.md, docs/remote-operations.md):
 * pipeline 1: facts, helper SIDs and every read of the snapshot (the union of both profiles'
   reads, since the profile is unknown before the facts arrive); then, on the controller,
   pre-flight and the plan. A refused or compliant host ends here: one pipeline.
-* pipeline 2 (APPLY, ROLLBACK): the writes, followed by the reads that verify them.
+* pipeline 2 (APPLY, ROLLBACK): the writes, followed by the reads that verify them, then, on a
+  modern host whose Offer RA policy changed, the scheduled task that makes Windows apply it
+  (planning/activation.py; docs/windows.md, section 11).
 * pipelines 3 and 4, only when a write of pipeline 2 failed (or the session broke during it):
   a fresh read of the state, then the writes that restore every item of the plan from the
   snapshot, read back, so that no host is left half-configured. A failed write may have done
@@ -30,6 +32,7 @@ from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
 from raorch.models.playbook import Playbook
 from raorch.models.remote import Facts, GetFacts, KeyDeletion, Operation, OpResult
+from raorch.planning.activation import activation
 from raorch.planning.plan import (
     Change,
     Difference,
@@ -44,6 +47,7 @@ from raorch.planning.refusal import Refusal
 from raorch.planning.restore import changes_from_snapshot, restore_plan
 from raorch.planning.snapshot import Snapshot, SnapshotError, build_snapshot, state_reads
 from raorch.planning.snapshot import snapshot_reads as snapshot_reads_of
+from raorch.planning.windows import REMOTE_ASSISTANCE_TASK
 from raorch.transport.errors import TransportError
 from raorch.transport.session import HostSession
 
@@ -336,7 +340,7 @@ class _HostFlow:
                     "changed",
                 ) from None
         if not plan.changes:
-            return self.report(Outcome.UNCHANGED)
+            return self.activate_resumed(session)
         if self.cancel is not None and self.cancel.is_set():
             raise self.fail(
                 Stage.DEADLINE, "the run was stopped before any write; nothing was changed"
@@ -344,8 +348,12 @@ class _HostFlow:
 
         self.stage = Stage.APPLY
         writes = plan.operations()
+        reads = plan.verify_reads()
+        # Last in the same pipeline: what makes Windows apply the writes now (docs/windows.md,
+        # section 11). It never runs after a failed write (the batch stops there).
+        act = activation(plan.profile, plan.changes)
         try:
-            results = session.run((*writes, *plan.verify_reads()), Stage.APPLY)
+            results = session.run((*writes, *reads, *act), Stage.APPLY)
         except TransportError as error:
             # Which writes landed is unknown: re-read and restore every item of the plan, in
             # the same session if it still works.
@@ -363,8 +371,9 @@ class _HostFlow:
             raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored, removed_keys=removed)
 
         self.stage = Stage.VERIFY
+        read_back = results[len(writes) : len(writes) + len(reads)]
         try:
-            after = build_snapshot(self.target.name, results[len(writes) :], base=snap)
+            after = build_snapshot(self.target.name, read_back, base=snap)
         except SnapshotError as exc:
             raise self.fail(Stage.VERIFY, f"reading back failed: {exc.message}") from None
         differences = compare(plan.desired, after)
@@ -375,7 +384,31 @@ class _HostFlow:
                 changes=plan.changes,
                 differences=differences,
             )
+        failed_task = _failed(results[len(writes) + len(reads) :])
+        if failed_task is not None:
+            # The values are written and correct: they stay (restoring them would undo a good
+            # write). FAILED, so that the gate counts the host (docs/windows.md, section 11).
+            message = _not_applied("the settings were written and read back correctly", failed_task)
+            return self.report(Outcome.FAILED, Reason(Stage.APPLY, message), changes=plan.changes)
         return self.report(Outcome.CHANGED, changes=plan.changes)
+
+    def activate_resumed(self, session: Session) -> HostReport:
+        """A host with nothing left to write. On a resumed rollout (the journal holds its
+        original snapshot: an earlier attempt wrote, then failed or was lost) Windows may not
+        have applied those writes yet: run what makes them take effect, alone."""
+        if self.original is None:
+            return self.report(Outcome.UNCHANGED)
+        act = activation(self.profile, changes_from_snapshot(self.playbook, self.original))
+        if not act:
+            return self.report(Outcome.UNCHANGED)
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.fail(Stage.DEADLINE, "the run was stopped before any write")
+        self.stage = Stage.APPLY
+        failed_task = _failed(session.run(act, Stage.APPLY))
+        if failed_task is not None:
+            message = _not_applied("the settings were already written", failed_task)
+            return self.report(Outcome.FAILED, Reason(Stage.APPLY, message))
+        return self.report(Outcome.UNCHANGED)
 
     def restore_after_failure(
         self, session: Session, snap: Snapshot, plan: Plan
@@ -488,7 +521,9 @@ class _HostFlow:
 
         self.stage = Stage.ROLLBACK
         ops = restore.operations()
-        results = session.run((*ops, *state_reads(self.playbook, self.profile)), Stage.ROLLBACK)
+        reads = state_reads(self.playbook, self.profile)
+        act = activation(self.profile, restore.changes)  # Windows applies the restored policy
+        results = session.run((*ops, *reads, *act), Stage.ROLLBACK)
         failed = next((i for i, r in enumerate(results[: len(ops)]) if not r.ok), None)
         if failed is not None:
             raise self.fail(
@@ -501,7 +536,8 @@ class _HostFlow:
         removed = _deleted_keys(results[len(restore.changes) : len(ops)])
         self.stage = Stage.VERIFY
         try:
-            after = build_snapshot(self.target.name, results[len(ops) :], base=current)
+            read_back = results[len(ops) : len(ops) + len(reads)]
+            after = build_snapshot(self.target.name, read_back, base=current)
         except SnapshotError as exc:
             raise self.fail(Stage.VERIFY, f"reading back failed: {exc.message}") from None
         left = restore_plan(original, after, applied, force=True)
@@ -524,7 +560,31 @@ class _HostFlow:
                 differences=differences,
                 removed_keys=removed,
             )
+        failed_task = _failed(results[len(ops) + len(reads) :])
+        if failed_task is not None:
+            message = _not_applied("the host was restored and reads back as before", failed_task)
+            return self.report(
+                Outcome.FAILED,
+                Reason(Stage.ROLLBACK, message),
+                changes=restore.changes,
+                removed_keys=removed,
+            )
         return self.report(Outcome.ROLLED_BACK, changes=restore.changes, removed_keys=removed)
+
+
+def _failed(results: Sequence[OpResult]) -> OpResult | None:
+    return next((r for r in results if not r.ok), None)
+
+
+def _not_applied(what: str, result: OpResult) -> str:
+    """A failed run of the task that makes Windows apply the policy (docs/windows.md, 11)."""
+    return (
+        f"{what}, but running the scheduled task {REMOTE_ASSISTANCE_TASK} failed "
+        f"({_error(result)}), so Windows has not applied them yet (the group Offer Remote "
+        "Assistance Helpers): they take effect when the task runs, at the next Group Policy "
+        "refresh that applies new settings, or run it on the host (schtasks /run /tn "
+        f"{REMOTE_ASSISTANCE_TASK})"
+    )
 
 
 def _deleted_keys(results: Sequence[OpResult]) -> tuple[str, ...]:

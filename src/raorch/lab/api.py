@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,17 @@ class LabHandle:
         answer = self._get("/reload-faults", method="POST")
         if answer.get("error"):
             raise LabError(f"the lab refused the faults: {answer['error']}")
+
+    def simulate_offer(self, host: str) -> dict[str, Any]:
+        """An expert offers Remote Assistance to an XP / 2003 host: helpsvc's access check, which
+        caches the helpers list in RAUnsolicit's default value (docs/lab.md). Returns
+        ``{"host", "outcome", "access_list"}``; a modern host is refused (LabError)."""
+        try:
+            result: dict[str, Any] = self._get(f"/offer/{host}", method="POST")
+        except urllib.error.HTTPError as exc:
+            reason = json.loads(exc.read()).get("error", exc.reason)
+            raise LabError(f"simulated offer to {host}: {reason}") from None
+        return result
 
     def stop(self) -> None:
         if self._stopper is not None:

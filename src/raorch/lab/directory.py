@@ -36,6 +36,15 @@ def domain_sid(domain: str) -> str:
     return "S-1-5-21-" + "-".join(str(p) for p in parts)
 
 
+def account_sid(account: str) -> str:
+    """The SID the directory gives ``DOMAIN\\name``: RIDs of real domains start at 1000 for
+    created principals; keep them stable by deriving from the name rather than from the order
+    of the accounts file."""
+    domain, _name = split_account(account)
+    rid = 1000 + int.from_bytes(hashlib.sha256(account.upper().encode()).digest()[:3], "little")
+    return f"{domain_sid(domain)}-{rid}"
+
+
 def split_account(account: str) -> tuple[str, str]:
     domain, sep, name = account.partition("\\")
     if not sep or not domain or not name:
@@ -52,7 +61,7 @@ class Directory:
     broken_trusts: set[str] = field(default_factory=set)  # domains whose trust fails (1789)
 
     def add(self, account: str) -> str:
-        domain, name = split_account(account)
+        _domain, name = split_account(account)
         bad = sorted(set(name) & _FORBIDDEN)
         if bad:
             raise DirectoryError(
@@ -60,10 +69,7 @@ class Directory:
             )
         key = account.upper()
         if key not in self.accounts:
-            # RIDs of real domains start at 1000 for created principals; keep them stable by
-            # deriving from the name rather than from the order of the file.
-            rid = 1000 + int.from_bytes(hashlib.sha256(key.encode()).digest()[:3], "little")
-            self.accounts[key] = (account, f"{domain_sid(domain)}-{rid}")
+            self.accounts[key] = (account, account_sid(account))
         return self.accounts[key][1]
 
     def trusts_domain(self, host_domain: str, account_domain: str) -> bool:

@@ -12,7 +12,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from raorch.lab.directory import DEFAULT_DOMAIN, domain_sid
+from raorch.lab.directory import DEFAULT_DOMAIN, account_sid, domain_sid
 from raorch.lab.profiles import HostProfile
 from raorch.lab.registry import Registry, RegKind
 
@@ -39,8 +39,9 @@ _GROUP_NAMES: dict[str, dict[str, str]] = {
         REMOTE_DESKTOP_USERS_SID: "Utilisateurs du Bureau à distance",
     },
 }
-# The local group that Windows creates with Remote Assistance (docs/windows.md, section 4:
-# its role is UNCONFIRMED; raorch reads it). Its localized names are not modelled.
+# The local group that RAServer /offerraupdate fills from the Offer RA policy when the
+# RemoteAssistanceTask runs (docs/windows.md, section 11; remoteassistance.py models it).
+# Its localized names are not modelled.
 RA_HELPERS_GROUP = "Offer Remote Assistance Helpers"
 
 # Registry keys of docs/windows.md.
@@ -448,6 +449,11 @@ def seed_host(
     if not profile.legacy:
         sid = f"{machine_sid}-1001"
         groups[sid] = Group(sid, RA_HELPERS_GROUP)
+        if compliant:
+            # Group Policy applied the policy below, so its task filled the group from it
+            # (docs/windows.md, section 11).
+            helper = "CORP\\RA-Helpers"
+            groups[sid].members.append(Member(account_sid(helper), helper))
 
     firewall: dict[str, FirewallRule] | None = None
     if not profile.legacy:

@@ -21,6 +21,7 @@ from psrpcore.types import PSInt, PSInt64
 from raorch.lab.directory import Directory
 from raorch.lab.host import ADMINISTRATORS_SID, FirewallRule, Group, Host, Member, display_name
 from raorch.lab.registry import RegData, RegistryPathError, RegKind, normalize_key
+from raorch.lab.remoteassistance import REMOTE_ASSISTANCE_TASK, offerraupdate
 
 MARKER = "# raorch-batch v1"
 PARAMETER = "Operations"
@@ -36,6 +37,7 @@ WRITE_OPS = frozenset(
         "AddGroupMember",
         "RemoveGroupMember",
         "SetFirewallRule",
+        "RunScheduledTask",
     }
 )
 # Required parameter keys of each operation (the contract's table).
@@ -52,6 +54,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "RemoveGroupMember": ("Sid", "Member"),
     "GetFirewallRules": ("Group",),
     "SetFirewallRule": ("Group", "Rule", "Enabled"),
+    "RunScheduledTask": ("Path", "WaitSeconds"),
 }
 
 # .NET / Win32 messages, as PowerShell 2.0 shows them for each failure.
@@ -69,6 +72,15 @@ MSG_TRUST = (
 MSG_SID_NOT_FOUND = (
     'Exception calling "Translate" with "1" argument(s): '
     '"No mapping between account names and security IDs was done."'
+)
+MSG_NO_SCHEDULE_SERVICE = (
+    'New-Object : Cannot create the COM object "Schedule.Service": Retrieving the COM class '
+    "factory for component with CLSID {0F87369F-A4E5-4CFC-BD3E-73E6154572DD} failed due to the "
+    "following error: 80040154."
+)
+MSG_NO_TASK = (
+    'Exception calling "GetTask" with "1" argument(s): "The system cannot find the file '
+    'specified. (Exception from HRESULT: 0x80070002)"'
 )
 MSG_NO_FWPOLICY2 = (
     'New-Object : Cannot create the COM object "HNetCfg.FwPolicy2": Retrieving the COM class '
@@ -301,13 +313,14 @@ class _Context:
             "RemoveGroupMember": self.remove_member,
             "GetFirewallRules": self.get_rules,
             "SetFirewallRule": self.set_rule,
+            "RunScheduledTask": self.run_task,
         }
 
     def run(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
         if op in ("AddGroupMember", "RemoveGroupMember"):
             # Denied only once the group and the member are found (_member_change).
             return self.handlers[op](params)
-        message = MSG_FW_DENIED if op == "SetFirewallRule" else MSG_REG_DENIED
+        message = MSG_FW_DENIED if op in ("SetFirewallRule", "RunScheduledTask") else MSG_REG_DENIED
         rule = self._denied(op, params)
         if rule is None:
             return self.handlers[op](params)
@@ -587,6 +600,36 @@ class _Context:
         for rule in matched:
             rule.enabled = enabled
         return {}
+
+    # --------------------------------------------------------- scheduled tasks
+
+    def run_task(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The one task the lab models: RemoteAssistanceTask, whose action RAServer.exe
+        /offerraupdate fills "Offer Remote Assistance Helpers" from the policy
+        (remoteassistance.py; docs/windows.md, section 11). XP / 2003 have no Task Scheduler 2.0."""
+        path, wait = params["path"], params["waitseconds"]
+        if not isinstance(path, str) or isinstance(wait, bool) or not isinstance(wait, int):
+            raise _OpFailed("Failed", f"Path must be a string and WaitSeconds an int: {params!r}.")
+        if self.host.facts.os_version.startswith("5."):
+            raise _OpFailed("NotFound", MSG_NO_SCHEDULE_SERVICE)
+        if path.lower() != REMOTE_ASSISTANCE_TASK.lower():
+            raise _OpFailed("NotFound", MSG_NO_TASK)
+        offerraupdate(self.host, lambda account: self._resolve_or_none(account))
+        return {"Path": path, "LastResult": PSInt(0)}
+
+    def _resolve_or_none(self, account: str) -> tuple[str, str] | None:
+        try:
+            return self._resolve(account)
+        except _OpFailed:
+            return None
+
+
+def resolve_account(
+    host: Host, directory: Directory, account: str, trust_failure: bool = False
+) -> tuple[str, str] | None:
+    """(spelling, SID) of ``account`` as the host resolves it (ResolveAccount's rules), or None
+    when it does not resolve: what Windows' own lookups (LookupAccountName) see."""
+    return _Context(host, directory, (), trust_failure)._resolve_or_none(account)
 
 
 def _adsi_denied(add: bool) -> str:

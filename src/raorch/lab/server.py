@@ -47,10 +47,10 @@ from raorch.lab.auth import (
     unwrap,
     wrap,
 )
-from raorch.lab.directory import Directory, default_directory
+from raorch.lab.directory import Directory, default_directory, domain_sid
 from raorch.lab.faults import NO_FAULTS, FaultPlan, FaultsError, HostFaults, load_faults
 from raorch.lab.host import Host, host_name, seed_host
-from raorch.lab.operations import run_pipeline
+from raorch.lab.operations import resolve_account, run_pipeline
 from raorch.lab.profiles import (
     DEFAULT_LANGUAGES,
     DEFAULT_MIX,
@@ -58,6 +58,7 @@ from raorch.lab.profiles import (
     parse_languages,
     parse_mix,
 )
+from raorch.lab.remoteassistance import NotLegacy, helpsvc_offer
 from raorch.lab.session import Commands, Shell
 from raorch.lab.state import host_file, hosts_dir, marker_file, read_json, write_json
 from raorch.lab.tls import LabCertificates, make_certificates
@@ -169,6 +170,7 @@ class LabServer:
         admin.router.add_get("/state/{host}", self._admin_state)
         admin.router.add_get("/stats", self._admin_stats)
         admin.router.add_post("/reload-faults", self._admin_reload)
+        admin.router.add_post("/offer/{host}", self._admin_offer)
         self._admin_runner = web.AppRunner(admin, access_log=None, shutdown_timeout=1.0)
         await self._admin_runner.setup()
         admin_sock = _bind(0)
@@ -559,6 +561,26 @@ class LabServer:
         self._reload_faults()
         await self._apply_reachability()
         return web.json_response({"generation": self.faults_generation, "error": self.faults_error})
+
+    async def _admin_offer(self, request: web.Request) -> web.StreamResponse:
+        """A simulated Offer Remote Assistance to an XP / 2003 host: helpsvc checks the expert
+        and caches the helpers list in RAUnsolicit's default value (docs/lab.md)."""
+        if not self._admin_ok(request):
+            return web.Response(status=403)
+        rt = self.runtimes.get(request.match_info["host"])
+        if rt is None:
+            return web.json_response({"error": "no such host"}, status=404)
+        host = rt.host
+        trust = rt.faults.trust_failure
+        domain = domain_sid(host.facts.domain) if host.facts.part_of_domain else None
+        try:
+            result = helpsvc_offer(
+                host, lambda a: resolve_account(host, self.directory, a, trust), domain
+            )
+        except NotLegacy as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        write_json(host_file(self.state_dir, host.name), host.to_json())
+        return web.json_response(result.to_json())
 
     def host_view(self, name: str) -> dict[str, Any]:
         rt = self.runtimes[name]

@@ -247,6 +247,15 @@ class SetFirewallRule:
     enabled: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RunScheduledTask:
+    """Run a scheduled task now and wait for it to end (Task Scheduler 2.0, Vista / 2008 and
+    later): Windows' own way to make a written policy take effect (docs/windows.md, 11)."""
+
+    path: str  # e.g. \Microsoft\Windows\RemoteAssistance\RemoteAssistanceTask
+    wait_seconds: int  # how long to wait for the run to end before reporting a failure
+
+
 Operation = (
     GetFacts
     | ResolveAccount
@@ -260,6 +269,7 @@ Operation = (
     | RemoveGroupMember
     | GetFirewallRules
     | SetFirewallRule
+    | RunScheduledTask
 )
 
 WRITE_OPERATIONS = (
@@ -269,6 +279,7 @@ WRITE_OPERATIONS = (
     AddGroupMember,
     RemoveGroupMember,
     SetFirewallRule,
+    RunScheduledTask,  # changes the host (the task does): a failed run stops the batch
 )
 
 
@@ -348,8 +359,16 @@ class KeyDeletion:
     deleted: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """A RunScheduledTask that ended: ``last_result`` is the task's LastTaskResult (0)."""
+
+    path: str
+    last_result: int
+
+
 # str: a resolved SID
-ResultData = Facts | KeyState | GroupState | RuleGroupState | KeyDeletion | str | None
+ResultData = Facts | KeyState | GroupState | RuleGroupState | KeyDeletion | TaskRun | str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,7 +132,9 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
     if playbook.dcom is DcomPolicy.ENABLE:
         items.append(DesiredValue(OLE_KEY, ENABLE_DCOM, sz(ENABLE_DCOM_YES)))
     if playbook.solicited_remote_assistance is SolicitedPolicy.ENABLE:
-        # RA_Solicit policy; fAllowFullControl is left alone: nothing in the KB article asks for it.
+        # RA_Solicit policy, fAllowToGetHelp alone: its companion values (RA_SOLICIT_COMPANIONS)
+        # stay as the host has them, so that each falls back to the machine's own setting
+        # (docs/windows.md, section 2).
         items.append(DesiredValue(TS_POLICY_KEY, F_ALLOW_TO_GET_HELP, dword(1)))
 
     if enabled:

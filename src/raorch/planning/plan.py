@@ -42,6 +42,7 @@ from raorch.planning.snapshot import (
     encode_value,
     state_reads,
 )
+from raorch.planning.windows import list_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +162,20 @@ def plan_changes(desired: DesiredState, state: Snapshot) -> tuple[Change, ...]:
         elif isinstance(item, DesiredList):
             present = state.list_values(item.key)
             wanted = {n.casefold() for n in item.values}
+            cache = list_cache(item.key)
+            entries: list[Change] = []
             if item.exact:
                 # Deletions first: the list never holds more helpers than before or after.
                 for name, value in present.items():
-                    if name.casefold() not in wanted:
-                        changes.append(ValueChange(item.key, name, value, None))
+                    if name.casefold() not in wanted and not _is(name, cache):
+                        entries.append(ValueChange(item.key, name, value, None))
             for name, value in item.values.items():
                 before = state.key(item.key).get(name)
                 if before != value:
-                    changes.append(ValueChange(item.key, name, before, value))
+                    entries.append(ValueChange(item.key, name, before, value))
+            changes += entries
+            if entries:
+                changes += cache_deletions(state, [item.key])
         elif isinstance(item, DesiredMember):
             if not state.is_member(item.sid):
                 changes.append(MemberChange(item.group_sid, item.account, item.sid, False, True))
@@ -187,6 +193,26 @@ def change_key(change: Change) -> Hashable:
     if isinstance(change, RuleChange):
         return ("rule", change.group.casefold(), change.rule)
     return change.item.casefold()
+
+
+def _is(name: str, cache: str | None) -> bool:
+    return cache is not None and name.casefold() == cache.casefold()
+
+
+def cache_deletions(state: Snapshot, keys: Iterable[str]) -> list[ValueChange]:
+    """Delete the cache value of each list key in ``keys`` that ``state`` shows holding one
+    (RAUnsolicit's default value, docs/windows.md, section 12): written after the list, so
+    that helpsvc rebuilds it from the final list at the next offer."""
+    out: list[ValueChange] = []
+    for key in dict.fromkeys(k.casefold() for k in keys):
+        cache = list_cache(key)
+        record = state.record(key)
+        if cache is None or record is None or not record.covers(cache):
+            continue
+        value = record.get(cache)
+        if value is not None:
+            out.append(ValueChange(record.key, record.stored_name(cache) or cache, value, None))
+    return out
 
 
 def _dedupe(changes: Iterable[Change]) -> tuple[Change, ...]:

@@ -35,6 +35,7 @@ from raorch.planning.windows import (
     NET_FW_MODIFY_STATE_OK,
     RA_MACHINE_KEY,
     TS_POLICY_KEY,
+    UNSOLICITED_ACCESS_NEW_DACL,
 )
 
 
@@ -181,6 +182,21 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
                     RefusalKind.SOLICITED_OFF,
                     "Solicited Remote Assistance is turned off on this host, so offers would fail "
                     "(KB 301527); turn it on, or set solicited_remote_assistance: enable",
+                )
+            )
+        if profile_value is HostProfile.LEGACY and (
+            snapshot.value(TS_POLICY_KEY, UNSOLICITED_ACCESS_NEW_DACL) is not None
+        ):
+            # helpsvc takes this access list and never reads RAUnsolicit (docs/windows.md,
+            # section 12): the playbook's helpers would have no effect, while verify would say
+            # compliant. Refused rather than reported, so that no host claims what it is not.
+            refusals.append(
+                Refusal(
+                    RefusalKind.HELPERS_LIST_OVERRIDDEN,
+                    f"{UNSOLICITED_ACCESS_NEW_DACL} is set under {TS_POLICY_KEY}: Windows uses "
+                    "that access list for offers instead of the helpers list (RAUnsolicit), so "
+                    "the playbook's helpers would have no effect; delete the value (after "
+                    "checking who set it and why), then run again",
                 )
             )
         needs_group = adds_helpers_to_administrators(playbook, profile_value)

@@ -27,6 +27,8 @@ class RefusalKind(StrEnum):
     SERVICE_DISABLED = "service_disabled"  # XP / 2003: helpsvc or TermService disabled/missing
     # INetFwPolicy2.LocalPolicyModifyState is not OK: local rules would have no effect
     FIREWALL_LOCAL_RULES_IGNORED = "firewall_local_rules_ignored"
+    # XP / 2003: UnsolicitedAccessNewDACL overrides the helpers list (docs/windows.md, 12)
+    HELPERS_LIST_OVERRIDDEN = "helpers_list_overridden"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,12 +42,14 @@ from raorch.planning.plan import (
     RuleChange,
     ValueChange,
     apply_changes,
+    cache_deletions,
     change_key,
     describe_value,
     make_plan,
 )
 from raorch.planning.profile import HostProfile, host_profile
 from raorch.planning.snapshot import NotRecordedError, Snapshot, ancestors, is_below_root
+from raorch.planning.windows import list_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,10 @@ def restore_plan(
         if item in seen:
             continue
         seen.add(item)
+        if isinstance(change, ValueChange) and list_cache(change.key) == change.name:
+            # A list's cache (RAUnsolicit's default value) is derived state: never restored nor
+            # a conflict; it is deleted below when the list changes (docs/windows.md, 12).
+            continue
         if isinstance(change, ValueChange):
             target = _original_value(original, change)
             now = current.value(change.key, change.name)
@@ -152,6 +158,8 @@ def restore_plan(
                 changes.append(restoring)
     if conflicts and not force:
         return RestorePlan((), tuple(conflicts))
+    # A stale cache (helpsvc built it from the list raorch wrote) goes with the list's restore.
+    changes += cache_deletions(current, [c.key for c in changes if isinstance(c, ValueChange)])
     removals = key_removals(original, apply_changes(current, changes), applied)
     return RestorePlan(tuple(changes), tuple(conflicts), removals)
 

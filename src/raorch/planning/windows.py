@@ -21,14 +21,43 @@ RA_UNSOLICIT_KEY: Final = TS_POLICY_KEY + r"\RAUnsolicit"
 F_ALLOW_UNSOLICITED: Final = "fAllowUnsolicited"
 F_ALLOW_UNSOLICITED_FULL_CONTROL: Final = "fAllowUnsolicitedFullControl"
 F_ALLOW_TO_GET_HELP: Final = "fAllowToGetHelp"
-# Read (recorded in the snapshot) but never written: nothing in the KB article asks for it.
+# The companion values gpedit writes with RA_Solicit (its elements: fAllowFullControl,
+# MaxTicketExpiry + MaxTicketExpiryUnits, fUseMailto). Read and recorded in the snapshot, never
+# written: on XP / 2003 each missing policy value falls back to the Control Panel value
+# (RARegSetting::RegGetDwValue), so writing gpedit's values would override the machine's own
+# choices, such as view-only control (docs/windows.md, section 2).
 F_ALLOW_FULL_CONTROL: Final = "fAllowFullControl"
+MAX_TICKET_EXPIRY: Final = "MaxTicketExpiry"
+MAX_TICKET_EXPIRY_UNITS: Final = "MaxTicketExpiryUnits"
+F_USE_MAILTO: Final = "fUseMailto"
+RA_SOLICIT_COMPANIONS: Final = (
+    F_ALLOW_FULL_CONTROL,
+    MAX_TICKET_EXPIRY,
+    MAX_TICKET_EXPIRY_UNITS,
+    F_USE_MAILTO,
+)
+# XP / 2003 helpsvc (pchealth service.cpp, local_GetDACLValue; docs/windows.md, section 12):
+# UnsolicitedAccessNewDACL under the policy key, when present, is the access list of offers and
+# the RAUnsolicit list is not read at all; otherwise RAUnsolicit's default value is helpsvc's
+# cache of the list (an SDDL string it writes at the first offer), never a helper.
+UNSOLICITED_ACCESS_NEW_DACL: Final = "UnsolicitedAccessNewDACL"
+RA_UNSOLICIT_CACHE: Final = ""
 TS_POLICY_VALUES: Final = (
     F_ALLOW_UNSOLICITED,
     F_ALLOW_UNSOLICITED_FULL_CONTROL,
     F_ALLOW_TO_GET_HELP,
-    F_ALLOW_FULL_CONTROL,
+    *RA_SOLICIT_COMPANIONS,
+    UNSOLICITED_ACCESS_NEW_DACL,
 )
+
+
+def list_cache(key: str) -> str | None:
+    """The name of the value of a list key that is a cache derived from the list (not an entry
+    of it), or None: RAUnsolicit's default value (docs/windows.md, section 12). Such a value is
+    never compared nor restored, and it is deleted whenever raorch changes the list, as Group
+    Policy's ``**delvals.`` does, so that helpsvc rebuilds it from the list at the next offer."""
+    return RA_UNSOLICIT_CACHE if key.casefold() == RA_UNSOLICIT_KEY.casefold() else None
+
 
 # The machine (non-policy) Solicited RA switch, which applies when the policy is absent
 # (KB 301527; docs/windows.md, section 2). Whether Vista+ offers depend on it: UNCONFIRMED,
@@ -92,6 +121,16 @@ MODERN_PROFILE_MASKS: Final[dict[ModernProfile, FirewallProfile]] = {
 NET_FW_MODIFY_STATE_OK: Final = 0
 NET_FW_MODIFY_STATE_GP_OVERRIDE: Final = 1  # the profile is controlled by Group Policy
 NET_FW_MODIFY_STATE_INBOUND_BLOCKED: Final = 2  # unsolicited inbound traffic is not allowed
+
+# ---------------------------------------------------------------- taking effect (Vista+)
+# Windows runs this task (action "%windir%\system32\RAServer.exe /offerraupdate") when Group
+# Policy applies new settings (trigger: GroupPolicy event 1502); it fills the local group "Offer
+# Remote Assistance Helpers" from the policy. A direct registry write raises no such event, so
+# raorch runs the task itself after it writes the policy (docs/windows.md, section 11).
+REMOTE_ASSISTANCE_TASK: Final = r"\Microsoft\Windows\RemoteAssistance\RemoteAssistanceTask"
+# How long RunScheduledTask waits for the run to end. /offerraupdate updates one local group;
+# a minute is far beyond that and well within a host's deadline.
+REMOTE_ASSISTANCE_TASK_WAIT_SECONDS: Final = 60
 
 # ---------------------------------------------------------------- editions and versions
 # OperatingSystemSKU values of Home / Starter editions (GetProductInfo SKU table,

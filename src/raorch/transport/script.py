@@ -22,6 +22,7 @@ SCRIPT_FILES: tuple[str, ...] = (
     "accounts.ps1",
     "groups.ps1",
     "firewall.ps1",
+    "tasks.ps1",
     "dispatch.ps1",
 )
 

@@ -42,8 +42,10 @@ from raorch.models.remote import (
     RuleDirection,
     RuleGroupState,
     RuleIdentity,
+    RunScheduledTask,
     SetFirewallRule,
     SetValue,
+    TaskRun,
 )
 
 _U32 = 1 << 32
@@ -96,6 +98,8 @@ def to_wire(op: Operation) -> dict[str, object]:
                 "Rule": rule_to_wire(rule),
                 "Enabled": enabled,
             }
+        case RunScheduledTask(path=path, wait_seconds=wait):
+            return {"Op": "RunScheduledTask", "Path": path, "WaitSeconds": TaggedValue("I32", wait)}
     raise TypeError(f"not a remote operation: {op!r}")
 
 
@@ -249,6 +253,8 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
             return RuleGroupState(group=group, rules=rules, modify_state=state)
         case DeleteKey(key=key):
             return KeyDeletion(key=key, deleted=_bool(reply, "Deleted"))
+        case RunScheduledTask(path=path):
+            return TaskRun(path=path, last_result=_int(reply, "LastResult"))
     # The other writes return nothing but their success.
     return None
 

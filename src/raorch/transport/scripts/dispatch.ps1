@@ -15,6 +15,7 @@ $RaorchOperationTable = @{
     RemoveGroupMember = @{ Params = @('Sid', 'Member'); Write = $true; Function = 'Invoke-RaorchRemoveGroupMember' }
     GetFirewallRules  = @{ Params = @('Group'); Write = $false; Function = 'Invoke-RaorchGetFirewallRules' }
     SetFirewallRule   = @{ Params = @('Group', 'Rule', 'Enabled'); Write = $true; Function = 'Invoke-RaorchSetFirewallRule' }
+    RunScheduledTask  = @{ Params = @('Path', 'WaitSeconds'); Write = $true; Function = 'Invoke-RaorchRunScheduledTask' }
 }
 
 # Check the whole batch before running any of it: an unknown Op or a missing key fails the
