@@ -47,11 +47,16 @@ from raorch.models.remote import (
     RegValue,
     RuleGroupState,
 )
-from raorch.planning.desired import adds_helpers_to_administrators, unique_helpers
+from raorch.planning.desired import (
+    adds_helpers_to_administrators,
+    modern_profile_mask,
+    unique_helpers,
+)
 from raorch.planning.plan import (
     Change,
     Difference,
     MemberChange,
+    RuleChange,
     ValueChange,
     changes_from_json,
     changes_to_json,
@@ -312,7 +317,30 @@ class _Run:
             sid = snap.sid_of(helper)
             if sid is not None and not snap.is_member(sid):
                 changes.append(MemberChange(ADMINISTRATORS_SID, helper, sid, False, True))
+        changes.extend(self._twin_seed(snap))
         return tuple(changes)
+
+    def _twin_seed(self, snap: Snapshot) -> list[Change]:
+        """A twin rule (docs/windows.md, section 5): a rule the playbook must NOT touch (its
+        profiles are outside the playbook's) that shares its display name with one it enables.
+        Flipped before the apply, it must stay flipped through apply and rollback: a write or a
+        restore that reached the wrong twin shows in the exact comparisons."""
+        modern = self.playbook.firewall.modern
+        if snap.firewall is None or modern is None:
+            return []
+        mask = modern_profile_mask(self.playbook)
+        rules = snap.firewall.rules
+        for rule in rules:
+            if rule.identity.profiles is None or rule.identity.profiles & mask:
+                continue
+            if any(
+                other.identity.name == rule.identity.name and (other.identity.profiles or 0) & mask
+                for other in rules
+            ):
+                return [
+                    RuleChange(modern.rule_group, rule.identity, rule.enabled, not rule.enabled)
+                ]
+        return []
 
     def seed(self, snap: Snapshot, seeds: tuple[Change, ...]) -> bool:
         self.record(snap, seeds)
@@ -338,17 +366,24 @@ class _Run:
             for c in seeds
             if isinstance(c, MemberChange) and not seeded.is_member(c.sid)
         ]
+        twins = [
+            Difference(c.item, "enabled" if c.after else "disabled", "not so")
+            for c in seeds
+            if isinstance(c, RuleChange)
+            and not any(r.identity == c.rule and r.enabled == c.after for r in _rules(seeded))
+        ]
         return self.check(
             "write the edge values and read them back",
-            not differences and not members,
+            not differences and not members and not twins,
             f"{len(seeds)} write(s): REG_EXPAND_SZ with %vars%, DWORD and QWORD all ones, empty "
             "REG_MULTI_SZ and REG_BINARY, Unicode"
             + (
                 ", a helper added to Administrators"
                 if any(isinstance(c, MemberChange) for c in seeds)
                 else ""
-            ),
-            (*differences, *members),
+            )
+            + (", a twin rule flipped" if any(isinstance(c, RuleChange) for c in seeds) else ""),
+            (*differences, *members, *twins),
         )
 
     def round_trip(self, first: Snapshot, seeds: tuple[Change, ...]) -> bool:
@@ -453,6 +488,10 @@ def run_acceptance(
     return run.report()
 
 
+def _rules(snap: Snapshot) -> tuple[FirewallRule, ...]:
+    return () if snap.firewall is None else snap.firewall.rules
+
+
 # ---------------------------------------------------------------- comparing two states
 
 
@@ -514,13 +553,17 @@ def _rule_differences(want: RuleGroupState | None, got: RuleGroupState | None) -
     for rule in want.rules:
         match = next((r for r in remaining if replace(r, enabled=rule.enabled) == rule), None)
         if match is None:
-            out.append(Difference(f"firewall rule {rule.name}", "present", "absent"))
+            out.append(Difference(f"firewall rule {rule.identity.describe()}", "present", "absent"))
             continue
         remaining.remove(match)
         if match.enabled != rule.enabled:
             state = {True: "enabled", False: "disabled"}
             out.append(
-                Difference(f"firewall rule {rule.name}", state[rule.enabled], state[match.enabled])
+                Difference(
+                    f"firewall rule {rule.identity.describe()}",
+                    state[rule.enabled],
+                    state[match.enabled],
+                )
             )
     return out
 

@@ -115,6 +115,15 @@ def adds_helpers_to_administrators(playbook: Playbook, profile: HostProfile | No
     return add is AddHelpers.ALL or (add is AddHelpers.LEGACY_ONLY and legacy)
 
 
+def modern_profile_mask(playbook: Playbook) -> FirewallProfile:
+    """The NET_FW_PROFILE_TYPE2 mask of the playbook's modern firewall profiles (0: none)."""
+    mask = FirewallProfile(0)
+    modern = playbook.firewall.modern
+    for p in modern.profiles if modern is not None else ():
+        mask |= MODERN_PROFILE_MASKS[p]
+    return mask
+
+
 def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> DesiredState:
     """The state ``playbook`` means for a host of ``profile``. ``snapshot`` supplies what only
     the host knows: the helpers' SIDs and the rules of the modern firewall group."""
@@ -167,9 +176,7 @@ def desired_state(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) 
 
     modern = playbook.firewall.modern
     if profile is HostProfile.MODERN and modern is not None and snapshot.firewall is not None:
-        mask = FirewallProfile(0)
-        for p in modern.profiles:
-            mask |= MODERN_PROFILE_MASKS[p]
+        mask = modern_profile_mask(playbook)
         # Only the rules whose profiles intersect the playbook's: of twins sharing a display
         # name (the Public rule and its Domain + Private "-Active" twin, docs/windows.md,
         # section 5), the other one is left as it is.
