@@ -10,37 +10,23 @@ Windows here to time it, so the shape of the script is checked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser
+from ps_tree import node_text, parse, walk
 
 from raorch.transport.script import script_file
 
-POWERSHELL = Language(tree_sitter_powershell.language())
 LOOPS = frozenset({"foreach_statement", "for_statement", "while_statement", "do_statement"})
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8")
 
 
 def translate_calls(source: str) -> list[tuple[str, bool, str]]:
     """Every ``.Translate(...)`` call: (its function, whether it is inside a loop, its
     arguments' text)."""
-    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
+    tree_root = parse(source)
     calls: list[tuple[str, bool, str]] = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree_root):
         if node.type != "invokation_expression":
             continue
         member = next((c for c in node.named_children if c.type == "member_name"), None)
-        if member is None or _text(member).lower() != "translate":
+        if member is None or node_text(member).lower() != "translate":
             continue
         args = next((c for c in node.named_children if c.type == "argument_list"), None)
         in_loop, function = False, ""
@@ -49,9 +35,9 @@ def translate_calls(source: str) -> list[tuple[str, bool, str]]:
             in_loop = in_loop or parent.type in LOOPS
             if parent.type == "function_statement" and not function:
                 name = next(c for c in parent.named_children if c.type == "function_name")
-                function = _text(name)
+                function = node_text(name)
             parent = parent.parent
-        calls.append((function, in_loop, "" if args is None else _text(args)))
+        calls.append((function, in_loop, "" if args is None else node_text(args)))
     return calls
 
 

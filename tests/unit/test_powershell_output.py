@@ -19,16 +19,14 @@ the pipeline's output, which the controller reads one result per operation).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pytest
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser
+from ps_tree import node_text, parse, walk
+from tree_sitter import Node
 
 from raorch.transport.script import SCRIPT_FILES, batch_script, script_file
-
-POWERSHELL = Language(tree_sitter_powershell.language())
 
 # Statements whose value is the deliberate output, by file; each with why.
 ALLOWED_OUTPUT: dict[str, dict[str, str]] = {
@@ -95,16 +93,6 @@ class Finding:
         return f"line {self.line}: its value is written to the output: {self.statement}"
 
 
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8")
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
 def _writes_to_output(statement_list: Node) -> bool:
     parent = statement_list.parent
     while parent is not None and parent.type not in _WRITER:
@@ -117,7 +105,7 @@ def _writes_to_output(statement_list: Node) -> bool:
 def _core(node: Node) -> Node:
     """The expression under the precedence wrappers (nodes that span the same text as their one
     named child)."""
-    while len(node.named_children) == 1 and _text(node.named_children[0]) == _text(node):
+    while len(node.named_children) == 1 and node_text(node.named_children[0]) == node_text(node):
         node = node.named_children[0]
     return node
 
@@ -126,7 +114,7 @@ def _command_name(node: Node) -> str | None:
     if node.type != "command":
         return None
     name = next((c for c in node.named_children if c.type == "command_name"), None)
-    return None if name is None else _text(name).lower()
+    return None if name is None else node_text(name).lower()
 
 
 def _consumed(pipeline: Node) -> bool:
@@ -138,7 +126,7 @@ def _consumed(pipeline: Node) -> bool:
     redirections = [c for c in chain.named_children if c.type == "redirections"]
     for redirection in (r for rs in redirections for r in rs.named_children):
         names = [c for c in redirection.named_children if c.type == "redirected_file_name"]
-        if names and _text(names[0]).strip().lower() == "$null":
+        if names and node_text(names[0]).strip().lower() == "$null":
             return True
     elements = [c for c in chain.named_children if c.type != "redirections"]
     last = elements[-1]
@@ -152,22 +140,22 @@ def _consumed(pipeline: Node) -> bool:
         return True
     if core.type == "cast_expression":
         cast = next((c for c in core.named_children if c.type == "type_literal"), None)
-        return cast is not None and _text(cast).replace(" ", "").lower() == "[void]"
+        return cast is not None and node_text(cast).replace(" ", "").lower() == "[void]"
     return False
 
 
 def check_output(source: str, allowed: Collection[str] = ()) -> list[Finding]:
     """Statements of ``source`` that write a value nobody asked for; ``allowed``: the exact
     text of statements that are the deliberate output."""
-    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
+    tree_root = parse(source)
     findings: list[Finding] = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree_root):
         if node.type != "statement_list" or not _writes_to_output(node):
             continue
         for statement in node.named_children:
             if statement.type != "pipeline" or _consumed(statement):
                 continue
-            text = _text(statement).strip()
+            text = node_text(statement).strip()
             if text not in allowed:
                 findings.append(Finding(statement.start_point[0] + 1, text))
     return findings

@@ -8,19 +8,15 @@ tree-sitter-powershell and the syntax tree is searched for PowerShell 3+ constru
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser
+from ps_tree import node_text, parse, walk
 
 from raorch.lab.operations import RULE_KEYS as LAB_RULE_KEYS
 from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 from raorch.transport.script import MARKER, SCRIPT_FILES, batch_script, script_file
 from raorch.transport.wire import rule_to_wire
-
-POWERSHELL = Language(tree_sitter_powershell.language())
 
 # Type literals PowerShell 2.0 does not know ([ordered] and the [pscustomobject] accelerator
 # came with 3.0).
@@ -65,51 +61,41 @@ class Finding:
         return f"line {self.line}: {self.what}"
 
 
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8")
-
-
 def check_powershell(source: str) -> list[Finding]:
     """Syntax errors and PowerShell 3+ constructs in ``source``."""
-    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
+    tree_root = parse(source)
     findings: list[Finding] = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree_root):
         line = node.start_point[0] + 1
         kind = node.type
         if node.is_missing:
             findings.append(Finding(line, f"syntax error: missing {kind}"))
         elif kind == "ERROR":
-            findings.append(Finding(line, f"syntax error near {_text(node)[:40]!r}"))
+            findings.append(Finding(line, f"syntax error near {node_text(node)[:40]!r}"))
         elif kind == "type_literal":
             spec = next((c for c in node.children if c.type == "type_spec"), None)
-            if spec is not None and _text(spec).lower() in NEW_TYPE_LITERALS:
-                findings.append(Finding(line, f"type literal [{_text(spec)}]"))
+            if spec is not None and node_text(spec).lower() in NEW_TYPE_LITERALS:
+                findings.append(Finding(line, f"type literal [{node_text(spec)}]"))
         elif kind in ("class_statement", "enum_statement"):
             findings.append(Finding(line, f"{kind.removesuffix('_statement')} definition"))
         elif kind == "command_name":
-            if _text(node).lower() in NEW_COMMANDS:
-                findings.append(Finding(line, f"command {_text(node)}"))
+            if node_text(node).lower() in NEW_COMMANDS:
+                findings.append(Finding(line, f"command {node_text(node)}"))
         elif kind == "comparison_operator":
-            if _text(node).lower() in NEW_OPERATORS:
-                findings.append(Finding(line, f"operator {_text(node)}"))
+            if node_text(node).lower() in NEW_OPERATORS:
+                findings.append(Finding(line, f"operator {node_text(node)}"))
         elif kind == "variable":
-            if _text(node).lower() in NEW_VARIABLES:
-                findings.append(Finding(line, f"variable {_text(node)}"))
+            if node_text(node).lower() in NEW_VARIABLES:
+                findings.append(Finding(line, f"variable {node_text(node)}"))
         elif kind == "member_name":
             # A method call: the member is followed by an argument list.
             following = node.next_sibling
             if (
-                _text(node).lower() in NEW_METHODS
+                node_text(node).lower() in NEW_METHODS
                 and following is not None
                 and following.type == "argument_list"
             ):
-                findings.append(Finding(line, f"method {_text(node)}()"))
+                findings.append(Finding(line, f"method {node_text(node)}()"))
     return findings
 
 
@@ -168,8 +154,8 @@ def test_batch_starts_with_marker_then_param_block() -> None:
     text = batch_script()
     assert text.splitlines()[0] == MARKER
     # param() must come before any statement, or PowerShell refuses the script.
-    tree = Parser(POWERSHELL).parse(text.encode("utf-8"))
-    first = [c.type for c in tree.root_node.children if c.type != "comment"]
+    tree_root = parse(text)
+    first = [c.type for c in tree_root.children if c.type != "comment"]
     assert first[0] == "param_block", first[:3]
 
 

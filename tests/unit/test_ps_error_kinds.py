@@ -12,25 +12,12 @@ any comparison in the classifier that involves an exception's ``.Message`` must 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser
+from ps_tree import function_node, node_text, parse, walk
+from tree_sitter import Node
 
 from raorch.transport.script import script_file
 
-POWERSHELL = Language(tree_sitter_powershell.language())
 NORMALIZER = "convertto-raorchmessagekey"
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8")
 
 
 def _normalized(node: Node, stop: Node) -> bool:
@@ -39,7 +26,7 @@ def _normalized(node: Node, stop: Node) -> bool:
     while current is not None and current != stop:
         if current.type == "command":
             name = next((c for c in current.children if c.type == "command_name"), None)
-            if name is not None and _text(name).lower() == NORMALIZER:
+            if name is not None and node_text(name).lower() == NORMALIZER:
                 return True
         current = current.parent
     return False
@@ -48,30 +35,24 @@ def _normalized(node: Node, stop: Node) -> bool:
 def raw_message_comparisons(source: str) -> list[str]:
     """Comparisons (``-eq``, ``-ne``, ``-like``...) with an operand that reads ``.Message``
     without normalizing it."""
-    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
+    tree_root = parse(source)
     findings: list[str] = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree_root):
         if not any(c.type == "comparison_operator" for c in node.children):
             continue
         for operand in node.children:
             if operand.type == "comparison_operator":
                 continue
-            for inner in _walk(operand):
-                if inner.type != "member_name" or _text(inner).lower() != "message":
+            for inner in walk(operand):
+                if inner.type != "member_name" or node_text(inner).lower() != "message":
                     continue
                 if not _normalized(inner, operand):
-                    findings.append(f"line {node.start_point[0] + 1}: {_text(node)}")
+                    findings.append(f"line {node.start_point[0] + 1}: {node_text(node)}")
     return findings
 
 
 def _function(source: str, name: str) -> str:
-    tree = Parser(POWERSHELL).parse(source.encode("utf-8"))
-    for node in _walk(tree.root_node):
-        if node.type == "function_statement":
-            declared = next((c for c in node.children if c.type == "function_name"), None)
-            if declared is not None and _text(declared).lower() == name.lower():
-                return _text(node)
-    raise AssertionError(f"no function {name} in the script")
+    return node_text(function_node(source, name))
 
 
 # ---------------------------------------------------------------- the checker can fail

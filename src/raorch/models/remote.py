@@ -72,8 +72,9 @@ class RuleIdentity:
     service: str | None = None  # INetFwRule.ServiceName ("" when none)
 
     @property
-    def complete(self) -> bool:
-        return None not in (
+    def details(self) -> tuple[object, ...]:
+        """Every field but the name, in a fixed order."""
+        return (
             self.direction,
             self.profiles,
             self.protocol,
@@ -82,27 +83,15 @@ class RuleIdentity:
             self.service,
         )
 
+    @property
+    def complete(self) -> bool:
+        return None not in self.details
+
     def matches(self, other: RuleIdentity) -> bool:
         """``other`` (a rule as a host reports it) is this rule: every field this identity
         records is equal, exactly (strings ordinally, as the batch script compares them)."""
-        mine = (
-            self.direction,
-            self.profiles,
-            self.protocol,
-            self.local_ports,
-            self.application,
-            self.service,
-        )
-        theirs = (
-            other.direction,
-            other.profiles,
-            other.protocol,
-            other.local_ports,
-            other.application,
-            other.service,
-        )
         return self.name == other.name and all(
-            a is None or a == b for a, b in zip(mine, theirs, strict=True)
+            a is None or a == b for a, b in zip(self.details, other.details, strict=True)
         )
 
     def describe(self) -> str:
