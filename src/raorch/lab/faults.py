@@ -18,6 +18,9 @@ The faults file is YAML (docs/lab.md, "Faults"):
         reset_after: 2              # the connection is reset (TCP RST) at request N+1
       - hosts: [lab-0007]
         slow_open_ms: 5000          # the runspace pool takes this long to open
+      - hosts: [lab-0011]
+        stall_receive_ms: 12000     # a Receive that takes pipeline output answers this late,
+                                    # once per pipeline (the client times out and resends it)
       - hosts: [lab-0008]
         trust_failure: true         # the host's secure channel is broken: lookups give 1789
       - hosts: [lab-0012]
@@ -59,6 +62,7 @@ _ENTRY_KEYS = {
     "hang_after",
     "reset_after",
     "slow_open_ms",
+    "stall_receive_ms",
     "trust_failure",
     "missing_groups",
     "local_policy_modify_state",
@@ -83,6 +87,9 @@ class HostFaults:
     hang_after: int | None = None  # requests of a connection answered before it hangs
     reset_after: int | None = None  # requests of a connection answered before a TCP reset
     slow_open: float = 0.0  # seconds added to the runspace pool's opening
+    # Seconds a Receive that took pipeline output waits before it answers, once per pipeline:
+    # a network path that stalls (docs/lab.md, "Receive and its retransmission").
+    stall_receive: float = 0.0
     trust_failure: bool = False
     # Local groups the host cannot find by SID (GetGroup, Add/RemoveGroupMember: NotFound).
     missing_groups: frozenset[str] = frozenset()
@@ -209,6 +216,8 @@ def _apply(base: HostFaults, entry: dict[str, Any], at: str) -> HostFaults:
         out = replace(out, latency=millis("latency_ms"))
     if "slow_open_ms" in entry:
         out = replace(out, slow_open=millis("slow_open_ms"))
+    if "stall_receive_ms" in entry:
+        out = replace(out, stall_receive=millis("stall_receive_ms"))
     if "hang" in entry:
         out = replace(out, hang_after=0 if flag("hang") else None)
     if "hang_after" in entry:

@@ -398,7 +398,7 @@ class LabServer:
                     wsman.ERROR_SHELL_NOT_FOUND,
                 )
             if req.action == wsman.ACTION_RECEIVE:
-                return await self._receive(rt, shell, req)
+                return await self._receive(rt, shell, req, request.transport)
             if req.action == wsman.ACTION_COMMAND:
                 return 200, self._command(rt, shell, req)
             if req.action == wsman.ACTION_SEND:
@@ -506,7 +506,7 @@ class LabServer:
         rt.log.append({"time": time.time(), "commands": entries})
 
     async def _receive(
-        self, rt: HostRuntime, shell: Shell, req: wsman.Request
+        self, rt: HostRuntime, shell: Shell, req: wsman.Request, transport: Any
     ) -> tuple[int, bytes]:
         stream = req.body.find("rsp:Receive/rsp:DesiredStream", wsman.NS)
         pid = _command_uuid(stream.get("CommandId") if stream is not None else None)
@@ -515,16 +515,28 @@ class LabServer:
             raise wsman.WSManRequestError(
                 "w:InvalidParameter", f"The command {command_id} does not exist in this shell."
             )
+        replayed = shell.replay(pid, req.message_id)
+        if replayed is not None:
+            chunks, done = replayed
+            return 200, wsman.receive_response(req.message_id, chunks, command_id, done)
         deadline = time.monotonic() + req.operation_timeout
         while True:
             if rt.shells.get(shell.shell_id) is not shell or self._closing.is_set():
                 raise wsman.WSManRequestError(
                     "w:InvalidSelectors", "The shell was closed.", wsman.ERROR_SHELL_NOT_FOUND
                 )
+            if transport is None or transport.is_closing():
+                # The client is gone (it timed out and will resend): take nothing for it.
+                return 500, wsman.timeout_fault(req.message_id, rt.host.facts.computer_name)
             now = time.monotonic()
             if shell.ready():
                 chunks, done = shell.take(pid)
                 if chunks or done:
+                    shell.answer(pid, req.message_id, chunks, done)
+                    info = shell.pipelines.get(pid) if pid is not None else None
+                    if rt.faults.stall_receive and chunks and info is not None and not info.stalled:
+                        info.stalled = True
+                        await asyncio.sleep(rt.faults.stall_receive)
                     return 200, wsman.receive_response(req.message_id, chunks, command_id, done)
                 wait_until = deadline
             else:
@@ -667,6 +679,7 @@ def _faults_json(f: HostFaults) -> dict[str, Any]:
         "hang_after": f.hang_after,
         "reset_after": f.reset_after,
         "slow_open_ms": f.slow_open * 1000,
+        "stall_receive_ms": f.stall_receive * 1000,
         "trust_failure": f.trust_failure,
         "missing_groups": sorted(f.missing_groups),
         "local_policy_modify_state": f.local_policy_modify_state,

@@ -57,6 +57,7 @@ class _PipelineInfo:
     pipeline: ServerPipeline
     commands: Commands | None = None
     ended: bool = False
+    stalled: bool = False  # the stall_receive fault already held one of its Receives
 
 
 @dataclass
@@ -68,6 +69,10 @@ class Shell:
     queues: dict[uuid.UUID | None, deque[bytes]] = field(default_factory=dict)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     pipelines_run: int = 0
+    # The last answered Receive per target (its MessageID, the payloads it carried, whether
+    # it ended the pipeline): a client resends a Receive whose reply it did not get, with the
+    # same MessageID, and must get the same data (see ``replay``).
+    answered: dict[uuid.UUID | None, tuple[str, list[bytes], bool]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ input
 
@@ -156,6 +161,7 @@ class Shell:
                 info.pipeline.state = PSInvocationState.Stopped
             info.pipeline.close()
         self.queues.pop(pipeline_id, None)
+        self.answered.pop(pipeline_id, None)
 
     def close(self) -> None:
         for pid in list(self.pipelines):
@@ -183,6 +189,26 @@ class Shell:
             info = self.pipelines.get(pipeline_id)
             done = info is not None and info.ended and not queue
         return chunks, done
+
+    def replay(
+        self, pipeline_id: uuid.UUID | None, message_id: str
+    ) -> tuple[list[bytes], bool] | None:
+        """The payloads of the last Receive of ``pipeline_id`` again, when ``message_id`` is
+        that Receive's: its reply was lost (the client timed out reading it) and the client
+        resent the request byte for byte, as pypsrp does (``WSMan.receive``,
+        ``retries_on_read_timeout``). Taking output is destructive, so without this the
+        output that reply carried is gone and the pipeline never ends for the client. A
+        Receive with another MessageID acknowledges the last one (it is forgotten)."""
+        last = self.answered.get(pipeline_id)
+        if last is None or last[0] != message_id:
+            return None
+        return last[1], last[2]
+
+    def answer(
+        self, pipeline_id: uuid.UUID | None, message_id: str, chunks: list[bytes], done: bool
+    ) -> None:
+        """Remember what a Receive answered, for ``replay``."""
+        self.answered[pipeline_id] = (message_id, chunks, done)
 
     def ready(self) -> bool:
         return time.monotonic() >= self.ready_at
