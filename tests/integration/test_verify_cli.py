@@ -5,7 +5,8 @@
   the playbook, else compliant; exit 5. Nothing is written (the lab states are byte for byte the
   same, one read pipeline per host) and no journal is created. ``--wave`` narrows the hosts.
 - After a rollout: exit 0, every eligible host compliant, refused hosts still refused; an
-  unreachable host is reported as ``unreachable`` and does not change the exit code; a change
+  unreachable host is reported as ``unreachable`` and makes the exit 7 (nothing was checked
+  there), 0 with ``--allow-unreachable``; a change
   made behind raorch's back (plain pypsrp batches) is reported as ``drifted`` with each
   differing item, expected vs found, in text and in ``--json``; exit 5.
 """
@@ -198,9 +199,12 @@ def test_verify_after_a_rollout_compliant_unreachable_then_drifted(
         legacy = next(h for h in eligible if states[h]["profile"] in LEGACY_PROFILES)
         down = next(h for h in eligible if h not in (modern, legacy))
 
-        # An unreachable host is reported as such, and the rest being compliant is still exit 0.
+        # An unreachable host is reported as such: nothing was checked there, exit 7; accepted
+        # with --allow-unreachable, the rest being compliant, exit 0.
         lab.set_faults({"faults": [{"hosts": [down], "unreachable": True}]})
         code, doc = verify(cli, inventory)
+        assert code == 7, doc
+        code, doc = verify(cli, inventory, "--allow-unreachable")
         assert code == 0, doc
         found = by_host(doc)
         assert found[down]["outcome"] == "unreachable" and found[down]["stage"] == "connect"

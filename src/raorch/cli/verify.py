@@ -4,9 +4,11 @@ What a change board or an auditor asks for: per host ``compliant``, ``drifted`` 
 value, expected vs found), ``refused`` (the pre-flight reason) or ``unreachable``. Nothing is
 written; no journal is needed.
 
-Exit codes (docs/exit-codes.md): 0 when every reachable, eligible host is compliant;
+Exit codes (docs/exit-codes.md): 0 when every eligible host was read and is compliant;
 5 (NOT_COMPLIANT) when one has drifted; 1 (HOSTS_FAILED) when a reachable host could not be
-read completely (the verdict is then unknown).
+read completely (the verdict is then unknown); 7 (UNREACHABLE) when a host could not be reached
+or refused the credentials, so nothing was checked there (``--allow-unreachable``: not counted).
+A compliance job must not pass when nothing was checked.
 """
 
 from __future__ import annotations
@@ -32,13 +34,29 @@ from raorch.models.outcomes import Outcome
 ORDER = (Outcome.COMPLIANT, Outcome.DRIFTED, Outcome.REFUSED, Outcome.UNREACHABLE, Outcome.FAILED)
 
 
-def exit_code(reports: Sequence[HostReport]) -> ExitCode:
+def exit_code(reports: Sequence[HostReport], allow_unreachable: bool = False) -> ExitCode:
+    """The worst verdict first: drift, then a host read incompletely, then hosts not checked."""
     outcomes = {r.outcome for r in reports}
     if Outcome.DRIFTED in outcomes:
         return ExitCode.NOT_COMPLIANT
     if Outcome.FAILED in outcomes:
         return ExitCode.HOSTS_FAILED
+    if Outcome.UNREACHABLE in outcomes and not allow_unreachable:
+        return ExitCode.UNREACHABLE
     return ExitCode.OK
+
+
+def unreachable_note(reports: Sequence[HostReport], allow_unreachable: bool) -> str | None:
+    """Why the exit code is UNREACHABLE, and what to do, for stderr."""
+    down = [r.host for r in reports if r.outcome is Outcome.UNREACHABLE]
+    if not down or allow_unreachable:
+        return None
+    sample = ", ".join(down[:5]) + (" ..." if len(down) > 5 else "")
+    return (
+        f"{len(down)} of {len(reports)} host(s) were not checked (unreachable or credentials "
+        f"refused: {sample}); exit {int(ExitCode.UNREACHABLE)}. Check WinRM and the password, or "
+        "pass --allow-unreachable to accept hosts that cannot be reached."
+    )
 
 
 def report_lines(report: HostReport) -> list[str]:
@@ -75,6 +93,11 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 @options.limit
 @options.concurrency
 @options.as_json
+@click.option(
+    "--allow-unreachable",
+    is_flag=True,
+    help="Exit 0 even when hosts could not be reached (they are still reported).",
+)
 @handle_errors
 def verify(
     inventory_path: str | Path,
@@ -83,11 +106,13 @@ def verify(
     limit: str | None,
     concurrency: int,
     as_json: bool,
+    allow_unreachable: bool,
 ) -> None:
     """Prove compliance: read every host and compare it with the playbook. Writes nothing.
 
-    Exit 0 when every reachable, eligible host is compliant, 5 when one has drifted, 1 when a
-    host could not be read completely.
+    Exit 0 when every eligible host was read and is compliant, 5 when one has drifted, 1 when
+    a host could not be read completely, 7 when a host could not be reached (unless
+    --allow-unreachable).
     """
     inventory = load_inventory(inventory_path)
     playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
@@ -98,7 +123,7 @@ def verify(
     reports = plan_hosts(
         targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
     )
-    code = exit_code(reports)
+    code = exit_code(reports, allow_unreachable)
     if as_json:
         click.echo(
             json.dumps(
@@ -117,4 +142,7 @@ def verify(
             for line in report_lines(report):
                 click.echo(line)
         click.echo(summary_line(reports))
+    note = unreachable_note(reports, allow_unreachable)
+    if note is not None:
+        warn([note])
     raise click.exceptions.Exit(int(code))

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CHANGES_PENDING = 4  # plan: some hosts would change
     NOT_COMPLIANT = 5  # verify: a reachable, eligible host is not compliant
     REFUSED = 6  # the command was refused (wave out of order, nothing to roll back, ...)
+    UNREACHABLE = 7  # verify: a host could not be reached or refused the credentials
     INTERRUPTED = 130  # Ctrl-C
 
 
