@@ -175,6 +175,12 @@ def test_real_process_exit_code_and_no_traceback(tmp_path: Path) -> None:
 
 def test_validate_certificate_hosts_need_no_credentials(tmp_path: Path) -> None:
     (tmp_path / "pb.yaml").write_text(PLAYBOOK.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "c.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "k.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\nMII=\n-----END PRIVATE KEY-----\n"
+    )
     inventory = tmp_path / "inv.yaml"
     inventory.write_text(
         "playbook: pb.yaml\n"
@@ -191,3 +197,27 @@ def test_validate_certificate_hosts_need_no_credentials(tmp_path: Path) -> None:
     code, out, err = run("validate", "-i", str(inventory))
     assert code == ExitCode.OK, err
     assert "none: the client certificate (auth: certificate) (1 host)" in out
+
+
+def test_validate_refuses_a_missing_ca_bundle_with_its_location(tmp_path: Path) -> None:
+    """Before, `validate` passed and every host then failed at run time with a network-sounding
+    hint; now exit 2 with file:line:column and what to do."""
+    (tmp_path / "pb.yaml").write_text(PLAYBOOK.read_text(encoding="utf-8"), encoding="utf-8")
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "playbook: pb.yaml\n"
+        "domains: [CORP]\n"
+        "defaults:\n"
+        "  connection: {scheme: https, ca_bundle: pki/missing.pem}\n"
+        "  credentials: {username: 'CORP\\svc', password: 'env:PW'}\n"
+        "hosts:\n"
+        "  h1: {address: 10.0.0.1}\n"
+        "  h2: {address: 10.0.0.2}\n"
+        "waves:\n"
+        "  - {name: all, rest: true}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("validate", "-i", str(inventory))
+    assert code == ExitCode.INVALID_INPUT
+    assert f"{inventory}:4:" in err and "ca_bundle" in err and "no such file" in err
+    assert err.count("no such file") == 1  # once for the default, not per host

@@ -541,8 +541,14 @@ waves:
 """
 
 
+CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"
+
+
 def test_certificate_auth_needs_no_credentials_but_other_auth_does(tmp_path: Path) -> None:
     # The client certificate is the identity: no user name, no password to give.
+    (tmp_path / "c.pem").write_text(CERT)
+    (tmp_path / "k.pem").write_text(KEY)
     problems = problems_of(tmp_path, CERT_ONLY)
     assert [p.message for p in problems] == ["host 'h2' has no credentials"]
     inv = load_inventory(
@@ -560,6 +566,8 @@ def test_certificate_auth_needs_no_credentials_but_other_auth_does(tmp_path: Pat
 def test_relative_paths_are_anchored_at_the_inventory(tmp_path: Path) -> None:
     sub = tmp_path / "inv"
     sub.mkdir()
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "ca.pem").write_text(CERT)
     text = edit("    scheme: https\n", "    scheme: https\n    ca_bundle: ../pki/ca.pem\n")
     text = text.replace("playbook: pb.yaml", "playbook: ../playbooks/pb.yaml")
     inv = load_inventory(write(sub, text))
@@ -601,3 +609,47 @@ def test_sample_inventory_loads() -> None:
     assert len(inv.targets) >= 10
     assert all(t.connection.auth is AuthMethod.NTLM for t in inv.targets.values())
     assert resolve_playbook_path(inv, None).is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "no such file"),
+        ("not a certificate\n", "holds no PEM certificate"),
+        (KEY, "holds no PEM certificate"),
+    ],
+)
+def test_a_ca_bundle_that_is_missing_or_holds_no_certificate_is_located(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    """Found at load with its file:line:column, not at run time as a network error on every
+    host (issue: operator mistakes)."""
+    if content is not None:
+        (tmp_path / "ca.pem").write_text(content)
+    text = edit("    scheme: https\n", "    scheme: https\n    ca_bundle: ca.pem\n")
+    p = only_problem(tmp_path, text)  # once for the default, not once per host
+    assert_at(p, text, "ca.pem", "defaults.connection.ca_bundle")
+    assert p.message == f"ca_bundle {tmp_path / 'ca.pem'}: {problem}" or p.message.startswith(
+        f"ca_bundle {tmp_path / 'ca.pem'}: {problem}"
+    )
+    assert "PEM" in p.hint
+
+
+def test_a_ca_bundle_directory_and_an_unused_one_pass(tmp_path: Path) -> None:
+    (tmp_path / "cas").mkdir()
+    ok = edit("    scheme: https\n", "    scheme: https\n    ca_bundle: cas\n")
+    assert load_inventory(write(tmp_path, ok)).targets["h1"].connection.ca_bundle
+    # Over http no CA bundle is used: a wrong one there is not what breaks the run.
+    unused = edit("    scheme: https\n", "    scheme: http\n    ca_bundle: nowhere.pem\n")
+    assert load_inventory(write(tmp_path, unused, "unused.yaml")).targets["h1"]
+
+
+def test_a_missing_client_key_is_located(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text(CERT)
+    problems = problems_of(
+        tmp_path,
+        CERT_ONLY.replace("  h2:\n    address: 10.0.0.2\n    connection: {auth: ntlm}\n", ""),
+    )
+    assert [p.message for p in problems] == [
+        f"certificate_key_pem {tmp_path / 'k.pem'}: no such file"
+    ]

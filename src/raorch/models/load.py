@@ -194,6 +194,28 @@ def load_playbook(path: str | Path) -> Playbook:
 # ---------------------------------------------------------------- inventory
 
 
+# How much of a PEM file is read to find its first block: CA bundles run to a few hundred KB.
+_PEM_READ_LIMIT = 4 * 1024 * 1024
+
+
+def _pem_problem(path: Path, kind: str) -> str | None:
+    if path.is_dir() and kind == "CERTIFICATE":
+        return None
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_PEM_READ_LIMIT)
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "is a directory, not a file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    # "-----BEGIN CERTIFICATE-----"; keys also come as "RSA PRIVATE KEY", "EC PRIVATE KEY".
+    if f"{kind}-----".encode() not in head or b"-----BEGIN " not in head:
+        return f"holds no PEM {kind.lower()} (no '-----BEGIN ...{kind}-----' line)"
+    return None
+
+
 def _anchor(base: Path, value: str) -> str:
     """A path from the inventory, made absolute against the inventory's directory."""
     p = Path(value).expanduser()
@@ -208,6 +230,9 @@ class _Resolver:
         self.base = path.parent
         self.problems: list[Problem] = []
         self.reported: set[tuple[PathKey, str]] = set()
+        # What is wrong with each PEM file the inventory names (None: nothing), read once
+        # however many hosts share it.
+        self._pem_checked: dict[tuple[str, str], str | None] = {}
 
     def fail(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
         if (path, message) in self.reported:  # a default shared by many hosts: once
@@ -422,6 +447,30 @@ class _Resolver:
             value = pick(field)
             return None if value is None else _anchor(self.base, value)
 
+        # Files the connection uses, checked now: a missing or wrong file found at run time
+        # failed every host with a network-sounding error instead of one located here.
+        used = []
+        if scheme is Scheme.HTTPS and cert_validation:
+            used.append(("ca_bundle", "CERTIFICATE"))
+        if auth is AuthMethod.CERTIFICATE:
+            used += [("certificate_pem", "CERTIFICATE"), ("certificate_key_pem", "PRIVATE KEY")]
+        for field, kind in used:
+            path = path_of(field)
+            if path is None:
+                continue
+            problem = self._pem_problem(path, kind)
+            if problem is not None:
+                where = self._origin(host, field) or ("hosts", host)
+                self.fail(
+                    where,
+                    f"{self._who(host, where)}{field} {path}: {problem}",
+                    f"give the path of a PEM file with the {kind.lower()} "
+                    "(relative paths are relative to the inventory file)",
+                )
+                ok = False
+        if not ok:
+            return None
+
         return Connection(
             scheme=scheme,
             port=int(port) if port is not None else DEFAULT_PORTS[scheme],
@@ -434,6 +483,21 @@ class _Resolver:
             certificate_pem=path_of("certificate_pem"),
             certificate_key_pem=path_of("certificate_key_pem"),
         )
+
+    def auth(self, host: str) -> AuthMethod:
+        """The host's authentication method as configured (even when its connection has
+        other problems: a certificate host needs no credentials either way)."""
+        own = self.inv.hosts[host].connection
+        value = own.auth if own is not None and own.auth is not None else None
+        return value or self.inv.defaults.connection.auth or DEFAULT_AUTH
+
+    def _pem_problem(self, path: str, kind: str) -> str | None:
+        """Why ``path`` is not a PEM file holding a ``kind`` block ("CERTIFICATE", "PRIVATE
+        KEY"), or None. A directory of CA certificates (as requests accepts) is not opened."""
+        key = (path, kind)
+        if key not in self._pem_checked:
+            self._pem_checked[key] = _pem_problem(Path(path), kind)
+        return self._pem_checked[key]
 
     def credentials(self, host: str, auth: AuthMethod | None) -> Credentials | None:
         section: CredentialsSection | None = (
@@ -470,7 +534,7 @@ def load_inventory(path: str | Path) -> ResolvedInventory:
     targets: dict[str, Target] = {}
     for host, section in inventory.hosts.items():
         connection = resolver.connection(host)
-        auth = None if connection is None else connection.auth
+        auth = resolver.auth(host)
         credentials = resolver.credentials(host, auth)
         needs_credentials = auth is not AuthMethod.CERTIFICATE
         if connection is None or (credentials is None and needs_credentials):
