@@ -217,7 +217,7 @@ def test_validate_refuses_a_missing_ca_bundle_with_its_location(tmp_path: Path) 
         "  - {name: all, rest: true}\n",
         encoding="utf-8",
     )
-    code, out, err = run("validate", "-i", str(inventory))
+    code, _out, err = run("validate", "-i", str(inventory))
     assert code == ExitCode.INVALID_INPUT
     assert f"{inventory}:4:" in err and "ca_bundle" in err and "no such file" in err
     assert err.count("no such file") == 1  # once for the default, not per host

@@ -189,7 +189,21 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(BASE.encode() + b"# caf\xe9\n")
     with pytest.raises(InputError) as info:
         load_inventory(path)
-    assert "not UTF-8" in info.value.problems[0].message
+    problem = info.value.problems[0]
+    assert "not UTF-8" in problem.message and "0xe9" in problem.message
+    # The line of the comment after BASE, the column of the bad byte after "# caf".
+    assert (problem.location.line, problem.location.column) == (BASE.count("\n") + 1, 6)
+    assert f"{path}:{BASE.count(chr(10)) + 1}:6:" in str(problem)
+
+
+def test_not_utf8_column_counts_characters_not_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    # A BOM, then "ü" (two bytes) before the Windows-1252 byte on line 2.
+    path.write_bytes(b"\xef\xbb\xbfdomains: [CORP]\n# \xc3\xbc \x80\n")
+    with pytest.raises(InputError) as info:
+        load_inventory(path)
+    location = info.value.problems[0].location
+    assert (location.line, location.column) == (2, 5)
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:

@@ -251,6 +251,19 @@ def parse_yaml(text: str, file: str) -> Source:
     return source
 
 
+def _position_of_byte(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters, as an editor shows them) of byte ``offset``: the
+    line is counted in bytes (a newline is one byte in UTF-8), the column by decoding the valid
+    UTF-8 before it on that line."""
+    start = raw.rfind(b"\n", 0, offset) + 1
+    line = raw.count(b"\n", 0, offset) + 1
+    prefix = raw[start:offset]
+    if line == 1 and prefix.startswith(b"\xef\xbb\xbf"):
+        prefix = prefix[3:]  # the BOM is not a column
+    column = len(prefix.decode("utf-8", errors="replace")) + 1
+    return line, column
+
+
 def read_yaml(path: Path) -> Source:
     """Read and parse a YAML file; unreadable files become ``InputError``s too."""
     shown = str(path)
@@ -269,12 +282,17 @@ def read_yaml(path: Path) -> Source:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        # utf-8-sig counts positions after a BOM it skipped: back to offsets in the file.
+        skipped = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+        line, column = _position_of_byte(raw, exc.start + skipped)
+        bad = raw[exc.start + skipped : exc.end + skipped].hex(" ")
         raise InputError(
             [
                 Problem(
-                    Location(shown),
-                    f"not UTF-8 text (byte {exc.start})",
-                    "save the file as UTF-8",
+                    Location(shown, line, column),
+                    f"not UTF-8 text: byte 0x{bad} (offset {exc.start}) is not valid UTF-8",
+                    "save the file as UTF-8 (a Windows editor may have written ANSI / "
+                    "Windows-1252: re-save it as UTF-8)",
                 )
             ]
         ) from None
