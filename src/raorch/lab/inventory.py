@@ -31,13 +31,16 @@ class InventorySpec:
 
 def find_playbook() -> Path | None:
     """The repository's playbook, when raorch runs from a checkout (editable install) or the
-    working directory is one."""
+    working directory is one; otherwise the copy shipped in the package (an installed raorch
+    has no ``playbooks/`` folder: ``raorch demo`` must work from any directory)."""
     here = Path(__file__).resolve()
     for root in (here.parents[3], Path.cwd()):
         candidate = root / PLAYBOOK
         if candidate.is_file():
             return candidate
-    return None
+    # Package data, read as a file; no raorch code outside raorch.lab is imported for it.
+    shipped = here.parents[1] / "samples" / PLAYBOOK.name
+    return shipped if shipped.is_file() else None
 
 
 def wave_sizes(count: int) -> tuple[int, int]:
