@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +138,14 @@ def _wave_line(index: int, wave: WaveSpec) -> str:
     return f"  {index}. {wave.name}: {_plural(len(wave.hosts), 'host')}, {batch}; {gate}{extras}"
 
 
-def _connection_text(c: Connection) -> str:
-    words = [f"{c.scheme.value}:{c.port}", c.auth.value]
+def _ports_text(ports: list[int]) -> str:
+    if len(ports) <= 4:
+        return ",".join(str(p) for p in ports)
+    return f"{ports[0]}-{ports[-1]} ({len(ports)} ports)"
+
+
+def _connection_text(c: Connection, ports: list[int]) -> str:
+    words = [f"{c.scheme.value}:{_ports_text(ports)}", c.auth.value]
     if c.scheme.value == "https":
         if c.cert_validation:
             words.append(f"certificate checked against {c.ca_bundle or 'the system CAs'}")
@@ -168,10 +175,14 @@ def describe_inventory(inventory: ResolvedInventory) -> list[str]:
     for i, wave in enumerate(inventory.waves, 1):
         lines.append(_wave_line(i, wave))
         lines.append(f"     {_hosts_text(list(wave.hosts))}")
+    # Connections that differ only by their port (a lab: one port per host) are one block.
     by_connection: dict[Connection, list[str]] = {}
+    ports: dict[Connection, set[int]] = {}
     by_account: Counter[str] = Counter()
     for target in inventory.targets.values():
-        by_connection.setdefault(target.connection, []).append(target.name)
+        shared = replace(target.connection, port=0)
+        by_connection.setdefault(shared, []).append(target.name)
+        ports.setdefault(shared, set()).add(target.connection.port)
         account = target.credentials
         by_account[
             "none: the client certificate (auth: certificate)"
@@ -180,11 +191,21 @@ def describe_inventory(inventory: ResolvedInventory) -> list[str]:
         ] += 1
     lines += ["", "connections:"]
     for connection, hosts in by_connection.items():
-        lines.append(f"  {_connection_text(connection)}")
+        lines.append(f"  {_connection_text(connection, sorted(ports[connection]))}")
         lines.append(f"     {_plural(len(hosts), 'host')}: {_hosts_text(hosts)}")
     lines += ["", "credentials:"]
     lines += [f"  {account} ({_plural(n, 'host')})" for account, n in by_account.items()]
     return lines
+
+
+def _helpers_text(helpers: tuple[str, ...], limit: int = 8) -> str:
+    """The helpers, or the first few of a long list and where the rest are."""
+    if len(helpers) <= limit:
+        return ", ".join(helpers)
+    return (
+        f"{len(helpers)} helpers: {', '.join(helpers[:limit])}, ... "
+        f"(+{len(helpers) - limit}; the playbook lists them all)"
+    )
 
 
 def describe_playbook(playbook: Playbook) -> list[str]:
@@ -195,7 +216,7 @@ def describe_playbook(playbook: Playbook) -> list[str]:
         level = "view and control" if ora.permission is Permission.VIEW_AND_CONTROL else "view"
         out.append(
             f"  - enable Offer Remote Assistance: helpers may {level} the user's screen; "
-            f"helpers: {', '.join(ora.helpers)} (each checked on the host before any change)"
+            f"helpers: {_helpers_text(ora.helpers)} (each checked on the host before any change)"
         )
     else:
         out.append("  - disable Offer Remote Assistance and clear its helpers list")

@@ -115,20 +115,32 @@ def change_line(change: Change) -> str:
     return f"{verb} firewall rule {change.rule.describe()} ({change.group})"
 
 
+# Lines per host for its changes or refusals: a playbook of 10,000 helpers must not print
+# 10,000 lines for one host. The rest are in `--json`.
+HOST_LINES = 12
+
+
+def capped(lines: list[str], what: str) -> list[str]:
+    """The first ``HOST_LINES`` lines, and where the rest are."""
+    if len(lines) <= HOST_LINES:
+        return lines
+    more = len(lines) - HOST_LINES
+    return [*lines[:HOST_LINES], f"    ... and {more} more {what} (--json lists every one)"]
+
+
 def report_lines(report: HostReport) -> list[str]:
     profile = f" [{report.profile}]" if report.profile else ""
     caption = f" {report.facts.caption.strip()}," if report.facts else ""
     head = f"{report.host}{profile}{caption}"
     if report.outcome is Outcome.CHANGED:
         lines = [f"{head} {len(report.changes)} change(s):"]
-        lines += [f"    {change_line(c)}" for c in report.changes]
-        return lines
+        return lines + capped([f"    {change_line(c)}" for c in report.changes], "changes")
     if report.outcome is Outcome.UNCHANGED:
         return [f"{head} compliant, nothing to change"]
     if report.outcome is Outcome.SKIPPED:
         lines = [f"{head} refused by pre-flight, would not be touched:"]
-        lines += [f"    {r.kind.value}: {r.message}" for r in report.refusals]
-        return lines
+        refusals = [f"    {r.kind.value}: {r.message}" for r in report.refusals]
+        return lines + capped(refusals, "refusals")
     reason = f"{report.reason}" if report.reason else "unknown"
     return [f"{head} FAILED: {reason}"]
 
