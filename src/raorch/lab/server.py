@@ -17,6 +17,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import logging
 import os
 import random
 import resource
@@ -66,6 +67,9 @@ from raorch.lab.tls import LabCertificates, make_certificates
 LOG_SIZE = 100  # pipelines remembered per host for tests
 FAULTS_POLL_SECONDS = 0.5
 _NS_WSA = "{http://schemas.xmlsoap.org/ws/2004/08/addressing}"
+
+
+log = logging.getLogger("raorch.lab")
 
 
 @dataclass
@@ -342,7 +346,13 @@ class LabServer:
             return web.Response(status=500)
         if faults.latency:
             await asyncio.sleep(faults.latency)
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionError as exc:
+            # A client killed mid-request (a Ctrl-C'd or SIGKILLed rollout): one line, not
+            # aiohttp's traceback per connection (docs/lab.md).
+            log.warning("%s: a client dropped its connection mid-request (%s)", rt.host.name, exc)
+            return web.Response(status=400)
         try:
             done, token = self.auth.authenticate(
                 conn, request.headers.get("Authorization"), faults.auth_refused
