@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyte
+import pytest
 
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
@@ -74,10 +75,12 @@ def make_rollout(tmp_path: Path, journal: Journal) -> Rollout:
 class Terminal:
     """A child process on a pseudo-terminal of COLS x ROWS, its output fed to pyte."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], master: int) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], master: int, cols: int = COLS, rows: int = ROWS
+    ) -> None:
         self.proc = proc
         self.master = master
-        self.screen = pyte.Screen(COLS, ROWS)
+        self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
 
     def pump(self, timeout: float = 0.2) -> bool:
@@ -113,9 +116,9 @@ class Terminal:
 
 
 @contextmanager
-def terminal(args: list[str], home: Path) -> Iterator[Terminal]:
+def terminal(args: list[str], home: Path, cols: int = COLS, rows: int = ROWS) -> Iterator[Terminal]:
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env.update(TERM="xterm-256color", RAORCH_HOME=str(home))
     proc = subprocess.Popen(
@@ -128,7 +131,7 @@ def terminal(args: list[str], home: Path) -> Iterator[Terminal]:
     )
     os.close(slave)
     try:
-        yield Terminal(proc, master)
+        yield Terminal(proc, master, cols, rows)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -151,7 +154,7 @@ def test_status_draws_the_dashboard_in_a_terminal(tmp_path: Path) -> None:
     with terminal(["status"], home) as term:
         assert term.finish() == 0
         screen = term.text()
-    assert f"raorch rollout {rollout.id}" in screen
+    assert screen.splitlines()[0].startswith("raorch rollout finished") and rollout.id in screen
     wave_rows = rows(screen)
     # wave, state, bar, done/total, changed, unchanged, skipped, failed, in flight, gate
     assert wave_rows["canary"][1] == "done" and wave_rows["canary"][3] == "5/5"
@@ -184,3 +187,28 @@ def test_status_watch_follows_a_run_to_its_end(tmp_path: Path) -> None:
     canary = rows(final)["canary"]
     assert canary[1] == "done" and canary[3] == "5/5"
     assert "finished" in final.splitlines()[0]
+
+
+@pytest.mark.parametrize(("cols", "lines"), [(60, 20), (45, 12)])
+def test_a_narrow_terminal_keeps_every_figure_and_the_gate(
+    tmp_path: Path, cols: int, lines: int
+) -> None:
+    """At 60x20 the table cut the changed count to "…" and the gate verdict off; at 45x12 the
+    counts stood under unlabelled headers. Now the bar goes first, then the table's layout:
+    each wave on labelled lines, nothing cut."""
+    home = tmp_path / "home"
+    journal = Journal(home / "state.db")
+    rollout = make_rollout(tmp_path, journal)
+    for wave in ("canary", "pilot"):
+        asyncio.run(rollout.run_wave(RunOptions(wave=wave, subscribers=[journal.record])))
+    journal.close()
+    with terminal(["status"], home, cols, lines) as term:
+        assert term.finish() == 0
+        screen = term.text()
+    assert screen.splitlines()[0].startswith("raorch rollout finished")
+    assert "canary done 5/5  gate 0%≤50% ok" in screen, screen
+    assert "chg 4 same 0 skip 1 fail 0 busy 0" in screen, screen  # ws-004 refused
+    assert "pilot done 25/25  gate 4%≤25% ok" in screen, screen
+    assert "chg 22 same 0 skip 2 fail 1 busy 0" in screen, screen
+    wave_lines = [ln for ln in screen.splitlines() if ln.startswith(("canary", "pilot", "  chg"))]
+    assert wave_lines and not any("…" in ln for ln in wave_lines)

@@ -108,7 +108,7 @@ def test_waves_counts_gate_and_refusals_on_screen() -> None:
     for event in events:
         view(event)
     screen = "\n".join(render(view, T0 + 3))
-    assert "raorch rollout " + RID in screen
+    assert "raorch rollout running" in screen and RID in screen
     rows = {line.split()[0]: line.split() for line in screen.splitlines() if line.strip()}
     assert rows["canary"][1:] == ["pending"] and rows["broad"][1:] == ["pending"]
     pilot = rows["pilot"]

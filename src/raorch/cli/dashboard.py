@@ -127,13 +127,104 @@ def _count_cell(n: int, style: str = "") -> Text:
     return Text(str(n), style=style if n else "dim")
 
 
-def _waves_table(figures: RolloutFigures, rows: int) -> Table:
+# The bar's least useful width: below it, a narrow terminal drops the bar first.
+BAR_MIN = 8
+
+
+def _row_texts(figures: RolloutFigures, wave: WaveFigures) -> list[str]:
+    """A running or finished wave's cells as text, in column order (bar excluded)."""
+    columns = COLUMNS.get(figures.kind, COLUMNS[RunKind.ROLLOUT])
+    return [
+        wave.name,
+        wave.state.value,
+        f"{wave.done}/{wave.total}",
+        *(str(wave.count(o)) for _, o in columns),
+        str(wave.in_flight),
+        _gate_cell(wave.gate).plain,
+    ]
+
+
+def _table_width(figures: RolloutFigures, waves: list[WaveFigures]) -> int:
+    """The width the table needs without its bar: every cell whole, with the table's padding
+    (one column on each side of a cell, none at the edges: two between cells)."""
+    columns = COLUMNS.get(figures.kind, COLUMNS[RunKind.ROLLOUT])
+    titles = ["wave", "state", "done/total", *(t for t, _ in columns), "busy", "gate"]
+    widths = [len(t) for t in titles]
+    for wave in waves:
+        if wave.state is WaveState.PENDING:
+            cells = [wave.name, wave.state.value]
+        else:
+            cells = _row_texts(figures, wave)
+        widths = [max(w, len(c)) for w, c in zip(widths, [*cells, *[""] * 9], strict=False)]
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def _waves_stacked(figures: RolloutFigures, budget: int, width: int) -> list[Text]:
+    """A terminal too narrow for the table: each wave on two lines (three when even its
+    first line does not fit the gate), every figure labelled, nothing cut; as many waves as
+    ``budget`` lines hold, around the one running."""
+    count = len(figures.waves)
+    while True:
+        lines = _stacked_lines(figures, _waves_to_show(figures.waves, count), width)
+        if len(lines) <= budget or count <= 1:
+            return lines
+        count -= 1
+
+
+def _stacked_lines(figures: RolloutFigures, shown: list[WaveFigures], width: int) -> list[Text]:
+    columns = COLUMNS.get(figures.kind, COLUMNS[RunKind.ROLLOUT])
+    lines: list[Text] = []
+    for wave in shown:
+        state = Text(wave.state.value, style=STATE_STYLE[wave.state])
+        if wave.state is WaveState.PENDING:
+            lines.append(_one_line(Text.assemble((wave.name, "bold"), " ", state)))
+            continue
+        head = Text.assemble((wave.name, "bold"), " ", state, f" {wave.done}/{wave.total}")
+        gate = Text.assemble("gate ", _gate_cell(wave.gate))
+        counts = Text("  ")
+        for title, outcome in columns:
+            counts.append(f"{title} ")
+            counts.append(
+                _count_cell(wave.count(outcome), "red" if outcome is Outcome.FAILED else "")
+            )
+            counts.append(" ")
+        counts.append("busy ")
+        counts.append(_count_cell(wave.in_flight, "cyan"))
+        if head.cell_len + 2 + gate.cell_len <= width:
+            lines.append(_one_line(Text.assemble(head, "  ", gate)))
+            lines.append(_one_line(counts))
+        else:
+            lines.append(_one_line(head))
+            lines.append(_one_line(counts))
+            lines.append(_one_line(Text.assemble("  ", gate)))
+    hidden = len(figures.waves) - len(shown)
+    if hidden:
+        lines.append(Text(f"+{hidden} more", style="dim"))
+    return lines
+
+
+def _waves_view(figures: RolloutFigures, rows: int, width: int) -> tuple[RenderableType, int]:
+    """The waves as wide as the terminal allows, and the lines they take: the table with its
+    bar; without the bar; stacked lines (the bar goes first, then the table's layout, never a
+    figure). ``rows``: the lines for the waves, the table's header included."""
+    table_rows = max(1, min(len(figures.waves), rows - 1))
+    needed = _table_width(figures, _waves_to_show(figures.waves, table_rows))
+    if width >= needed:
+        bar = width >= needed + 2 + BAR_MIN
+        table = _waves_table(figures, table_rows, bar=bar)
+        return table, 1 + min(len(figures.waves), table_rows)
+    lines = _waves_stacked(figures, rows, width)
+    return Group(*lines), len(lines)
+
+
+def _waves_table(figures: RolloutFigures, rows: int, bar: bool = True) -> Table:
     table = Table(
         box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold", expand=True
     )
-    table.add_column("wave", no_wrap=True, overflow="ellipsis", max_width=12)
-    table.add_column("state", no_wrap=True, width=11)  # "rolled_back" is the longest
-    table.add_column("", no_wrap=True, ratio=1, min_width=4)  # the bar: whatever is left
+    table.add_column("wave", no_wrap=True, overflow="ellipsis", max_width=12 if bar else None)
+    table.add_column("state", no_wrap=True, width=11 if bar else None)  # "rolled_back"
+    if bar:
+        table.add_column("", no_wrap=True, ratio=1, min_width=4)  # the bar: whatever is left
     table.add_column("done/total", no_wrap=True, justify="right")
     columns = COLUMNS.get(figures.kind, COLUMNS[RunKind.ROLLOUT])
     for title, _ in columns:
@@ -142,7 +233,7 @@ def _waves_table(figures: RolloutFigures, rows: int) -> Table:
     table.add_column("gate", no_wrap=True)
     shown = _waves_to_show(figures.waves, rows)
     for wave in shown:
-        bar = ProgressBar(total=max(wave.total, 1), completed=wave.done)
+        progress = [ProgressBar(total=max(wave.total, 1), completed=wave.done)] if bar else []
         if wave.state is WaveState.PENDING:
             table.add_row(wave.name, Text(wave.state.value, style=STATE_STYLE[wave.state]))
             continue
@@ -152,7 +243,7 @@ def _waves_table(figures: RolloutFigures, rows: int) -> Table:
         table.add_row(
             wave.name,
             Text(wave.state.value, style=STATE_STYLE[wave.state]),
-            bar,
+            *progress,
             f"{wave.done}/{wave.total}",
             *cells,
             _count_cell(wave.in_flight, "cyan"),
@@ -191,27 +282,30 @@ class DashboardFrame:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         f = self.figures
         height = options.height or options.max_height or console.height
+        width = options.max_width
         state = "running" if f.running else ("finished" if f.finished_at else "not running")
         lines: list[RenderableType] = [
+            # The state and the clock first: a narrow terminal cuts the rollout id, not them.
             _one_line(
                 Text.assemble(
                     (f"raorch {f.kind.value} ", "bold"),
+                    f"{state}  elapsed {clock_text(f.elapsed)}  ",
                     (f.rollout_id, "bold"),
-                    f"  {state}  elapsed {clock_text(f.elapsed)}",
                 )
             ),
             _one_line(Text(f"playbook {f.playbook}  inventory {f.inventory}", style="dim")),
         ]
-        fixed = len(lines) + 1 + 1  # header lines, the table's header, the rates line
-        # Waves take what they need, leaving at least a few rows to the failures and refusals.
+        fixed = len(lines) + 1  # header lines, the rates line
+        # Waves take what they need (the table: a line each and its header), leaving at least
+        # a few rows to the failures and refusals.
         reserve = 4 if f.failures or f.refusals else 0
-        wave_rows = max(1, min(len(f.waves), height - fixed - reserve))
-        lines.append(_waves_table(f, wave_rows))
+        waves, wave_rows = _waves_view(f, max(2, height - fixed - reserve), width)
+        lines.append(waves)
         lines.append(
             _one_line(
                 Text(
-                    f"{rate_text(f.throughput)}  per host p50 {duration_text(f.latency_p50)}"
-                    f"  p95 {duration_text(f.latency_p95)}  ETA {clock_text(f.eta)}"
+                    f"{rate_text(f.throughput)}  ETA {clock_text(f.eta)}  per host p50 "
+                    f"{duration_text(f.latency_p50)}  p95 {duration_text(f.latency_p95)}"
                 )
             )
         )
