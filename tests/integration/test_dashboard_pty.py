@@ -116,11 +116,20 @@ class Terminal:
 
 
 @contextmanager
-def terminal(args: list[str], home: Path, cols: int = COLS, rows: int = ROWS) -> Iterator[Terminal]:
+def terminal(
+    args: list[str], home: Path, cols: int = COLS, rows: int = ROWS, *, controlling: bool = False
+) -> Iterator[Terminal]:
+    """``controlling``: the pty is the child's controlling terminal (its own session), so that
+    a ^C written to it is a SIGINT, as when an operator presses Ctrl-C."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env.update(TERM="xterm-256color", RAORCH_HOME=str(home))
+
+    def session() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen(
         [sys.executable, "-c", "from raorch.cli.main import main; main()", *args],
         stdin=slave,
@@ -128,6 +137,7 @@ def terminal(args: list[str], home: Path, cols: int = COLS, rows: int = ROWS) ->
         stderr=slave,
         env=env,
         close_fds=True,
+        preexec_fn=session if controlling else None,  # the child runs no threads before exec
     )
     os.close(slave)
     try:

@@ -7,6 +7,7 @@ is under way (lab latency makes it last a few seconds) and its last frame once i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,3 +145,33 @@ def test_rollout_draws_the_dashboard_then_status_json_equals_the_journal(
     assert figures["failed_hosts"] == 1 and figures["finished_hosts"] == len(PILOT)
     assert [f["host"] for f in figures["failures"]] == [DENIED]
     assert sum(r["count"] for r in figures["refusals"]) == len(refused)
+
+
+def test_ctrl_c_leaves_no_old_running_header_above_the_final_view(
+    lab_factory: LabFactory, raorch_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C's notice was written past the live view: the cursor moved a line down and the
+    view's last redraw left its old "running" header above the final one."""
+    lab = lab_factory(
+        hosts=6,
+        mix="win10-ent:1",
+        languages="en-US:1",
+        faults={"faults": [{"share": 1.0, "latency_ms": 300}]},
+    )
+    cli = raorch_cli(lab)
+    inventory = lab_inventory(
+        lab, tmp_path / "fleet.yaml", [{"name": "w", "rest": True, "max_fail_percentage": 100}]
+    )
+    monkeypatch.setenv("RAORCH_LAB_PASSWORD", lab.password)
+    args = ["rollout", "--inventory", str(inventory), "--wave", "w", "--concurrency", "1"]
+    with terminal(args, cli.home, controlling=True) as term:
+        screen = keep_history(term)
+        live = term.until(lambda s: s.startswith("raorch rollout running") and "w " in s)
+        assert live.startswith("raorch rollout running"), live
+        os.write(term.master, b"\x03")  # the operator presses Ctrl-C once
+        code = term.finish()
+        final = transcript(screen)
+    assert code == 130, final
+    assert "stopping: no new host starts" in final
+    headers = [line for line in final.splitlines() if line.startswith("raorch rollout ")]
+    assert [h.split()[2] for h in headers] == ["finished"], final

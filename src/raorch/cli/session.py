@@ -80,21 +80,27 @@ class Terminal:
         async def main() -> T:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task()
+            # With --json, stdout carries only the JSON document: host lines go to stderr.
+            lines = Console(stderr=True) if self.as_json else self.console
 
             def on_sigint() -> None:
                 if self.stop.requested and task is not None:
                     task.cancel()  # second press: abort
                     return
                 self.stop.press()
-                err.print(
+                # Through the console that owns the live view: it prints the notice above the
+                # view and redraws the view below it. Written past it (another console), the
+                # notice moved the cursor a line down, and the view's next redraw, counting
+                # lines up from there, left the old "running" header above the final view.
+                lines.print(
                     "stopping: no new host starts; hosts in flight finish. Ctrl-C again to abort.",
                     style="yellow",
+                    markup=False,
+                    highlight=False,
                 )
 
             loop.add_signal_handler(signal.SIGINT, on_sigint)
             try:
-                # With --json, stdout carries only the JSON document: host lines go to stderr.
-                lines = Console(stderr=True) if self.as_json else self.console
                 with live_output(lines, self.view, self.dashboard) as view_sub:
                     return await engine([journal_sub, log_sub, view_sub])
             finally:
