@@ -200,5 +200,23 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError) as info:
         load_inventory(path)
-    assert "too many values" in info.value.problems[0].message
+    assert "aliases expand to more than" in info.value.problems[0].message
     assert info.value.problems[0].location.line is not None
+
+
+def test_the_alias_guard_counts_expansions_not_written_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large inventory written out in full is legitimate: 654,216 hosts were refused as
+    "too many values (nested aliases?)" when the guard counted every value."""
+    from raorch.models import yamlsource
+
+    monkeypatch.setattr(yamlsource, "_MAX_ALIAS_VALUES", 10)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("values: [" + ", ".join(str(i) for i in range(1000)) + "]\n")
+    assert len(yamlsource.read_yaml(plain).data["values"]) == 1000
+    aliased = tmp_path / "aliased.yaml"
+    aliased.write_text("a: &a [1, 2, 3, 4, 5]\nb: [*a, *a]\n")  # 2 x (list + 5 values) = 12
+    with pytest.raises(InputError) as info:
+        yamlsource.read_yaml(aliased)
+    assert "aliases expand to more than 10 values" in info.value.problems[0].message

@@ -233,6 +233,8 @@ class _Resolver:
         # What is wrong with each PEM file the inventory names (None: nothing), read once
         # however many hosts share it.
         self._pem_checked: dict[tuple[str, str], str | None] = {}
+        self._default_connection: Connection | None = None
+        self._default_connection_done = False
 
     def fail(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
         if (path, message) in self.reported:  # a default shared by many hosts: once
@@ -384,6 +386,16 @@ class _Resolver:
         return "" if where and where[0] == "defaults" else f"host {host!r}: "
 
     def connection(self, host: str) -> Connection | None:
+        # Most hosts only take the defaults: their connection (or its problems, reported once
+        # for the defaults) is the same, worked out once however many hosts share it.
+        if self.inv.hosts[host].connection is None:
+            if not self._default_connection_done:
+                self._default_connection = self._connection(host)
+                self._default_connection_done = True
+            return self._default_connection
+        return self._connection(host)
+
+    def _connection(self, host: str) -> Connection | None:
         base = self.inv.defaults.connection
         own = self.inv.hosts[host].connection or ConnectionSection()
 
