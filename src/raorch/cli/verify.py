@@ -2,7 +2,8 @@
 
 What a change board or an auditor asks for: per host ``compliant``, ``drifted`` (each differing
 value, expected vs found), ``refused`` (the pre-flight reason) or ``unreachable``. Nothing is
-written; no journal is needed.
+written to a host; no journal is needed. When the journal holds a rollout of this inventory and
+playbook, the verdicts are recorded there (the change report, ``raorch report``, shows them).
 
 Exit codes (docs/exit-codes.md): 0 when every reachable, eligible host is compliant;
 5 (NOT_COMPLIANT) when one has drifted; 1 (HOSTS_FAILED) when a reachable host could not be
@@ -12,6 +13,7 @@ read completely (the verdict is then unknown).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,9 @@ from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets, plan_hosts
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
+from raorch.engine.journal import Journal, state_home
+from raorch.engine.rollout import campaign_key
+from raorch.engine.work import verify_rows
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
@@ -68,6 +73,23 @@ def summary_line(reports: Sequence[HostReport]) -> str:
     return f"{len(reports)} host(s): " + ", ".join(parts)
 
 
+def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[HostReport]) -> str:
+    """Record the verdicts with the latest rollout of this inventory and playbook, if the
+    journal has one (never creating a journal): its id, or ""."""
+    path = state_home() / "state.db"  # Journal.open_default's file
+    if not path.exists():
+        return ""
+    journal = Journal(path)
+    try:
+        row = journal.latest_rollout_of(campaign_key(inventory_path, playbook_path))
+        if row is None:
+            return ""
+        journal.record_verify(row.id, verify_rows(reports, time.time()))
+        return row.id
+    finally:
+        journal.close()
+
+
 @click.command("verify")
 @options.inventory
 @options.playbook
@@ -90,7 +112,8 @@ def verify(
     host could not be read completely.
     """
     inventory = load_inventory(inventory_path)
-    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    playbook_path = resolve_playbook_path(inventory, playbook_opt)
+    playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
     secrets = resolver()
     passwords = {t.name: secrets.password(t.credentials) for t in targets}
@@ -99,6 +122,7 @@ def verify(
         targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
     )
     code = exit_code(reports)
+    recorded = record_verify(Path(inventory.path), playbook_path, reports)
     if as_json:
         click.echo(
             json.dumps(
@@ -117,4 +141,6 @@ def verify(
             for line in report_lines(report):
                 click.echo(line)
         click.echo(summary_line(reports))
+        if recorded:
+            click.echo(f"recorded with rollout {recorded} (raorch report {recorded})")
     raise click.exceptions.Exit(int(code))
