@@ -347,6 +347,12 @@ def test_the_report_command_writes_a_private_file(tmp_path: Path, monkeypatch: o
     assert "no longer there" in out.read_text(encoding="utf-8")
     missing = runner.invoke(main, ["report", "nope"], env={"RAORCH_HOME": str(home)})
     assert missing.exit_code == 6 and "nope" in missing.output
+    nowhere = tmp_path / "no-such-dir" / "r.html"
+    unwritable = runner.invoke(
+        main, ["report", "--out", str(nowhere)], env={"RAORCH_HOME": str(home)}
+    )
+    assert unwritable.exit_code == 6 and "cannot write the report" in unwritable.output
+    assert "Traceback" not in unwritable.output
 
 
 def test_a_journal_of_an_older_raorch_opens_and_reports(tmp_path: Path) -> None:

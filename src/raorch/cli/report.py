@@ -21,7 +21,7 @@ from raorch.engine.journal import RolloutRow
 from raorch.engine.report import build_report
 from raorch.engine.report_html import render_report
 from raorch.engine.rollout import content_sha
-from raorch.models.errors import RaorchError
+from raorch.models.errors import RaorchError, RefusedError
 from raorch.models.load import load_playbook
 
 
@@ -77,10 +77,16 @@ def report(rollout_id: str | None, last: bool, out: Path | None) -> None:
     page = render_report(model)
     target = out if out is not None else Path(f"raorch-report-{chosen}.html")
     data = page.encode("utf-8")
-    fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(target, 0o600)
+    try:
+        fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(target, 0o600)
+    except OSError as exc:
+        raise RefusedError(
+            f"cannot write the report to {target}: {exc.strerror or exc}",
+            "choose a file in a directory you can write to with --out FILE",
+        ) from None
     click.echo(
         f"report: {target.resolve()} ({len(data) / 1024:,.0f} KiB; {model.host_count} hosts, "
         f"rollout {chosen}, {model.status.value})"
