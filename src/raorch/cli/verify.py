@@ -140,7 +140,7 @@ def verify(
         for report in reports:
             for line in report_lines(report):
                 click.echo(line)
-        click.echo(summary_line(reports))
-        if recorded:
+        if recorded:  # before the summary, which stays the last line (scripts read it)
             click.echo(f"recorded with rollout {recorded} (raorch report {recorded})")
+        click.echo(summary_line(reports))
     raise click.exceptions.Exit(int(code))
