@@ -413,3 +413,12 @@ def test_the_platform_of_an_older_journal_comes_from_the_snapshot(tmp_path: Path
         "Microsoft Windows XP Professional (5.1.2600)",
         "legacy",
     )
+
+
+def test_a_rollout_no_host_has_run_yet_renders(tmp_path: Path) -> None:
+    f = Fleet(tmp_path / "state.db", ("canary",))
+    r = f.report()
+    assert r.host_count == 0 and r.status is RolloutStatus.OPEN
+    assert r.status_detail == "not run yet: canary"
+    page = render_report(r)
+    assert "No host has finished yet." in page and 'id="chart-timeline"' not in page
