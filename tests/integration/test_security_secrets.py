@@ -192,6 +192,9 @@ def test_the_password_never_leaks(fleet: LabHandle, tmp_path: Path) -> None:
     cli("history", codes=(0,))
     cli("show", summary["rollout"], "--host", AUTH_REFUSED, codes=(0,))
     cli("rollback", "--last", "--json", "--no-dashboard")
+    # The change report, written in the working directory: searched with every file there.
+    cli("report", "--last", codes=(0,))
+    assert list(cwd.glob("raorch-report-*.html"))
 
     # ---- the lab refuses every login
     lab.set_faults({"faults": [{"share": 1.0, "auth_refused": True}]})

@@ -144,4 +144,9 @@ def demo(hosts: int, workdir: str, no_dashboard: bool) -> None:
     console.print(
         f"see it again: RAORCH_HOME={home} raorch status --last", soft_wrap=True, highlight=False
     )
+    console.print(
+        f"the change report (one HTML file): RAORCH_HOME={home} raorch report --last",
+        soft_wrap=True,
+        highlight=False,
+    )
     raise click.exceptions.Exit(int(worst))

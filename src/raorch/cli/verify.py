@@ -2,7 +2,8 @@
 
 What a change board or an auditor asks for: per host ``compliant``, ``drifted`` (each differing
 value, expected vs found), ``refused`` (the pre-flight reason) or ``unreachable``. Nothing is
-written; no journal is needed.
+written to a host; no journal is needed. When the journal holds a rollout of this inventory and
+playbook, the verdicts are recorded there (the change report, ``raorch report``, shows them).
 
 Exit codes (docs/exit-codes.md): 0 when every eligible host was read and is compliant;
 5 (NOT_COMPLIANT) when one has drifted; 1 (HOSTS_FAILED) when a reachable host could not be
@@ -14,6 +15,7 @@ A compliance job must not pass when nothing was checked.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,9 @@ from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets, plan_hosts
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
+from raorch.engine.journal import Journal, state_home
+from raorch.engine.rollout import campaign_key
+from raorch.engine.work import verify_rows
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
@@ -86,6 +91,23 @@ def summary_line(reports: Sequence[HostReport]) -> str:
     return f"{len(reports)} host(s): " + ", ".join(parts)
 
 
+def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[HostReport]) -> str:
+    """Record the verdicts with the latest rollout of this inventory and playbook, if the
+    journal has one (never creating a journal): its id, or ""."""
+    path = state_home() / "state.db"  # Journal.open_default's file
+    if not path.exists():
+        return ""
+    journal = Journal(path)
+    try:
+        row = journal.latest_rollout_of(campaign_key(inventory_path, playbook_path))
+        if row is None:
+            return ""
+        journal.record_verify(row.id, verify_rows(reports, time.time()))
+        return row.id
+    finally:
+        journal.close()
+
+
 @click.command("verify")
 @options.inventory
 @options.playbook
@@ -115,7 +137,8 @@ def verify(
     --allow-unreachable).
     """
     inventory = load_inventory(inventory_path)
-    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    playbook_path = resolve_playbook_path(inventory, playbook_opt)
+    playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
     secrets = resolver()
     passwords = {t.name: secrets.password(t.credentials) for t in targets}
@@ -124,6 +147,7 @@ def verify(
         targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
     )
     code = exit_code(reports, allow_unreachable)
+    recorded = record_verify(Path(inventory.path), playbook_path, reports)
     if as_json:
         click.echo(
             json.dumps(
@@ -141,6 +165,8 @@ def verify(
         for report in reports:
             for line in report_lines(report):
                 click.echo(line)
+        if recorded:  # before the summary, which stays the last line (scripts read it)
+            click.echo(f"recorded with rollout {recorded} (raorch report {recorded})")
         click.echo(summary_line(reports))
     note = unreachable_note(reports, allow_unreachable)
     if note is not None:

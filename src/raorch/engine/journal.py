@@ -12,8 +12,10 @@ files 0600, because snapshots describe the security settings of every host.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -122,7 +124,29 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     interrupted INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS platforms (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    caption TEXT NOT NULL,           -- Win32_OperatingSystem.Caption, as the host reported it
+    os_version TEXT NOT NULL,
+    profile TEXT NOT NULL,           -- legacy | modern | '' (not understood)
+    PRIMARY KEY (rollout_id, host)
+);
+CREATE TABLE IF NOT EXISTS verifications (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    outcome TEXT NOT NULL,           -- compliant | drifted | refused | unreachable | failed
+    stage TEXT,
+    reason TEXT,
+    details TEXT,                    -- JSON list: each difference, expected vs found
+    at REAL NOT NULL,
+    PRIMARY KEY (rollout_id, host)
+);
 """
+
+# Columns added after SCHEMA_VERSION 1 shipped: a journal written by an older raorch gets them
+# (NULL for its old rows) when it is opened, since CREATE TABLE IF NOT EXISTS leaves it as it is.
+_ADDED_COLUMNS = (("runs", "account", "TEXT"),)
 
 
 def state_home() -> Path:
@@ -205,6 +229,7 @@ class RunRow:
     started_at: float
     finished_at: float | None  # None while it runs, or when the controller died
     interrupted: bool
+    account: str = ""  # who ran it (operator_account()); "" in a journal of an older raorch
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +240,50 @@ class TimelineRow:
     reason: str | None
     at: float
     duration: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformRow:
+    """The Windows a host reported (its facts), recorded when it finished a rollout run,
+    refused hosts included (they have no snapshot)."""
+
+    host: str
+    caption: str
+    os_version: str
+    profile: str  # "legacy", "modern", or "" when raorch did not understand the host
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRow:
+    host: str
+    outcome: Outcome  # rolled_back | conflict | failed
+    stage: Stage | None
+    reason: str | None
+    details: tuple[str, ...]  # a conflict's differences
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRow:
+    """A host's latest ``raorch verify`` verdict against a rollout's inventory and playbook."""
+
+    host: str
+    outcome: Outcome
+    stage: Stage | None
+    reason: str | None
+    details: tuple[str, ...]  # each difference, "item: expected X, found Y"
+    at: float
+
+
+def operator_account() -> str:
+    """Who runs this process, as ``user@machine``: the journal records it with every run
+    (the change report's "by whom"). Never fails: a process without a user name (a container
+    with an unknown uid) is recorded as ``uid N``."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 class Journal:
@@ -234,6 +303,16 @@ class Journal:
         # matters for power loss, not for SIGKILL).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                try:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError:
+                    # Another process opening the same old journal added it first.
+                    again = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                    if column not in again:
+                        raise
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
         )
@@ -509,11 +588,125 @@ class Journal:
         """The runs of a rollout, oldest first (read-only; ``raorch status`` reads it)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, rollout_id, kind, forced, started_at, finished_at, interrupted "
-                "FROM runs WHERE rollout_id = ? ORDER BY seq",
+                "SELECT seq, rollout_id, kind, forced, started_at, finished_at, interrupted, "
+                "account FROM runs WHERE rollout_id = ? ORDER BY seq",
                 (rollout_id,),
             ).fetchall()
-        return [RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6])) for r in rows]
+        return [
+            RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6]), r[7] or "")
+            for r in rows
+        ]
+
+    def latest_rollout_of(self, campaign: str) -> RolloutRow | None:
+        """The most recent rollout of a campaign (inventory + playbook content), open or not."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM rollouts WHERE campaign = ? ORDER BY created_at DESC, rowid DESC "
+                "LIMIT 1",
+                (campaign,),
+            ).fetchone()
+        return None if row is None else self.rollout(str(row[0]))
+
+    def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
+        """Each host's last rollback in this rollout, in the order they were restored."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, outcome, stage, reason, details, at FROM rollbacks "
+                "WHERE rollout_id = ? ORDER BY at, rowid",
+                (rollout_id,),
+            ).fetchall()
+        return [
+            RollbackRow(
+                str(r[0]),
+                Outcome(r[1]),
+                None if r[2] is None else Stage(r[2]),
+                r[3],
+                tuple(json.loads(r[4])) if r[4] else (),
+                float(r[5]),
+            )
+            for r in rows
+        ]
+
+    def applied_all(self, rollout_id: str) -> dict[str, str]:
+        """Every host's ``applied`` record (JSON), by host: one query for a whole report."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY rowid", (rollout_id,)
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    # ------------------------------------------------------------ platforms and verify
+
+    def save_platform(
+        self, rollout_id: str, host: str, caption: str, os_version: str, profile: str
+    ) -> None:
+        """The Windows a host reported in its latest rollout run."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO platforms (rollout_id, host, caption, os_version, "
+                "profile) VALUES (?, ?, ?, ?, ?)",
+                (rollout_id, host, caption, os_version, profile),
+            )
+
+    def platforms(self, rollout_id: str) -> dict[str, PlatformRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, caption, os_version, profile FROM platforms WHERE rollout_id = ?",
+                (rollout_id,),
+            ).fetchall()
+        return {str(r[0]): PlatformRow(str(r[0]), r[1], r[2], r[3]) for r in rows}
+
+    def record_verify(self, rollout_id: str, rows: Iterable[VerifyRow]) -> None:
+        """A ``raorch verify`` of this rollout's inventory and playbook: each host's verdict
+        replaces its previous one, and goes on the host's timeline."""
+        with self._tx() as db:
+            for row in rows:
+                stage = None if row.stage is None else row.stage.value
+                db.execute(
+                    "INSERT OR REPLACE INTO verifications (rollout_id, host, outcome, stage, "
+                    "reason, details, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rollout_id,
+                        row.host,
+                        row.outcome.value,
+                        stage,
+                        row.reason,
+                        json.dumps(list(row.details), ensure_ascii=False),
+                        row.at,
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rollout_id,
+                        row.host,
+                        RunKind.VERIFY.value,
+                        row.outcome.value,
+                        stage,
+                        row.reason,
+                        row.at,
+                    ),
+                )
+
+    def verifications(self, rollout_id: str) -> list[VerifyRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, outcome, stage, reason, details, at FROM verifications "
+                "WHERE rollout_id = ? ORDER BY rowid",
+                (rollout_id,),
+            ).fetchall()
+        return [
+            VerifyRow(
+                str(r[0]),
+                Outcome(r[1]),
+                None if r[2] is None else Stage(r[2]),
+                r[3],
+                tuple(json.loads(r[4])) if r[4] else (),
+                float(r[5]),
+            )
+            for r in rows
+        ]
 
     # ------------------------------------------------------------ the event subscriber
 
@@ -524,10 +717,18 @@ class Journal:
         with self._tx() as db:
             match event:
                 case RolloutStarted():
+                    # The account is this process's: the journal is written by the process
+                    # that runs the command.
                     db.execute(
-                        "INSERT INTO runs (rollout_id, kind, forced, started_at) "
-                        "VALUES (?, ?, ?, ?)",
-                        (event.rollout_id, event.kind.value, int(event.forced), event.at),
+                        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (
+                            event.rollout_id,
+                            event.kind.value,
+                            int(event.forced),
+                            event.at,
+                            operator_account(),
+                        ),
                     )
                 case WaveStarted() if kind is RunKind.ROLLOUT:
                     db.execute(

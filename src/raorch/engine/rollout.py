@@ -279,6 +279,15 @@ class Rollout:
                 result = await runner.run(target)
                 if result.applied is not None:
                     self.journal.save_applied(self.id, target.name, result.applied)
+                if result.platform is not None:
+                    platform = result.platform
+                    self.journal.save_platform(
+                        self.id,
+                        target.name,
+                        platform.caption,
+                        platform.os_version,
+                        platform.profile,
+                    )
                 done[target.name] = result.outcome
             finally:
                 slot_freed.set()

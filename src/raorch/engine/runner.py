@@ -35,12 +35,22 @@ class WorkContext:
 
 
 @dataclass(frozen=True, slots=True)
+class HostPlatform:
+    """The Windows a host reported (its facts) and the profile raorch gave it."""
+
+    caption: str
+    os_version: str
+    profile: str  # "legacy", "modern", or "" when raorch did not understand the host
+
+
+@dataclass(frozen=True, slots=True)
 class WorkResult:
     outcome: Outcome
     reason: Reason | None = None
     changes: int = 0
     applied: str | None = None  # the changes made, JSON, kept for rollback and `show`
     details: tuple[str, ...] = ()  # e.g. a conflict's differences, expected vs found
+    platform: HostPlatform | None = None  # None when the host's facts were never read
 
 
 HostWork = Callable[[Target, WorkContext], WorkResult]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.engine.runner import HostWork, WorkContext, WorkResult
+from raorch.engine.journal import VerifyRow
+from raorch.engine.runner import HostPlatform, HostWork, WorkContext, WorkResult
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
@@ -20,6 +21,15 @@ from raorch.planning.restore import changes_from_snapshot
 from raorch.planning.snapshot import Snapshot
 
 ReportSink = Callable[[HostReport], None]
+
+
+def platform_of(report: HostReport) -> HostPlatform | None:
+    """The host's Windows for the journal (the change report's outcomes by Windows version),
+    refused hosts included: their facts were read before the pre-flight refused them."""
+    if report.facts is None:
+        return None
+    profile = "" if report.profile is None else report.profile.value
+    return HostPlatform(report.facts.caption.strip(), report.facts.os_version, profile)
 
 
 def rollout_work(
@@ -56,7 +66,7 @@ def rollout_work(
                 outcome = Outcome.CHANGED
         applied = changes_to_json(changes) if changes else None
         writes = len(changes) if outcome is Outcome.CHANGED else 0
-        return WorkResult(outcome, report.reason, writes, applied)
+        return WorkResult(outcome, report.reason, writes, applied, platform=platform_of(report))
 
     return work
 
@@ -95,3 +105,19 @@ def rollback_work(
         return WorkResult(report.outcome, report.reason, report.writes, details=details)
 
     return work
+
+
+def verify_rows(reports: Sequence[HostReport], at: float) -> list[VerifyRow]:
+    """``raorch verify``'s verdicts as the journal keeps them (the change report shows the
+    latest one of each host)."""
+    return [
+        VerifyRow(
+            r.host,
+            r.outcome,
+            None if r.reason is None else r.reason.stage,
+            None if r.reason is None else r.reason.message,
+            tuple(str(d) for d in r.differences),
+            at,
+        )
+        for r in reports
+    ]
