@@ -81,7 +81,7 @@ def playbook_file(tmp_path: Path, policy: DomainPolicy) -> Path:
     return path
 
 
-def test_a_gpo_with_the_playbooks_data_leaves_nothing_to_write(
+def test_a_gpo_with_the_playbooks_data_is_compliant_through_it(
     lab: LabHandle, lab_client: LabClient
 ) -> None:
     host = host_of(lab, "win10-gpo")
@@ -102,13 +102,14 @@ def test_a_gpo_with_the_playbooks_data_leaves_nothing_to_write(
     verify = run(lab, host, HostMode.VERIFY)
     assert verify.outcome is Outcome.COMPLIANT, verify.differences
 
-    # Someone sets "view only" locally: drift, not a write for raorch (the value is the
-    # GPO's), and the GPO's next refresh puts its data back.
+    # Someone sets "view only" locally: drift, which the GPO's next refresh repairs (a rollout
+    # would write the same data now: the playbook's, which is the GPO's).
     local = {"Op": "SetValue", "Key": TS_KEY, "Name": "fAllowUnsolicitedFullControl"}
     local |= {"Type": "REG_DWORD", "Data": 0}
     assert all(o["Ok"] for o in lab_client.run_batch(lab, host, [local]).outputs)
     again = run(lab, host, HostMode.PLAN)
-    assert again.outcome is Outcome.UNCHANGED, again.changes
+    assert [c.item for c in again.changes] == [FULL_CONTROL]
+    assert (FULL_CONTROL, GpoRelation.SAME) in {(f.item, f.relation) for f in again.gpo}
     drift = run(lab, host, HostMode.VERIFY)
     assert drift.outcome is Outcome.DRIFTED
     [difference] = drift.differences

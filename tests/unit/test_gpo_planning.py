@@ -164,11 +164,12 @@ def test_a_failed_read_is_unknown_and_fails_nothing() -> None:
 # ---------------------------------------------------------------- the playbook against GPOs
 
 
-def test_same_data_is_compliant_through_the_gpo_and_not_written() -> None:
+def test_same_data_is_compliant_through_the_gpo_with_nothing_to_write() -> None:
     host = host_with(
         dword_setting("fAllowUnsolicited", 1, gpo="RA"),
         dword_setting("fAllowUnsolicitedFullControl", 1, gpo="RA"),
     )
+    host.set(TS, "fAllowUnsolicited", dw(1)).set(TS, "fAllowUnsolicitedFullControl", dw(1))
     snap = host.snapshot()
     assert not preflight(snap, PLAYBOOK, DOMAINS).refused
     plan = make_plan(PLAYBOOK, HostProfile.MODERN, snap)
@@ -176,11 +177,14 @@ def test_same_data_is_compliant_through_the_gpo_and_not_written() -> None:
         ("fAllowUnsolicited", GpoRelation.SAME, "RA"),
         ("fAllowUnsolicitedFullControl", GpoRelation.SAME, "RA"),
     }
-    # The registry does not hold them (a local change hides the GPO's data until its refresh):
-    # still nothing to write, they are the GPO's.
     written = {c.name for c in plan.changes if isinstance(c, ValueChange)}
     assert written == {"CORP\\RA-Helpers", "CORP\\jdoe"}
     assert plan.gpo[0].describe().endswith('compliant through GPO "RA" (REG_DWORD 1)')
+    # A local change hides the GPO's data until its refresh: the playbook's data (the GPO's)
+    # is written, so that the host reads back compliant now.
+    host.set(TS, "fAllowUnsolicitedFullControl", dw(0))
+    again = make_plan(PLAYBOOK, HostProfile.MODERN, host.snapshot())
+    assert [c.after for c in again.changes if c.item.endswith("FullControl")] == [dw(1)]
 
 
 def test_other_data_refuses_the_host_naming_gpo_and_value() -> None:

@@ -311,8 +311,8 @@ class Plan:
     changes: tuple[Change, ...]
     reads: tuple[Operation, ...]  # the state reads, for verify
     # The values of the playbook a GPO manages (docs/windows.md, section 15): those it sets to
-    # the playbook's data are not written (compliant through the GPO); the others are refused
-    # by pre-flight, or written and reported (domain_policy: report).
+    # the playbook's data are compliant through the GPO; the others are refused by pre-flight,
+    # or written and reported (domain_policy: report).
     gpo: tuple[GpoFinding, ...] = ()
 
     @property
@@ -330,32 +330,13 @@ class Plan:
 
 def make_plan(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> Plan:
     desired = desired_state(playbook, profile, snapshot)
+    # A value a GPO sets to the playbook's data is compliant through that GPO: the registry
+    # holds it, so there is nothing to write. Where a local change hides it until the next
+    # refresh, the playbook's data (the GPO's) is written as any other difference: the host is
+    # compliant now, as the refresh would make it (docs/windows.md, section 15).
     findings = gpo_findings(desired, snapshot.group_policy)
-    # A value a GPO sets to the playbook's data is the GPO's: nothing to write (and nothing for
-    # a rollback to put back over it), even when a local change hides it until the next refresh.
-    same = {f.item.casefold() for f in findings if f.same}
-    changes = [
-        c
-        for c in plan_changes(desired, snapshot)
-        if not (isinstance(c, ValueChange) and c.item.casefold() in same)
-    ]
-    # A list cache is deleted because the list changes (cache_deletions): not when no entry of
-    # that list is written any more.
-    changed_lists = {
-        c.key.casefold() for c in changes if isinstance(c, ValueChange) and not _is_cache(c)
-    }
-    changes = [
-        c
-        for c in changes
-        if not (
-            isinstance(c, ValueChange) and _is_cache(c) and c.key.casefold() not in changed_lists
-        )
-    ]
-    return Plan(profile, desired, tuple(changes), state_reads(playbook, profile), findings)
-
-
-def _is_cache(change: ValueChange) -> bool:
-    return _is(change.name, list_cache(change.key))
+    changes = plan_changes(desired, snapshot)
+    return Plan(profile, desired, changes, state_reads(playbook, profile), findings)
 
 
 # ---------------------------------------------------------------- JSON (the journal's "applied")
