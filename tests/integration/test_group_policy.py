@@ -123,6 +123,12 @@ def test_a_gpo_with_the_playbooks_data_is_compliant_through_it(
 
 def test_a_gpo_with_other_data_refuses_the_host(lab: LabHandle) -> None:
     host = host_of(lab, "win10-gpo-conflict")
+    # `raorch lab state` shows the host's RSoP: the GPO and the value it sets.
+    rsop = lab.state(host)["rsop"]
+    assert list(rsop["gpos"].values()) == [LOCKDOWN]
+    assert [(x["name"], x["data"], x["precedence"]) for x in rsop["settings"]] == [
+        ("fAllowUnsolicited", 0, 1)
+    ]
     before = registry_part(lab, host)
     pipelines = lab.state(host)["runtime"]["pipelines"]
     report = run(lab, host, HostMode.APPLY)
