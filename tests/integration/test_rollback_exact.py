@@ -42,10 +42,13 @@ PORTS_LIST = FW + "\\DomainProfile\\GloballyOpenPorts\\List"
 REFUSED = {"xp-home", "win10-home", "win10-workgroup"}
 
 # Profiles refused for what the host is (a domain controller, no Remote Assistance feature,
-# helpsvc disabled) are never written to: tests/integration/test_lab_preflight.py covers them,
-# and leaving them out keeps seed 41's fleet (below) as it was.
+# helpsvc disabled) are never written to: tests/integration/test_lab_preflight.py covers them.
+# The Group Policy variants (docs/lab.md, "Group Policy") are tested in test_group_policy.py.
+# Leaving both out keeps seed 41's fleet (below) as it was.
 NEVER_WRITTEN = {"server2003-dc", "server2019-dc", "server2019-nora", "xp-pro-nohelp"}
-PROFILE_NAMES = sorted(set(PROFILES) - NEVER_WRITTEN)
+PROFILE_NAMES = sorted(
+    p for p in PROFILES if p not in NEVER_WRITTEN and not PROFILES[p].group_policy
+)
 # Three hosts per profile; assign_profiles interleaves the mix, so the lab's state says which
 # host has which profile.
 MIX = ",".join(f"{name}:1" for name in PROFILE_NAMES)

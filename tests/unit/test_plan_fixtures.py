@@ -30,6 +30,7 @@ from raorch.models.remote import (
     GetFacts,
     GetFirewallRules,
     GetGroup,
+    GetRegistryPolicy,
     GroupState,
     KeyDeletion,
     KeyState,
@@ -38,6 +39,7 @@ from raorch.models.remote import (
     Operation,
     OpResult,
     ReadValues,
+    RegistryPolicy,
     RegType,
     RegValue,
     RemoveGroupMember,
@@ -173,6 +175,8 @@ class FakeHost:
     writes: int = 0
     task_runs: list[str] = field(default_factory=list)
     batches: list[tuple[Operation, ...]] = field(default_factory=list)
+    # What GetRegistryPolicy answers (RSoP): logging on, a logged session, no GPO setting.
+    rsop: RegistryPolicy = field(default_factory=lambda: RegistryPolicy(True, True, ()))
 
     # -- state setup
     def create_key(self, key: str) -> None:
@@ -301,6 +305,8 @@ class FakeHost:
                 return OpResult(op, False, None, ErrorKind.NOT_FOUND, "no Schedule.Service")
             self.task_runs.append(op.path)
             return OpResult(op, True, TaskRun(op.path, 0))
+        if isinstance(op, GetRegistryPolicy):
+            return OpResult(op, True, self.rsop)
         if isinstance(op, SetFirewallRule):
             # As the batch script: every rule whose identity is exactly the one sent.
             assert op.rule.complete, op.rule

@@ -30,6 +30,7 @@ from raorch.models.remote import (
     GetFacts,
     GetFirewallRules,
     GetGroup,
+    GetRegistryPolicy,
     ListKey,
     Operation,
     ReadValues,
@@ -89,6 +90,8 @@ def render(op: Operation) -> str:
             return f"SetFirewallRule {g} {r.describe()} = {e}"
         case RunScheduledTask(path=p, wait_seconds=w):
             return f"RunScheduledTask {p} (wait {w} s)"
+        case GetRegistryPolicy():
+            return "GetRegistryPolicy"
     raise AssertionError(op)
 
 

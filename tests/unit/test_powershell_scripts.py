@@ -197,6 +197,7 @@ def test_every_operation_of_the_contract_is_dispatched() -> None:
         "GetFirewallRules",
         "SetFirewallRule",
         "RunScheduledTask",
+        "GetRegistryPolicy",
     ):
         assert re.search(rf"^\s+{op}\s+= @\{{", text, re.MULTILINE), op
         assert f"function Invoke-Raorch{op}(" in text, op

@@ -30,7 +30,9 @@ from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
+from raorch.planning.gpo import GpoFinding
 from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
+from raorch.planning.rsop import RsopStatus
 from raorch.planning.selection import select_hosts, unmatched_patterns
 from raorch.planning.snapshot import encode_rule
 
@@ -128,15 +130,48 @@ def capped(lines: list[str], what: str) -> list[str]:
     return [*lines[:HOST_LINES], f"    ... and {more} more {what} (--json lists every one)"]
 
 
+def group_policy_lines(report: HostReport) -> list[str]:
+    """What Group Policy does to the playbook's values on the host, beside the changes
+    (docs/windows.md, section 15): each value a GPO manages (but those a difference of the
+    report already names), or why that is unknown."""
+    named = {d.item.casefold() for d in report.differences if d.note}
+    lines = [f"    GPO: {f.describe()}" for f in report.gpo if f.item.casefold() not in named]
+    policy = report.snapshot.group_policy if report.snapshot is not None else None
+    if policy is not None and policy.status not in (RsopStatus.KNOWN, RsopStatus.NOT_READ):
+        lines.append(f"    Group Policy {policy.describe()}")
+    return lines
+
+
+def gpo_json(finding: GpoFinding) -> dict[str, Any]:
+    return {
+        "item": finding.item,
+        "key": finding.key,
+        "name": finding.name,
+        "gpo": finding.gpo,
+        "relation": finding.relation.value,
+        "gpo_sets": finding.found,
+        "playbook": finding.wanted,
+        "description": finding.describe(),
+    }
+
+
+def group_policy_json(report: HostReport) -> dict[str, Any] | None:
+    policy = report.snapshot.group_policy if report.snapshot is not None else None
+    if policy is None:
+        return None
+    return {"status": policy.status.value, "detail": policy.detail}
+
+
 def report_lines(report: HostReport) -> list[str]:
     profile = f" [{report.profile}]" if report.profile else ""
     caption = f" {report.facts.caption.strip()}," if report.facts else ""
     head = f"{report.host}{profile}{caption}"
     if report.outcome is Outcome.CHANGED:
         lines = [f"{head} {len(report.changes)} change(s):"]
-        return lines + capped([f"    {change_line(c)}" for c in report.changes], "changes")
+        changes = capped([f"    {change_line(c)}" for c in report.changes], "changes")
+        return lines + changes + group_policy_lines(report)
     if report.outcome is Outcome.UNCHANGED:
-        return [f"{head} compliant, nothing to change"]
+        return [f"{head} compliant, nothing to change", *group_policy_lines(report)]
     if report.outcome is Outcome.SKIPPED:
         lines = [f"{head} refused by pre-flight, would not be touched:"]
         refusals = [f"    {r.kind.value}: {r.message}" for r in report.refusals]
@@ -200,6 +235,8 @@ def report_json(report: HostReport) -> dict[str, Any]:
         },
         "refusals": [{"kind": r.kind.value, "message": r.message} for r in report.refusals],
         "changes": [change_json(c) for c in report.changes],
+        "gpo": [gpo_json(f) for f in report.gpo],
+        "group_policy": group_policy_json(report),
     }
 
 

@@ -26,7 +26,13 @@ import click
 from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
-from raorch.cli.plan import choose_targets, plan_hosts
+from raorch.cli.plan import (
+    choose_targets,
+    gpo_json,
+    group_policy_json,
+    group_policy_lines,
+    plan_hosts,
+)
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
 from raorch.engine.journal import Journal, state_home
@@ -69,7 +75,10 @@ def report_lines(report: HostReport) -> list[str]:
     head = f"{report.host}{profile}: {report.outcome.value}"
     if report.reason is not None and report.outcome is not Outcome.COMPLIANT:
         head += f" ({report.reason})"
-    return [head, *(f"    {d}" for d in report.differences)]
+    lines = [head, *(f"    {d}" for d in report.differences)]
+    if report.outcome in (Outcome.COMPLIANT, Outcome.DRIFTED):
+        lines += group_policy_lines(report)
+    return lines
 
 
 def report_json(report: HostReport) -> dict[str, Any]:
@@ -80,8 +89,11 @@ def report_json(report: HostReport) -> dict[str, Any]:
         "stage": None if report.reason is None else report.reason.stage.value,
         "reason": None if report.reason is None else report.reason.message,
         "differences": [
-            {"item": d.item, "expected": d.expected, "found": d.found} for d in report.differences
+            {"item": d.item, "expected": d.expected, "found": d.found, "note": d.note}
+            for d in report.differences
         ],
+        "gpo": [gpo_json(f) for f in report.gpo],
+        "group_policy": group_policy_json(report),
     }
 
 

@@ -43,6 +43,7 @@ from raorch.models.remote import (
     KeyState,
     Operation,
     OpResult,
+    RegistryPolicy,
     RegType,
     RegValue,
     RuleGroupState,
@@ -602,6 +603,11 @@ def _summary(result: OpResult) -> str:
         return f"{data.name}: {len(data.members)} member(s)"
     if isinstance(data, RuleGroupState):
         return f"{len(data.rules)} rule(s)"
+    if isinstance(data, RegistryPolicy):
+        # What RSoP holds for the keys raorch writes (docs/windows.md, section 15).
+        logging = "on" if data.logging else "off"
+        logged = "a logged session" if data.logged else "no logged session"
+        return f"RSoP logging {logging}, {logged}, {len(data.settings)} setting(s)"
     if isinstance(data, str):
         return data
     return ""

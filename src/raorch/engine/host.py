@@ -33,10 +33,12 @@ from raorch.models.outcomes import Outcome, Reason, Stage
 from raorch.models.playbook import Playbook
 from raorch.models.remote import Facts, GetFacts, KeyDeletion, Operation, OpResult
 from raorch.planning.activation import activation
+from raorch.planning.gpo import GpoFinding
 from raorch.planning.plan import (
     Change,
     Difference,
     Plan,
+    annotate,
     compare,
     difference_of,
     make_plan,
@@ -87,6 +89,9 @@ class HostReport:
     ROLLBACK conflicts (expected: what raorch wrote; found: what is there).
     ``removed_keys``: ROLLBACK, and on a failed APPLY with ``restored``: the registry keys
     raorch had created and deleted again (empty keys only).
+    ``gpo``: PLAN, VERIFY, APPLY: the playbook's values a GPO manages, the same data
+    (compliant through the GPO) or other data (docs/windows.md, section 15); what Group Policy
+    sets could be read or why not: ``snapshot.group_policy``.
     """
 
     host: str
@@ -102,6 +107,7 @@ class HostReport:
     refusals: tuple[Refusal, ...] = ()
     restored: tuple[Change, ...] = ()
     removed_keys: tuple[str, ...] = ()
+    gpo: tuple[GpoFinding, ...] = ()
 
     @property
     def writes(self) -> int:
@@ -207,6 +213,7 @@ class _HostFlow:
         self.stage = Stage.CONNECT
         self.snapshot: Snapshot | None = None
         self.profile: HostProfile | None = None
+        self.gpo: tuple[GpoFinding, ...] = ()
 
     # ------------------------------------------------------------ reports
 
@@ -235,6 +242,7 @@ class _HostFlow:
             refusals=refusals,
             restored=restored,
             removed_keys=removed_keys,
+            gpo=self.gpo,
         )
 
     def fail(
@@ -304,7 +312,9 @@ class _HostFlow:
     def forward(self, session: Session) -> HostReport:
         snap = self.read_snapshot(session, snapshot_reads_of(self.playbook))
         self.stage = Stage.PREFLIGHT
-        verdict = preflight(snap, self.playbook, self.domains)
+        # Verify writes nothing: a GPO that sets other data shows as the drift it causes.
+        writing = self.mode is not HostMode.VERIFY
+        verdict = preflight(snap, self.playbook, self.domains, writing=writing)
         self.profile = verdict.profile
         if verdict.refused or verdict.profile is None:
             first = verdict.first
@@ -312,12 +322,13 @@ class _HostFlow:
             outcome = Outcome.REFUSED if self.mode is HostMode.VERIFY else Outcome.SKIPPED
             return self.report(outcome, first.reason(), refusals=verdict.refusals)
         plan = make_plan(self.playbook, verdict.profile, snap)
+        self.gpo = plan.gpo
 
         if self.mode is HostMode.PLAN:
             outcome = Outcome.CHANGED if plan.changes else Outcome.UNCHANGED
             return self.report(outcome, changes=plan.changes)
         if self.mode is HostMode.VERIFY:
-            differences = compare(plan.desired, snap)
+            differences = annotate(compare(plan.desired, snap), plan.gpo)
             if differences:
                 reason = Reason(
                     Stage.VERIFY, f"{len(differences)} setting(s) differ from the playbook"

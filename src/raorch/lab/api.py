@@ -129,6 +129,17 @@ class LabHandle:
             raise LabError(f"simulated offer to {host}: {reason}") from None
         return result
 
+    def gpupdate(self, host: str) -> dict[str, Any]:
+        """A Group Policy refresh on ``host`` (gpupdate /force): the winning settings of the GPOs
+        in its RSoP are written over the registry, then RemoteAssistanceTask runs (docs/lab.md,
+        "Group Policy"). Returns ``{"host", "changed": [HKLM\\key\\name, ...]}``."""
+        try:
+            result: dict[str, Any] = self._get(f"/gpupdate/{host}", method="POST")
+        except urllib.error.HTTPError as exc:
+            reason = json.loads(exc.read()).get("error", exc.reason)
+            raise LabError(f"Group Policy refresh on {host}: {reason}") from None
+        return result
+
     def stop(self) -> None:
         if self._stopper is not None:
             self._stopper()

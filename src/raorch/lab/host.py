@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from raorch.lab.directory import DEFAULT_DOMAIN, account_sid, domain_sid
 from raorch.lab.profiles import HostProfile
 from raorch.lab.registry import Registry, RegKind
+from raorch.lab.rsop import RSOP_LOGGING_KEY, RSOP_LOGGING_VALUE, Rsop, RsopSetting
 
 ADMINISTRATORS_SID = "S-1-5-32-544"
 USERS_SID = "S-1-5-32-545"
@@ -242,6 +243,9 @@ class Host:
     # None: no HNetCfg.FwPolicy2 (legacy host). Keyed by upper-cased rule id.
     firewall: dict[str, FirewallRule] | None
     machine_sid: str
+    # RSoP logging mode's record of the GPOs that apply (docs/windows.md, section 15); None:
+    # the namespace root\rsop\computer holds nothing (never logged).
+    rsop: Rsop | None = None
 
     def local_account(self, name: str) -> tuple[str, str] | None:
         """(spelling, sid) of a local account ``COMPUTER\\name`` that exists."""
@@ -270,6 +274,7 @@ class Host:
             "firewall_rules": None
             if self.firewall is None
             else {r.id: _rule_json(r, self.facts.language) for r in self.firewall.values()},
+            "rsop": None if self.rsop is None else self.rsop.to_json(),
         }
 
     @classmethod
@@ -300,6 +305,8 @@ class Host:
             groups=groups,
             firewall=firewall,
             machine_sid=str(data["machine_sid"]),
+            # A state saved by an older lab has no RSoP: Group Policy set nothing there.
+            rsop=Rsop.from_json(data["rsop"]) if "rsop" in data else Rsop(),
         )
 
 
@@ -488,12 +495,36 @@ def seed_host(
                     "%ProgramFiles%\\Backup\\agent.exe:*:Enabled:Backup Agent",
                 )
 
+    rsop = Rsop()  # Group Policy ran and logged; no GPO sets a value raorch writes
     if compliant:
         reg.set_value(TS_POLICY, "fAllowUnsolicited", RegKind.DWORD, 1)
         reg.set_value(TS_POLICY, "fAllowUnsolicitedFullControl", RegKind.DWORD, 1)
         reg.set_value(RA_UNSOLICIT, "CORP\\RA-Helpers", RegKind.SZ, "CORP\\RA-Helpers")
         if firewall is None:
             _seed_legacy_compliant(reg)
+        # A domain GPO configured Offer RA on these hosts: it sets the two policy values (the
+        # same as the registry holds, and as the repository's playbook wants), not the list.
+        rsop = _gpo_rsop(RA_GPO, _RA_GPO_VALUES)
+    if profile.group_policy == "same":
+        # A GPO sets the whole Offer RA policy of the repository's playbook, helpers list included
+        # (a list policy: **delvals., then the entries), and Group Policy applied it.
+        values = [*_RA_GPO_VALUES, *((RAU_RSOP, h, RegKind.SZ, h) for h in _PLAYBOOK_HELPERS)]
+        rsop = _gpo_rsop(RA_GPO, values, replace=[RAU_RSOP])
+        for key, name, kind, data in values:
+            reg.set_value(f"HKLM\\{key}", name, kind, data)
+        if firewall is not None:
+            helpers = next(g for g in groups.values() if g.name == RA_HELPERS_GROUP)
+            helpers.members = [Member(account_sid(h), h) for h in _PLAYBOOK_HELPERS]
+    elif profile.group_policy == "conflict":
+        # A GPO turns Offer RA off: raorch's fAllowUnsolicited = 1 would be undone.
+        values = [(TS_RSOP, "fAllowUnsolicited", RegKind.DWORD, 0)]
+        rsop = _gpo_rsop(LOCKDOWN_GPO, values)
+        reg.set_value(TS_POLICY, "fAllowUnsolicited", RegKind.DWORD, 0)
+    elif profile.group_policy == "logging_off":
+        # "Turn off Resultant Set of Policy logging"; what was logged before stays in WMI (a GPO
+        # that turns Offer RA off), stale: raorch must call Group Policy unknown, not read it.
+        reg.set_value(RSOP_LOGGING_KEY, RSOP_LOGGING_VALUE, RegKind.DWORD, 0)
+        rsop = _gpo_rsop(LOCKDOWN_GPO, [(TS_RSOP, "fAllowUnsolicited", RegKind.DWORD, 0)])
 
     return Host(
         name=host_name(index),
@@ -504,7 +535,33 @@ def seed_host(
         groups=groups,
         firewall=firewall,
         machine_sid=machine_sid,
+        rsop=rsop,
     )
+
+
+# The GPOs the lab's hosts carry (RSOP_GPO id and name) and the keys as RSoP names them
+# (relative to HKLM).
+RA_GPO = ("{6AC1786C-016F-11D2-945F-00C04FB984F9}", "Remote Assistance (CORP)")
+LOCKDOWN_GPO = ("{9E1A2B3C-4D5E-4F60-8172-93A4B5C6D7E8}", "Helpdesk Lockdown")
+TS_RSOP = TS_POLICY.removeprefix("HKLM\\")
+RAU_RSOP = RA_UNSOLICIT.removeprefix("HKLM\\")
+_RA_GPO_VALUES: list[tuple[str, str, RegKind, int | str]] = [
+    (TS_RSOP, "fAllowUnsolicited", RegKind.DWORD, 1),
+    (TS_RSOP, "fAllowUnsolicitedFullControl", RegKind.DWORD, 1),
+]
+_PLAYBOOK_HELPERS = ("CORP\\RA-Helpers", "CORP\\jdoe")
+
+
+def _gpo_rsop(
+    gpo: tuple[str, str],
+    values: list[tuple[str, str, RegKind, int | str]],
+    replace: list[str] | None = None,
+) -> Rsop:
+    settings = [RsopSetting(key, name, kind, data, gpo[0]) for key, name, kind, data in values]
+    for key in replace or []:
+        # The list policy's command entry, as Registry.pol holds it.
+        settings.insert(0, RsopSetting(key, "**delvals.", RegKind.SZ, " ", gpo[0]))
+    return Rsop(gpos={gpo[0]: gpo[1]}, settings=settings, replace_keys=list(replace or []))
 
 
 def _seed_legacy_compliant(reg: Registry) -> None:

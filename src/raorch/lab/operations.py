@@ -22,12 +22,21 @@ from raorch.lab.directory import Directory
 from raorch.lab.host import ADMINISTRATORS_SID, FirewallRule, Group, Host, Member, display_name
 from raorch.lab.registry import RegData, RegistryPathError, RegKind, normalize_key
 from raorch.lab.remoteassistance import REMOTE_ASSISTANCE_TASK, offerraupdate
+from raorch.lab.rsop import REG_TYPE_NUMBERS, RSOP_LOGGING_KEY, RSOP_LOGGING_VALUE, value_bytes
 
 MARKER = "# raorch-batch v1"
 PARAMETER = "Operations"
 
 READ_OPS = frozenset(
-    {"GetFacts", "ResolveAccount", "ReadValues", "ListKey", "GetGroup", "GetFirewallRules"}
+    {
+        "GetFacts",
+        "ResolveAccount",
+        "ReadValues",
+        "ListKey",
+        "GetGroup",
+        "GetFirewallRules",
+        "GetRegistryPolicy",
+    }
 )
 WRITE_OPS = frozenset(
     {
@@ -55,7 +64,16 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "GetFirewallRules": ("Group",),
     "SetFirewallRule": ("Group", "Rule", "Enabled"),
     "RunScheduledTask": ("Path", "WaitSeconds"),
+    "GetRegistryPolicy": (),
 }
+
+# The keys whose RSoP settings GetRegistryPolicy reports (docs/remote-operations.md): those
+# raorch writes, and their subkeys; as RSoP names them, relative to HKLM.
+POLICY_KEYS = (
+    "SOFTWARE\\POLICIES\\MICROSOFT\\WINDOWS NT\\TERMINAL SERVICES",
+    "SOFTWARE\\POLICIES\\MICROSOFT\\WINDOWSFIREWALL",
+    "SOFTWARE\\MICROSOFT\\OLE",
+)
 
 # .NET / Win32 messages, as PowerShell 2.0 shows them for each failure.
 MSG_REG_DENIED = "Requested registry access is not allowed."
@@ -314,6 +332,7 @@ class _Context:
             "GetFirewallRules": self.get_rules,
             "SetFirewallRule": self.set_rule,
             "RunScheduledTask": self.run_task,
+            "GetRegistryPolicy": self.get_registry_policy,
         }
 
     def run(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -616,6 +635,44 @@ class _Context:
             raise _OpFailed("NotFound", MSG_NO_TASK)
         offerraupdate(self.host, lambda account: self._resolve_or_none(account))
         return {"Path": path, "LastResult": PSInt(0)}
+
+    # --------------------------------------------------------- Group Policy (RSoP)
+
+    def get_registry_policy(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What WMI's root\\rsop\\computer holds for the keys raorch writes (docs/windows.md,
+        section 15), and whether RSoP logging is on (the RSoPLogging policy value is not 0).
+        With logging off, what was logged before is still answered: Windows does not clear it."""
+        logging_value = None
+        key = self.host.registry.get_key(RSOP_LOGGING_KEY)
+        if key is not None:
+            logging_value = key.values.get(RSOP_LOGGING_VALUE.upper())
+        logging = not (
+            logging_value is not None
+            and logging_value.kind is RegKind.DWORD
+            and logging_value.data == 0
+        )
+        rsop = self.host.rsop
+        if rsop is None or not rsop.logged:
+            # No such namespace, or no session: the batch script reports it so (InvalidNamespace).
+            return {"Logging": logging, "Logged": False, "Settings": []}
+        settings = []
+        for setting in rsop.settings:
+            folded = setting.key.upper().strip("\\")
+            if not any(folded == k or folded.startswith(k + "\\") for k in POLICY_KEYS):
+                continue
+            settings.append(
+                {
+                    "Key": setting.key,
+                    "ValueName": setting.name,
+                    "ValueType": PSInt(REG_TYPE_NUMBERS[setting.kind]),
+                    "Value": b"" if setting.deleted else value_bytes(setting.kind, setting.data),
+                    "Deleted": setting.deleted,
+                    "Precedence": PSInt(setting.precedence),
+                    "GpoId": setting.gpo,
+                    "GpoName": rsop.gpos.get(setting.gpo, ""),
+                }
+            )
+        return {"Logging": logging, "Logged": True, "Settings": settings}
 
     def _resolve_or_none(self, account: str) -> tuple[str, str] | None:
         try:

@@ -34,6 +34,10 @@ class HostProfile:
     # Win32_Service.StartMode of helpsvc and TermService on XP / 2003 ("" where absent).
     helpsvc: str = "Auto"
     termservice: str = "Manual"
+    # What Group Policy does there (docs/lab.md, "Group Policy"): "" as seeded (compliant hosts
+    # carry a GPO that sets the same values); "same": a GPO sets the repository playbook's whole
+    # Offer RA policy; "conflict": a GPO turns Offer RA off; "logging_off": RSoP logging is off.
+    group_policy: str = ""
 
     def domain_role(self) -> int:
         if self.role is not None:
@@ -165,6 +169,36 @@ PROFILES: dict[str, HostProfile] = {
             helpsvc="Disabled",
             description="Windows XP Professional SP3 hardened with the Help and Support "
             "service (helpsvc) disabled: raorch must refuse it",
+        ),
+        HostProfile(
+            "win10-gpo",
+            "10.0.19045",
+            "Microsoft Windows 10 Enterprise",
+            4,
+            "5.1",
+            group_policy="same",
+            description="Windows 10 Enterprise whose Offer RA policy (helpers included) a domain "
+            "GPO sets to the repository playbook's values: compliant through that GPO",
+        ),
+        HostProfile(
+            "win10-gpo-conflict",
+            "10.0.19045",
+            "Microsoft Windows 10 Enterprise",
+            4,
+            "5.1",
+            group_policy="conflict",
+            description="Windows 10 Enterprise with a domain GPO that turns Offer RA off "
+            "(fAllowUnsolicited 0): raorch must refuse it (domain_policy: refuse)",
+        ),
+        HostProfile(
+            "win10-rsop-off",
+            "10.0.19045",
+            "Microsoft Windows 10 Enterprise",
+            4,
+            "5.1",
+            group_policy="logging_off",
+            description="Windows 10 Enterprise with RSoP logging turned off: what Group Policy "
+            "sets is unknown",
         ),
         HostProfile(
             "win10-workgroup",

@@ -50,6 +50,7 @@ from raorch.lab.auth import (
 )
 from raorch.lab.directory import Directory, default_directory, domain_sid
 from raorch.lab.faults import NO_FAULTS, FaultPlan, FaultsError, HostFaults, load_faults
+from raorch.lab.grouppolicy import gpupdate
 from raorch.lab.host import Host, host_name, seed_host
 from raorch.lab.operations import resolve_account, run_pipeline
 from raorch.lab.profiles import (
@@ -175,6 +176,7 @@ class LabServer:
         admin.router.add_get("/stats", self._admin_stats)
         admin.router.add_post("/reload-faults", self._admin_reload)
         admin.router.add_post("/offer/{host}", self._admin_offer)
+        admin.router.add_post("/gpupdate/{host}", self._admin_gpupdate)
         self._admin_runner = web.AppRunner(admin, access_log=None, shutdown_timeout=1.0)
         await self._admin_runner.setup()
         admin_sock = _bind(0)
@@ -603,6 +605,20 @@ class LabServer:
             return web.json_response({"error": str(exc)}, status=409)
         write_json(host_file(self.state_dir, host.name), host.to_json())
         return web.json_response(result.to_json())
+
+    async def _admin_gpupdate(self, request: web.Request) -> web.StreamResponse:
+        """A Group Policy refresh on the host (gpupdate /force): the GPOs that apply write their
+        settings over raorch's values (docs/lab.md, "Group Policy")."""
+        if not self._admin_ok(request):
+            return web.Response(status=403)
+        rt = self.runtimes.get(request.match_info["host"])
+        if rt is None:
+            return web.json_response({"error": "no such host"}, status=404)
+        host = rt.host
+        trust = rt.faults.trust_failure
+        changed = gpupdate(host, lambda a: resolve_account(host, self.directory, a, trust))
+        write_json(host_file(self.state_dir, host.name), host.to_json())
+        return web.json_response({"host": host.name, "changed": changed})
 
     def host_view(self, name: str) -> dict[str, Any]:
         rt = self.runtimes[name]

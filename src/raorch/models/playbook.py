@@ -194,6 +194,15 @@ class AddHelpers(StrEnum):
     NEVER = "never"
 
 
+class DomainPolicy(StrEnum):
+    """What to do where Group Policy already sets a value raorch would write (docs/playbook.md;
+    docs/windows.md, section 15)."""
+
+    REFUSE = "refuse"  # a GPO sets other data: pre-flight refuses the host, naming GPO and value
+    REPORT = "report"  # write anyway and say that the GPO will undo it at its next refresh
+    IGNORE = "ignore"  # do not read the resultant policy at all (raorch before RSoP)
+
+
 class LegacyProfile(StrEnum):
     """The XP SP2 firewall policy profiles (windowsfirewall.admx)."""
 
@@ -317,3 +326,6 @@ class Playbook(_Strict):
     dcom: DcomPolicy = DcomPolicy.ENABLE
     local_administrators: LocalAdministrators = LocalAdministrators()
     firewall: Firewall = Firewall()
+    # refuse by default: a value a GPO sets otherwise is written back by Group Policy at its next
+    # refresh, so raorch's write would read back correct today and silently revert later.
+    domain_policy: DomainPolicy = DomainPolicy.REFUSE

@@ -245,6 +245,13 @@ class RunScheduledTask:
     wait_seconds: int  # how long to wait for the run to end before reporting a failure
 
 
+@dataclass(frozen=True, slots=True)
+class GetRegistryPolicy:
+    """The registry policy settings Group Policy applied, as RSoP logging mode recorded them
+    (WMI ``root\\rsop\\computer``: RSOP_RegistryPolicySetting, RSOP_GPO, RSOP_Session), for the
+    keys raorch writes, and whether RSoP logging is on (docs/windows.md, section 15)."""
+
+
 Operation = (
     GetFacts
     | ResolveAccount
@@ -259,6 +266,7 @@ Operation = (
     | GetFirewallRules
     | SetFirewallRule
     | RunScheduledTask
+    | GetRegistryPolicy
 )
 
 WRITE_OPERATIONS = (
@@ -356,8 +364,44 @@ class TaskRun:
     last_result: int
 
 
+@dataclass(frozen=True, slots=True)
+class PolicySetting:
+    """One RSOP_RegistryPolicySetting instance (learn.microsoft.com "RSOP_RegistryPolicySetting
+    class"; docs/windows.md, section 15): a value one GPO sets, deletes or commands."""
+
+    key: str  # registryKey: relative to HKLM, e.g. Software\Policies\Microsoft\Windows NT\...
+    value_name: str  # valueName
+    value_type: int  # valueType: the REG_* number (1 REG_SZ, 4 REG_DWORD, ...)
+    value: bytes  # value (uint8[]): the data as the registry stores it
+    deleted: bool  # deleted: the GPO deletes this value
+    precedence: int  # precedence: 1 is the setting that won
+    gpo_id: str  # GPOID (= RSOP_GPO.id)
+    gpo_name: str  # RSOP_GPO.name of that GPO; "" when no RSOP_GPO has that id
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryPolicy:
+    """What GetRegistryPolicy read: ``logging`` False when RSoP logging is turned off (the
+    RSoPLogging policy value is 0); ``logged`` False when the namespace holds no logged session
+    (no RSOP_Session, or no such namespace): the settings are then unknown, never "none"."""
+
+    logging: bool
+    logged: bool
+    settings: tuple[PolicySetting, ...] = ()
+
+
 # str: a resolved SID
-ResultData = Facts | KeyState | GroupState | RuleGroupState | KeyDeletion | TaskRun | str | None
+ResultData = (
+    Facts
+    | KeyState
+    | GroupState
+    | RuleGroupState
+    | KeyDeletion
+    | TaskRun
+    | RegistryPolicy
+    | str
+    | None
+)
 
 
 @dataclass(frozen=True, slots=True)

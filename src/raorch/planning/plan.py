@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from raorch.models.playbook import Playbook
@@ -33,6 +33,7 @@ from raorch.planning.desired import (
     DesiredValue,
     desired_state,
 )
+from raorch.planning.gpo import GpoFinding, gpo_findings
 from raorch.planning.profile import HostProfile
 from raorch.planning.snapshot import (
     Snapshot,
@@ -126,9 +127,13 @@ class Difference:
     item: str
     expected: str
     found: str
+    # Who else sets the item, e.g. 'overridden by GPO "X" (it sets REG_DWORD 0)'
+    # (docs/windows.md, section 15); "" when nobody raorch knows of.
+    note: str = ""
 
     def __str__(self) -> str:
-        return f"{self.item}: expected {self.expected}, found {self.found}"
+        text = f"{self.item}: expected {self.expected}, found {self.found}"
+        return f"{text} ({self.note})" if self.note else text
 
 
 def describe_value(value: RegValue | None) -> str:
@@ -240,6 +245,29 @@ def compare(desired: DesiredState, state: Snapshot) -> tuple[Difference, ...]:
     return tuple(differences)
 
 
+def annotate(
+    differences: Sequence[Difference], findings: Sequence[GpoFinding]
+) -> tuple[Difference, ...]:
+    """Each difference of a value a GPO manages, with what that GPO does to it (verify:
+    "overridden by GPO <name>"; docs/windows.md, section 15)."""
+    by_item = {f.item.casefold(): f for f in findings}
+    out: list[Difference] = []
+    for difference in differences:
+        finding = by_item.get(difference.item.casefold())
+        if finding is None:
+            out.append(difference)
+        elif finding.same:
+            note = (
+                f'GPO "{finding.gpo}" sets the playbook\'s data; the next Group Policy refresh '
+                "that processes it writes it back"
+            )
+            out.append(replace(difference, note=note))
+        else:
+            because = finding.why or f"it sets {finding.found}"
+            out.append(replace(difference, note=f'overridden by GPO "{finding.gpo}" ({because})'))
+    return tuple(out)
+
+
 def difference_of(change: Change) -> Difference:
     """A pending change seen as a difference: expected its after, found its before."""
     return Difference(change.item, _after(change), _before(change))
@@ -282,6 +310,10 @@ class Plan:
     desired: DesiredState
     changes: tuple[Change, ...]
     reads: tuple[Operation, ...]  # the state reads, for verify
+    # The values of the playbook a GPO manages (docs/windows.md, section 15): those it sets to
+    # the playbook's data are compliant through the GPO; the others are refused by pre-flight,
+    # or written and reported (domain_policy: report).
+    gpo: tuple[GpoFinding, ...] = ()
 
     @property
     def compliant(self) -> bool:
@@ -298,7 +330,13 @@ class Plan:
 
 def make_plan(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> Plan:
     desired = desired_state(playbook, profile, snapshot)
-    return Plan(profile, desired, plan_changes(desired, snapshot), state_reads(playbook, profile))
+    # A value a GPO sets to the playbook's data is compliant through that GPO: the registry
+    # holds it, so there is nothing to write. Where a local change hides it until the next
+    # refresh, the playbook's data (the GPO's) is written as any other difference: the host is
+    # compliant now, as the refresh would make it (docs/windows.md, section 15).
+    findings = gpo_findings(desired, snapshot.group_policy)
+    changes = plan_changes(desired, snapshot)
+    return Plan(profile, desired, changes, state_reads(playbook, profile), findings)
 
 
 # ---------------------------------------------------------------- JSON (the journal's "applied")

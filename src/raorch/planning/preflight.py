@@ -4,11 +4,11 @@ A refused host is left exactly as it is (Outcome.SKIPPED on a rollout, REFUSED o
 one reason per cause (``RefusalKind``) so that a dashboard can group them. The checks come from
 docs/windows.md ("Host profiles", sections 2, 7 and the pitfalls) and the KB article.
 
-Out of scope: a *domain* GPO that sets the same policy values. Reading the resultant policy
-needs RSoP / gpresult, which raorch does not do; such a GPO silently overwrites raorch's values
-at its next refresh, and ``raorch verify`` then reports the host as drifted (docs/planning.md).
-The firewall says itself when a GPO makes local rules void (LocalPolicyModifyState): that host
-is refused (``local_rules_ignored``).
+Group Policy: a GPO that sets other data for a value raorch writes would undo the write at its
+next refresh. With ``domain_policy: refuse`` (the default) such a host is refused
+(``gpo_conflict``), one refusal per value, naming the GPO (docs/windows.md, section 15). The
+firewall says itself when a GPO makes local rules void (LocalPolicyModifyState): that host is
+refused (``local_rules_ignored``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from raorch.models.playbook import OfferState, Playbook, SolicitedPolicy
+from raorch.models.playbook import DomainPolicy, OfferState, Playbook, SolicitedPolicy
 from raorch.models.remote import ErrorKind, Facts, RegType
-from raorch.planning.desired import adds_helpers_to_administrators
+from raorch.planning.desired import adds_helpers_to_administrators, desired_state
+from raorch.planning.gpo import gpo_findings
 from raorch.planning.profile import HostProfile, host_profile
 from raorch.planning.refusal import Refusal, RefusalKind
 from raorch.planning.snapshot import Snapshot
@@ -97,9 +98,12 @@ def solicited_off(snapshot: Snapshot) -> bool:
     return machine is not None and machine.type is RegType.DWORD and machine.data == 0
 
 
-def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) -> Verdict:
+def preflight(
+    snapshot: Snapshot, playbook: Playbook, domains: Sequence[str], *, writing: bool = True
+) -> Verdict:
     """Every check, in order of how fundamental it is; all refusals are returned, the first is
-    the one reported."""
+    the one reported. ``writing`` False (verify): what only matters to a write is not checked
+    (a GPO that sets other data is then reported as the drift it causes, not refused)."""
     facts = snapshot.facts
     if facts is None:  # build_snapshot refuses to build without facts; be explicit anyway
         unknown = Refusal(RefusalKind.OS_UNKNOWN, "the host's facts could not be read")
@@ -221,7 +225,24 @@ def preflight(snapshot: Snapshot, playbook: Playbook, domains: Sequence[str]) ->
         ignored = local_rules_ignored(snapshot.firewall.modify_state)
         if ignored is not None:
             refusals.append(Refusal(RefusalKind.FIREWALL_LOCAL_RULES_IGNORED, ignored))
+    if writing and playbook.domain_policy is DomainPolicy.REFUSE and profile_value is not None:
+        refusals.extend(gpo_conflicts(snapshot, playbook, profile_value))
     return Verdict(profile_value, tuple(refusals))
+
+
+def gpo_conflicts(snapshot: Snapshot, playbook: Playbook, profile: HostProfile) -> list[Refusal]:
+    """One refusal per value the playbook writes that a GPO sets otherwise (docs/windows.md,
+    section 15): the write would read back right and be undone at the next refresh."""
+    desired = desired_state(playbook, profile, snapshot)
+    return [
+        Refusal(
+            RefusalKind.GPO_CONFLICT,
+            f"{finding.describe()}; change the GPO (or exclude this host), or set domain_policy: "
+            "report to write anyway",
+        )
+        for finding in gpo_findings(desired, snapshot.group_policy)
+        if not finding.same
+    ]
 
 
 def _role_and_services(facts: Facts, profile: HostProfile | None, enabled: bool) -> list[Refusal]:

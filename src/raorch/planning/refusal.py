@@ -29,6 +29,9 @@ class RefusalKind(StrEnum):
     FIREWALL_LOCAL_RULES_IGNORED = "firewall_local_rules_ignored"
     # XP / 2003: UnsolicitedAccessNewDACL overrides the helpers list (docs/windows.md, 12)
     HELPERS_LIST_OVERRIDDEN = "helpers_list_overridden"
+    # domain_policy: refuse, and a GPO sets other data for a value raorch writes: its next
+    # refresh would undo the write (docs/windows.md, section 15)
+    GPO_CONFLICT = "gpo_conflict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from raorch.models.playbook import OfferState, Playbook
+from raorch.models.playbook import DomainPolicy, OfferState, Playbook
 from raorch.models.remote import (
     ErrorKind,
     Facts,
@@ -34,6 +34,7 @@ from raorch.models.remote import (
     GetFacts,
     GetFirewallRules,
     GetGroup,
+    GetRegistryPolicy,
     GroupState,
     KeyState,
     ListKey,
@@ -41,6 +42,7 @@ from raorch.models.remote import (
     Operation,
     OpResult,
     ReadValues,
+    RegistryPolicy,
     RegType,
     RegValue,
     ResolveAccount,
@@ -49,6 +51,14 @@ from raorch.models.remote import (
     RuleIdentity,
 )
 from raorch.planning.profile import HostProfile
+from raorch.planning.rsop import (
+    NOT_READ,
+    GpoValue,
+    GroupPolicy,
+    RsopStatus,
+    from_registry_policy,
+    read_failed,
+)
 from raorch.planning.windows import (
     ADMINISTRATORS_SID,
     AUTHORIZED_APPLICATIONS,
@@ -95,13 +105,18 @@ class NotRecordedError(LookupError):
 
 
 def snapshot_reads(playbook: Playbook) -> tuple[Operation, ...]:
-    """Pipeline 1: facts, helper SIDs, then every read of the state (both profiles' union)."""
+    """Pipeline 1: facts, helper SIDs, then every read of the state (both profiles' union), then
+    what Group Policy sets (unless the playbook ignores it): in the same pipeline, so that it
+    costs no request (docs/windows.md, section 15)."""
     accounts: tuple[Operation, ...] = ()
     if playbook.offer_remote_assistance.state is OfferState.ENABLED:
         # Helpers are only needed (Administrators, pre-flight) when offers are enabled.
         helpers = _unique(playbook.offer_remote_assistance.helpers)
         accounts = tuple(ResolveAccount(h) for h in helpers)
-    return (GetFacts(), *accounts, *state_reads(playbook))
+    rsop: tuple[Operation, ...] = ()
+    if playbook.domain_policy is not DomainPolicy.IGNORE:
+        rsop = (GetRegistryPolicy(),)
+    return (GetFacts(), *accounts, *state_reads(playbook), *rsop)
 
 
 def state_reads(playbook: Playbook, profile: HostProfile | None = None) -> tuple[Operation, ...]:
@@ -223,6 +238,9 @@ class Snapshot:
     keys: tuple[KeyRecord, ...] = ()
     administrators: GroupState | None = None  # None: the group was not found
     firewall: RuleGroupState | None = None  # None: no rule group (legacy host) or not read
+    # What Group Policy sets on the keys raorch writes (docs/windows.md, section 15); NOT_READ
+    # with domain_policy: ignore, and in snapshots stored before raorch read it.
+    group_policy: GroupPolicy = NOT_READ
 
     # ------------------------------------------------------------ lookups
 
@@ -335,6 +353,7 @@ def build_snapshot(
     records: dict[str, KeyRecord] = {}
     administrators: GroupState | None = None
     firewall: RuleGroupState | None = None
+    group_policy = base.group_policy if base is not None else NOT_READ
     for result in results:
         op = result.operation
         if isinstance(op, GetFacts):
@@ -363,6 +382,13 @@ def build_snapshot(
                 raise SnapshotError(
                     op, f"reading the firewall rule group {op.group} failed: {_error(result)}"
                 )
+        elif isinstance(op, GetRegistryPolicy):
+            # Not needed to change the host safely: a failed read makes it unknown, never "no
+            # GPO" and never a failed host (docs/windows.md, section 15).
+            if result.ok and isinstance(result.data, RegistryPolicy):
+                group_policy = from_registry_policy(result.data)
+            else:
+                group_policy = read_failed(_error(result))
         else:
             raise SnapshotError(op, f"{type(op).__name__} is not a read of the snapshot")
     return Snapshot(
@@ -372,6 +398,7 @@ def build_snapshot(
         keys=tuple(records.values()),
         administrators=administrators,
         firewall=firewall,
+        group_policy=group_policy,
     )
 
 
@@ -505,7 +532,47 @@ def _encode_snapshot(s: Snapshot) -> dict[str, Any]:
             "local_policy_modify_state": s.firewall.modify_state,
             "rules": [{**encode_rule(r.identity), "enabled": r.enabled} for r in s.firewall.rules],
         },
+        "group_policy": _encode_group_policy(s.group_policy),
     }
+
+
+def _encode_group_policy(policy: GroupPolicy) -> dict[str, Any]:
+    return {
+        "status": policy.status.value,
+        "detail": policy.detail,
+        "values": [
+            {
+                "key": v.key,
+                "name": v.name,
+                "gpo": v.gpo,
+                "deleted": v.deleted,
+                "value": None if v.value is None else encode_value(v.value),
+                "raw_type": v.raw_type,
+                "raw": v.raw.hex(),
+            }
+            for v in policy.values
+        ],
+    }
+
+
+def _decode_group_policy(raw: Any) -> GroupPolicy:
+    """The inverse of ``_encode_group_policy``; absent (a snapshot stored before raorch read
+    Group Policy): not read."""
+    if raw is None:
+        return NOT_READ
+    values = tuple(
+        GpoValue(
+            key=str(v["key"]),
+            name=str(v["name"]),
+            gpo=str(v["gpo"]),
+            deleted=bool(v["deleted"]),
+            value=None if v["value"] is None else decode_value(v["value"]),
+            raw_type=int(v["raw_type"]),
+            raw=bytes.fromhex(str(v["raw"])),
+        )
+        for v in raw["values"]
+    )
+    return GroupPolicy(RsopStatus(raw["status"]), str(raw["detail"]), values)
 
 
 def _optional(raw: Mapping[str, Any], key: str, kind: Callable[[Any], _T]) -> _T | None:
@@ -629,4 +696,12 @@ def _decode_snapshot(raw: Mapping[str, Any]) -> Snapshot:
             _modify_state(fw.get("local_policy_modify_state")),
         )
     )
-    return Snapshot(str(raw["host"]), facts, accounts, keys, administrators, firewall)
+    return Snapshot(
+        str(raw["host"]),
+        facts,
+        accounts,
+        keys,
+        administrators,
+        firewall,
+        _decode_group_policy(raw.get("group_policy")),
+    )

@@ -161,3 +161,26 @@ DISABLED_START_MODE: Final = "Disabled"
 # XP / 2003: Offer Remote Assistance runs through the Help and Support service (helpsvc) and
 # the Remote Desktop stack of Terminal Services (TermService) (docs/windows.md, section 10).
 LEGACY_SERVICES: Final = ("helpsvc", "TermService")
+
+# ---------------------------------------------------------------- Group Policy (RSoP)
+# RSOP_RegistryPolicySetting.valueType is the registry value type number (winnt.h REG_*), and
+# value the data as the registry stores it (learn.microsoft.com "RSOP_RegistryPolicySetting
+# class"; the numbers as Salt's win_lgpo_reg maps them; docs/windows.md, section 15).
+REG_SZ_TYPE: Final = 1
+REG_EXPAND_SZ_TYPE: Final = 2
+REG_BINARY_TYPE: Final = 3
+REG_DWORD_TYPE: Final = 4
+REG_DWORD_BIG_ENDIAN_TYPE: Final = 5
+REG_MULTI_SZ_TYPE: Final = 7
+REG_QWORD_TYPE: Final = 11
+# precedence 1 is the setting that won (learn.microsoft.com "RSOP_PolicySetting class").
+WINNING_PRECEDENCE: Final = 1
+# Value names RSoP logs that are no registry value: "" stands for the key itself and names
+# starting with "**" for Registry.pol commands (**delvals., **del.<name>); UNCONFIRMED on a real
+# host (docs/windows.md, section 15), so they are never compared. raorch writes no default value
+# under these keys.
+RSOP_COMMAND_PREFIX: Final = "**"
+# "Turn off Resultant Set of Policy logging": RSoPLogging = 0 here turns logging off
+# (learn.microsoft.com "Developing an RSoP Management Tool").
+RSOP_LOGGING_KEY: Final = r"HKLM\SOFTWARE\Policies\Microsoft\Windows\System"
+RSOP_LOGGING_VALUE: Final = "RSoPLogging"

@@ -23,6 +23,7 @@ SCRIPT_FILES: tuple[str, ...] = (
     "groups.ps1",
     "firewall.ps1",
     "tasks.ps1",
+    "policy.ps1",
     "dispatch.ps1",
 )
 

@@ -25,6 +25,7 @@ from raorch.models.remote import (
     GetFacts,
     GetFirewallRules,
     GetGroup,
+    GetRegistryPolicy,
     GroupState,
     KeyDeletion,
     KeyState,
@@ -32,8 +33,10 @@ from raorch.models.remote import (
     Member,
     Operation,
     OpResult,
+    PolicySetting,
     ReadValues,
     RegData,
+    RegistryPolicy,
     RegType,
     RegValue,
     RemoveGroupMember,
@@ -100,6 +103,8 @@ def to_wire(op: Operation) -> dict[str, object]:
             }
         case RunScheduledTask(path=path, wait_seconds=wait):
             return {"Op": "RunScheduledTask", "Path": path, "WaitSeconds": TaggedValue("I32", wait)}
+        case GetRegistryPolicy():
+            return {"Op": "GetRegistryPolicy"}
     raise TypeError(f"not a remote operation: {op!r}")
 
 
@@ -255,6 +260,12 @@ def _result_data(op: Operation, reply: Mapping[str, object]) -> ResultData:
             return KeyDeletion(key=key, deleted=_bool(reply, "Deleted"))
         case RunScheduledTask(path=path):
             return TaskRun(path=path, last_result=_int(reply, "LastResult"))
+        case GetRegistryPolicy():
+            return RegistryPolicy(
+                logging=_bool(reply, "Logging"),
+                logged=_bool(reply, "Logged"),
+                settings=tuple(_policy_setting(s) for s in _mappings(reply, "Settings")),
+            )
     # The other writes return nothing but their success.
     return None
 
@@ -273,6 +284,28 @@ def _rule_identity(rule: Mapping[str, object]) -> RuleIdentity:
         local_ports=_str_or_empty(rule, "LocalPorts"),
         application=_str_or_empty(rule, "ApplicationName"),
         service=_str_or_empty(rule, "ServiceName"),
+    )
+
+
+def _policy_setting(entry: Mapping[str, object]) -> PolicySetting:
+    """One RSOP_RegistryPolicySetting as the batch script reports it (docs/remote-operations.md).
+    ``Value`` is the uint8[] of the data: a byte array, or null when the setting has none."""
+    raw = _get(entry, "Value")
+    if raw is None:
+        value = b""
+    elif isinstance(raw, bytes | bytearray):
+        value = bytes(raw)
+    else:
+        raise _Malformed(f"Value is {type(raw).__name__}, not a byte array")
+    return PolicySetting(
+        key=_str(entry, "Key"),
+        value_name=_str_or_empty(entry, "ValueName"),
+        value_type=_int(entry, "ValueType"),
+        value=value,
+        deleted=_bool(entry, "Deleted"),
+        precedence=_int(entry, "Precedence"),
+        gpo_id=_str_or_empty(entry, "GpoId"),
+        gpo_name=_str_or_empty(entry, "GpoName"),
     )
 
 

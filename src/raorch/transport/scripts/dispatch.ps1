@@ -16,6 +16,7 @@ $RaorchOperationTable = @{
     GetFirewallRules  = @{ Params = @('Group'); Write = $false; Function = 'Invoke-RaorchGetFirewallRules' }
     SetFirewallRule   = @{ Params = @('Group', 'Rule', 'Enabled'); Write = $true; Function = 'Invoke-RaorchSetFirewallRule' }
     RunScheduledTask  = @{ Params = @('Path', 'WaitSeconds'); Write = $true; Function = 'Invoke-RaorchRunScheduledTask' }
+    GetRegistryPolicy = @{ Params = @(); Write = $false; Function = 'Invoke-RaorchGetRegistryPolicy' }
 }
 
 # Check the whole batch before running any of it: an unknown Op or a missing key fails the

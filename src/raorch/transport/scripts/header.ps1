@@ -2,8 +2,8 @@
 #
 # The one script raorch runs on a host (docs/remote-operations.md, "One pipeline = one batch").
 # The transport joins the files of this folder in a fixed order (header, results, facts,
-# registry, accounts, groups, firewall, tasks, dispatch) into a constant text; every input arrives
-# through the remoting parameter below and is never pasted into this text.
+# registry, accounts, groups, firewall, tasks, policy, dispatch) into a constant text; every
+# input arrives through the remoting parameter below and is never pasted into this text.
 #
 # It must run on PowerShell 2.0 (Windows XP / Server 2003 with WMF 2.0), so it uses WMI, ADSI,
 # COM and [Microsoft.Win32.Registry] only (docs/windows.md, section 8).
