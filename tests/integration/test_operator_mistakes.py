@@ -175,6 +175,12 @@ def test_continue_records_the_content_and_rollback_needs_no_file(
     for host in PILOT:
         assert full_control(lab, host) == {"type": "REG_DWORD", "data": 0}, host
 
+    history = cli.run("history")
+    assert "content revision 2" in history.stdout and "permission" in history.stdout
+    assert f"8 host(s) changed and not restored (raorch rollback --rollout {rollout_id})" in (
+        history.stdout
+    ), history.stdout
+
     # Rollback from the journal alone: the playbook file gone, one host not in the inventory.
     playbook.unlink()
     back = cli.run("rollback", "--last", "--no-dashboard")
