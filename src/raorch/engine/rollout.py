@@ -299,6 +299,9 @@ class Rollout:
         return None if self._adopt is None else self._adopt[0]
 
     def _check_failed(self, spec: WaveSpec) -> None:
+        """``@failed`` retries failed hosts of an open rollout: without one, there is nothing
+        it could mean (and a new, empty rollout for ``--last`` to pick must not be made). An
+        open rollout with no failed host left runs none (exit 0, and says so)."""
         row = self._known_row()
         if row is None:
             closed = [
@@ -317,19 +320,6 @@ class Rollout:
                 f"run the wave without --limit to start a new rollout "
                 f"(raorch rollout --wave {spec.name})",
             )
-        hosts = {h.host: h for h in self.journal.hosts(row.id)}
-        if not any(h in hosts and hosts[h].outcome is Outcome.FAILED for h in spec.hosts):
-            state = next(
-                (w.state.value for w in self.journal.waves(row.id) if w.name == spec.name),
-                WaveState.PENDING.value,
-            )
-            raise RefusedError(
-                f"--limit @failed: wave {spec.name!r} of rollout {row.id} has no failed host "
-                f"(the wave is {state})",
-                f"run the wave without --limit (raorch rollout --wave {spec.name})",
-            )
-
-    # ------------------------------------------------------------ checks before a run
 
     def wave_spec(self, name: str) -> WaveSpec:
         spec = self.inventory.wave(name)
