@@ -308,7 +308,12 @@ class Journal:
         them (with their defaults) when it is opened."""
         have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(waves)").fetchall()}
         if "size" not in have:
-            self._db.execute("ALTER TABLE waves ADD COLUMN size INTEGER")
+            try:
+                self._db.execute("ALTER TABLE waves ADD COLUMN size INTEGER")
+            except sqlite3.OperationalError as error:
+                # Another raorch (a status in another terminal) opened it at the same moment.
+                if "duplicate column" not in str(error):
+                    raise
 
     @classmethod
     def open_default(cls) -> Journal:
