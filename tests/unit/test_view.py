@@ -204,6 +204,42 @@ def test_a_new_run_of_a_wave_starts_its_figures_afresh() -> None:
     assert f.failed_hosts == 0 and not f.failures
 
 
+def test_a_wave_run_again_counts_every_host_of_it() -> None:
+    # issue 19: "done, 4/0" and "0/0; no host finished" after a wave ran twice
+    view = feed(
+        RolloutView(),
+        [
+            started(),  # `--limit @failed`: one host of four again, three done earlier
+            WaveStarted(RID, "pilot", 1, 0.0, T0, wave_hosts=4, earlier={Outcome.CHANGED: 3}),
+            finished("a", Outcome.CHANGED, T0 + 1),
+            WaveFinished(RID, "pilot", WaveState.DONE, {}, T0 + 1),
+            RolloutFinished(RID, T0 + 1),
+        ],
+    )
+    pilot = view.figures(T0 + 2).waves[1]
+    assert (pilot.total, pilot.done, pilot.ran, pilot.earlier) == (4, 4, 1, 3)
+    assert pilot.counts == {Outcome.CHANGED: 4}
+    view(started())
+    view(WaveStarted(RID, "pilot", 0, 0.0, T0 + 5, wave_hosts=4, earlier={Outcome.CHANGED: 4}))
+    pilot = view.figures(T0 + 6).waves[1]
+    assert (pilot.total, pilot.done, pilot.ran, pilot.earlier) == (4, 4, 0, 4)
+
+
+def test_a_rollbacks_conflicts_are_not_failures() -> None:
+    view = feed(
+        RolloutView(),
+        [
+            RolloutStarted(RID, RunKind.ROLLBACK, "inv.yaml", "pb.yaml", ("pilot",), T0),
+            WaveStarted(RID, "pilot", 2, 100.0, T0, RunKind.ROLLBACK),
+            finished("a", Outcome.CONFLICT, T0 + 1, Reason(Stage.ROLLBACK, "changed since")),
+            finished("b", Outcome.FAILED, T0 + 1, Reason(Stage.CONNECT, "refused")),
+        ],
+    )
+    f = view.figures(T0 + 2)
+    assert (f.failed_hosts, f.conflict_hosts) == (1, 1)
+    assert {x.outcome for x in f.failures} == {Outcome.CONFLICT, Outcome.FAILED}
+
+
 def test_to_json_has_the_figures_by_value() -> None:
     import json
 

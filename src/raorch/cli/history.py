@@ -48,6 +48,12 @@ def rollout_document(journal: Journal, row: RolloutRow) -> dict[str, Any]:
         "playbook": row.playbook,
         "waves": waves,
         "rollback": dict(sorted(Counter(o.value for o in rollbacks.values()).items())),
+        # The content it went on with after the files changed (rollout --continue).
+        "contents": [
+            {"revision": c.revision, "at": _when(c.at), "note": c.note}
+            for c in journal.contents(row.id)
+        ],
+        "not_restored": len(journal.unrestored(row.id)),
     }
 
 
@@ -75,6 +81,14 @@ def history(as_json: bool) -> None:
         if doc["rollback"]:
             counts = ", ".join(f"{n} {o}" for o, n in doc["rollback"].items())
             click.echo(f"  rollback: {counts}")
+        for content in doc["contents"][1:]:
+            click.echo(f"  content revision {content['revision']} ({content['at']}):")
+            click.echo(f"    {content['note']}")
+        if doc["not_restored"]:
+            click.echo(
+                f"  {doc['not_restored']} host(s) changed and not restored "
+                f"(raorch rollback --rollout {doc['id']})"
+            )
 
 
 def host_document(journal: Journal, row: RolloutRow, host: str) -> dict[str, Any]:

@@ -75,6 +75,13 @@ def counts_text(wave: WaveFigures) -> str:
     return ", ".join(parts) or "no host finished"
 
 
+def run_text(wave: WaveFigures) -> str:
+    """`` (3 earlier, 1 this run)`` when the wave's hosts finished over several runs."""
+    if wave.ran is None or not wave.earlier:
+        return ""
+    return f" ({wave.earlier} earlier, {wave.ran} this run)"
+
+
 def summary_lines(figures: RolloutFigures) -> list[str]:
     head = f"{figures.kind.value} {figures.rollout_id}"
     if not figures.running and figures.finished_at is not None:
@@ -88,7 +95,7 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
             continue
         gate = "" if wave.gate is None else f"; gate {gate_text(wave.gate)}"
         lines.append(
-            f"wave {wave.name}: {wave.state.value}, {wave.done}/{wave.total}; "
+            f"wave {wave.name}: {wave.state.value}, {wave.done}/{wave.total}{run_text(wave)}; "
             f"{counts_text(wave)}{gate}"
         )
     lines.append(
@@ -98,9 +105,14 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
     )
     if figures.eta is not None:
         lines.append(f"ETA {clock_text(figures.eta)}")
-    if figures.failed_hosts:
-        lines.append(f"failed hosts: {figures.failed_hosts}; the last ones:")
-        for f in figures.failures[:5]:
+    for count, heading, outcomes in (
+        (figures.failed_hosts, "failed hosts", {Outcome.FAILED, Outcome.UNREACHABLE}),
+        (figures.conflict_hosts, "conflicts (left alone)", {Outcome.CONFLICT}),
+    ):
+        if not count:
+            continue
+        lines.append(f"{heading}: {count}; the last ones:")
+        for f in [f for f in figures.failures if f.outcome in outcomes][:5]:
             stage = "" if f.stage is None else f"{f.stage.value}: "
             lines.append(f"  {f.host}  {f.wave}  {f.outcome.value}  {stage}{f.reason}")
     if figures.refusals:

@@ -5,14 +5,22 @@ journal kept is restored: values that were absent are deleted again, types and d
 were, helpers removed from Administrators only if raorch added them, each firewall rule's
 Enabled as it was. A setting someone else changed since raorch set it is a ``conflict``: it is
 reported and left alone unless ``--force``. Running it twice changes nothing the second time.
+
+It restores from the journal alone: the snapshot, and the playbook each host was applied with
+(kept in the journal), never the playbook file. Hosts are reached through the inventory (the
+one given, else the rollout's), and a host it no longer names as the journal recorded it. It
+never ends by saying "restored" or "nothing to roll back" while another rollout of the journal
+still holds hosts it changed: it names them, and ``--all-open`` restores them all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -20,16 +28,21 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
-from raorch.cli.plain import print_summary
+from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
+from raorch.engine.contents import PlaybookBook, target_from_json
 from raorch.engine.journal import Journal, RolloutRow, state_home
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.rollout import content_sha
 from raorch.engine.work import rollback_work
-from raorch.models.errors import ExitCode, RefusedError
+from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
 from raorch.models.events import Subscriber
+from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory, load_playbook
+from raorch.models.playbook import Playbook
+
+SHOWN_HOSTS = 5  # host names listed per rollout; the rest are counted
 
 
 def open_journal() -> Journal:
@@ -67,9 +80,255 @@ def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:
     return ExitCode.OK
 
 
+def _hosts_text(hosts: list[str]) -> str:
+    shown = ", ".join(hosts[:SHOWN_HOSTS])
+    return shown + (f" and {len(hosts) - SHOWN_HOSTS} more" if len(hosts) > SHOWN_HOSTS else "")
+
+
+def still_changed(journal: Journal, besides: set[str]) -> dict[str, list[str]]:
+    """Rollouts of the journal (other than ``besides``) with hosts they changed and no rollback
+    restored, newest first: rollout id -> those hosts."""
+    out: dict[str, list[str]] = {}
+    for row in reversed(journal.open_rollouts()):
+        if row.id in besides:
+            continue
+        hosts = journal.unrestored(row.id)
+        if hosts:
+            out[row.id] = hosts
+    return out
+
+
+def still_changed_lines(journal: Journal, others: dict[str, list[str]]) -> list[str]:
+    if not others:
+        return []
+    lines = ["other rollouts in this journal still hold hosts they changed (not restored):"]
+    for rollout_id, hosts in others.items():
+        waves = ", ".join(f"{w.name} {w.state.value}" for w in journal.waves(rollout_id))
+        lines.append(
+            f"  {rollout_id} ({waves}): {len(hosts)} host(s): {_hosts_text(hosts)}; "
+            f"restore them: raorch rollback --rollout {rollout_id}"
+        )
+    lines.append("restore every one of them: raorch rollback --all-open")
+    return lines
+
+
+def reach(
+    journal: Journal, row: RolloutRow, inventory_opt: str | None, hosts: list[str]
+) -> tuple[ResolvedInventory, list[str]]:
+    """How to reach the hosts to restore: the inventory given (else the rollout's, if it still
+    loads); a host it does not name, as the journal recorded it when it was changed."""
+    notes: list[str] = []
+    inventory: ResolvedInventory | None = None
+    if inventory_opt is not None:
+        inventory = load_inventory(inventory_opt)
+    elif Path(row.inventory).exists():
+        try:
+            inventory = load_inventory(row.inventory)
+        except InputError as error:
+            first = error.problems[0] if error.problems else error.message
+            notes.append(
+                f"the inventory {row.inventory} does not load now ({first}); hosts are reached "
+                "as the journal recorded them"
+            )
+    else:
+        notes.append(
+            f"the inventory {row.inventory} is gone; hosts are reached as the journal recorded them"
+        )
+    targets = dict(inventory.targets) if inventory is not None else {}
+    recorded = journal.targets(row.id)
+    from_journal = [h for h in hosts if h not in targets and h in recorded]
+    for host in from_journal:
+        targets[host] = target_from_json(recorded[host])
+    if from_journal and inventory is not None:
+        notes.append(
+            f"{len(from_journal)} host(s) the inventory no longer names are reached as the "
+            f"journal recorded them: {_hosts_text(from_journal)}"
+        )
+    if inventory is None:
+        contents = journal.contents(row.id)
+        domains: tuple[str, ...] = ()
+        if contents and contents[-1].inventory_json:
+            domains = tuple(json.loads(contents[-1].inventory_json)["domains"])
+        inventory = ResolvedInventory(row.inventory, None, domains, targets, ())
+    else:
+        inventory = dataclasses.replace(inventory, targets=targets)
+    return inventory, notes
+
+
+def playbook_for(
+    journal: Journal, row: RolloutRow, hosts: list[str]
+) -> tuple[Playbook | None, PlaybookBook]:
+    """The journal's playbooks of the hosts; the playbook file only for a rollout recorded by
+    an older raorch, which kept the playbook's hash and not its settings."""
+    book = PlaybookBook.of(journal, row.id)
+    if book.complete(hosts):
+        return None, book
+    playbook_path = Path(row.playbook)
+    if not playbook_path.exists() or (
+        row.playbook_sha and content_sha(playbook_path) != row.playbook_sha
+    ):
+        raise RefusedError(
+            f"rollout {row.id} was recorded by an older raorch, which kept no copy of its "
+            f"playbook, and the playbook it used ({row.playbook}) is missing or has changed "
+            "since; rollback works out what raorch wrote from it",
+            "put the playbook back as it was for that rollout",
+        )
+    return load_playbook(playbook_path), book
+
+
+def choose_rollouts(
+    journal: Journal, rollout_id: str | None, last: bool, all_open: bool
+) -> list[RolloutRow]:
+    if all_open:
+        if rollout_id is not None or last:
+            raise InputError(
+                [
+                    Problem(
+                        Location("--all-open"),
+                        "--all-open cannot be combined with --rollout or --last",
+                        "give one of them",
+                    )
+                ]
+            )
+        rows = [
+            r for r in reversed(journal.open_rollouts()) if journal.unrestored(r.id)
+        ]  # newest first: a later rollout over the same hosts is undone before an earlier one
+        return rows
+    return [choose_rollout(journal, rollout_id, last)]
+
+
+@dataclasses.dataclass
+class _Options:
+    wave: str | None
+    limit: str | None
+    force: bool
+    inventory_opt: str | None
+    concurrency: int
+    deadline: float | None
+    dashboard: bool
+    as_json: bool
+
+
+def _nothing(
+    journal: Journal, row: RolloutRow, engine_: Rollback, console: Console, opts: _Options
+) -> tuple[ExitCode, dict[str, Any]]:
+    restored_before = bool(journal.rolled_back(row.id))
+    left = journal.unrestored(row.id)
+    message = f"nothing to roll back in rollout {row.id}: "
+    if left:
+        message += "no host it changed is left in this --wave / --limit"
+    elif restored_before:
+        message += "every host it changed is rolled back already"
+    else:
+        message += "it changed no host"
+    # Earlier runs narrowed to waves or hosts may have restored the last of them.
+    closed = engine_.close_if_done()
+    if closed:
+        message += "; the rollout is closed (a new rollout starts afresh)"
+    if not opts.as_json:
+        say(console, message)
+        if left:
+            say(
+                console,
+                f"rollout {row.id} still holds {len(left)} host(s) it changed: "
+                f"{_hosts_text(left)}; raorch rollback --rollout {row.id}",
+            )
+    doc = {
+        "rollout": row.id,
+        "ran": 0,
+        "counts": {},
+        "conflicts": {},
+        "failed_hosts": [],
+        "closed": closed,
+        "changed_none": not left and not restored_before,
+    }
+    return ExitCode.OK, doc
+
+
+def _one(
+    journal: Journal, row: RolloutRow, console: Console, opts: _Options
+) -> tuple[ExitCode, dict[str, Any]]:
+    """Roll back one rollout: its exit code and its JSON document."""
+    engine_ = Rollback(journal, row, ResolvedInventory(row.inventory, None, (), {}, ()))
+    todo = engine_.candidates(opts.wave, opts.limit)
+    if not todo:
+        return _nothing(journal, row, engine_, console, opts)
+    names = [h for h, _ in todo]
+    playbook, book = playbook_for(journal, row, names)
+    inventory, notes = reach(journal, row, opts.inventory_opt, names)
+    engine_.inventory = inventory
+    hosts = [h for h in names if h in inventory.targets]
+    passwords = passwords_for(inventory, hosts)
+    warn(notes + insecure_warnings([inventory.targets[h] for h in hosts]))
+    terminal = Terminal(
+        journal, row.id, engine_.stop, console, dashboard=opts.dashboard, as_json=opts.as_json
+    )
+    work = rollback_work(
+        playbook,
+        inventory.domains,
+        passwords,
+        force=opts.force,
+        playbooks_of=book.playbooks,
+    )
+
+    def engine(subscribers: list[Subscriber]) -> Awaitable[RollbackResult]:
+        return engine_.run(
+            RollbackOptions(
+                work=work,
+                wave=opts.wave,
+                limit=opts.limit,
+                concurrency=opts.concurrency,
+                deadline=opts.deadline,
+                subscribers=subscribers,
+            )
+        )
+
+    result = terminal.run(engine)
+    code = exit_code_for(result, engine_.stop.requested)
+    conflicts = journal.rollback_details(row.id, result.conflict_hosts)
+    doc = {
+        "rollout": row.id,
+        "ran": result.ran,
+        "counts": {o.value: n for o, n in sorted(result.counts.items())},
+        "conflicts": conflicts,
+        "failed_hosts": list(result.failed_hosts),
+        "closed": result.closed,
+    }
+    if not opts.as_json:
+        print_summary(console, terminal.view)
+        counts = ", ".join(f"{n} {o.value}" for o, n in sorted(result.counts.items()))
+        say(console, f"rollback of {row.id}: {counts}")
+        for host, details in conflicts.items():
+            say(console, f"conflict on {host}:")
+            for line in details:
+                say(console, f"    {line}")
+        if conflicts:
+            say(console, "left alone; run again with --force to restore them anyway")
+        left = journal.unrestored(row.id)
+        if result.closed:
+            say(
+                console,
+                f"every host rollout {row.id} changed is restored; the rollout is closed "
+                "(a new rollout starts afresh)",
+            )
+        elif left and not engine_.stop.requested:
+            say(
+                console,
+                f"rollout {row.id} still holds {len(left)} host(s) it changed: "
+                f"{_hosts_text(left)}; raorch rollback --rollout {row.id}",
+            )
+        terminal.print_where()
+    return code, doc
+
+
 @click.command("rollback")
 @click.option("--rollout", "rollout_id", default=None, help="The rollout to undo (see history).")
 @click.option("--last", is_flag=True, help="Undo the most recent rollout.")
+@click.option(
+    "--all-open",
+    is_flag=True,
+    help="Undo every rollout of the journal that still holds hosts it changed, newest first.",
+)
 @click.option("--wave", default=None, help="Only this wave's hosts.")
 @options.limit
 @click.option("--force", is_flag=True, help="Restore over settings someone else changed since.")
@@ -78,7 +337,8 @@ def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:
     "inventory_opt",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Reach the hosts through this inventory (default: the one the rollout used).",
+    help="Reach the hosts through this inventory (default: the one the rollout used; a host "
+    "it no longer names is reached as the journal recorded it).",
 )
 @options.concurrency
 @options.deadline
@@ -88,6 +348,7 @@ def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:
 def rollback(
     rollout_id: str | None,
     last: bool,
+    all_open: bool,
     wave: str | None,
     limit: str | None,
     force: bool,
@@ -97,106 +358,59 @@ def rollback(
     no_dashboard: bool,
     as_json: bool,
 ) -> None:
-    """Restore every host raorch changed in a rollout (or wave) from its snapshot."""
+    """Restore every host raorch changed in a rollout (or wave) from its snapshot.
+
+    What raorch wrote is read from the journal (the snapshot and the playbook each host was
+    applied with): the playbook file may have changed or be gone.
+    """
     console = Console()
     journal = open_journal()
-    row = choose_rollout(journal, rollout_id, last)
-    playbook_path = Path(row.playbook)
-    if not playbook_path.exists() or (
-        row.playbook_sha and content_sha(playbook_path) != row.playbook_sha
-    ):
-        raise RefusedError(
-            f"the playbook rollout {row.id} used ({row.playbook}) is missing or has changed "
-            "since; rollback works out what raorch wrote from it",
-            "put the playbook back as it was for that rollout",
+    if all_open and wave is not None:
+        raise InputError(
+            [Problem(Location("--wave"), "--all-open takes every wave", "leave out --wave")]
         )
-    inventory = load_inventory(inventory_opt or row.inventory)
-    playbook = load_playbook(playbook_path)
-    engine_ = Rollback(journal, row, inventory)
-    todo = engine_.candidates(wave, limit)
-    if not todo:
-        message = f"nothing to roll back in rollout {row.id}: every host raorch changed"
-        message += " is rolled back already" if journal.rolled_back(row.id) else " - none"
-        # Earlier runs narrowed to waves or hosts may have restored the last of them.
-        closed = engine_.close_if_done()
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "rollout": row.id,
-                        "ran": 0,
-                        "counts": {},
-                        "conflicts": {},
-                        "failed_hosts": [],
-                        "closed": closed,
-                        "exit_code": 0,
-                    },
-                    indent=2,
-                )
-            )
-        else:
-            if closed:
-                message += "; the rollout is closed (a new rollout starts afresh)"
-            console.print(message, highlight=False, soft_wrap=True)
-        journal.close()
-        raise click.exceptions.Exit(int(ExitCode.OK))
-    hosts = [h for h, _ in todo if h in inventory.targets]
-    passwords = passwords_for(inventory, hosts)
-    warn(insecure_warnings([inventory.targets[h] for h in hosts]))
-    terminal = Terminal(
-        journal,
-        row.id,
-        engine_.stop,
-        console,
-        dashboard=not as_json and should_use_dashboard(no_dashboard, sys.stdout),
-        as_json=as_json,
+    rows = choose_rollouts(journal, rollout_id, last, all_open)
+    opts = _Options(
+        wave,
+        limit,
+        force,
+        inventory_opt,
+        concurrency,
+        deadline,
+        not as_json and should_use_dashboard(no_dashboard, sys.stdout),
+        as_json,
     )
-    work = rollback_work(playbook, inventory.domains, passwords, force=force)
-
-    def engine(subscribers: list[Subscriber]) -> Awaitable[RollbackResult]:
-        return engine_.run(
-            RollbackOptions(
-                work=work,
-                wave=wave,
-                limit=limit,
-                concurrency=concurrency,
-                deadline=deadline,
-                subscribers=subscribers,
-            )
-        )
-
-    result = terminal.run(engine)
-    code = exit_code_for(result, engine_.stop.requested)
-    conflicts = journal.rollback_details(row.id, result.conflict_hosts)
+    code = ExitCode.OK
+    docs: list[dict[str, Any]] = []
+    for row in rows:
+        one, doc = _one(journal, row, console, opts)
+        docs.append(doc)
+        code = max(code, one)
+        if one is ExitCode.INTERRUPTED:
+            break
+    others = still_changed(journal, {r.id for r in rows})
+    if (
+        not all_open
+        and docs
+        and docs[0]["ran"] == 0
+        and docs[0].get("changed_none")
+        and others
+        and code is ExitCode.OK
+    ):
+        # The rollout chosen never changed a host, while others hold hosts they changed:
+        # "nothing to roll back" would be read as "nothing is changed".
+        code = ExitCode.REFUSED
+    if all_open and not rows and not as_json:
+        say(console, "nothing to roll back: no rollout in this journal holds a host it changed")
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "rollout": row.id,
-                    "ran": result.ran,
-                    "counts": {o.value: n for o, n in sorted(result.counts.items())},
-                    "conflicts": conflicts,
-                    "failed_hosts": list(result.failed_hosts),
-                    "closed": result.closed,
-                    "exit_code": int(code),
-                },
-                indent=2,
-            )
-        )
+        for doc in docs:
+            doc.pop("changed_none", None)
+        out: dict[str, Any] = {"rollouts": docs} if all_open else dict(docs[0])
+        out["still_changed"] = others
+        out["exit_code"] = int(code)
+        click.echo(json.dumps(out, indent=2))
     else:
-        print_summary(console, terminal.view)
-        counts = ", ".join(f"{n} {o.value}" for o, n in sorted(result.counts.items()))
-        console.print(f"rollback of {row.id}: {counts}", highlight=False, soft_wrap=True)
-        for host, details in conflicts.items():
-            console.print(f"conflict on {host}:", highlight=False, soft_wrap=True)
-            for line in details:
-                console.print(f"    {line}", highlight=False, soft_wrap=True)
-        if conflicts:
-            console.print("left alone; run again with --force to restore them anyway")
-        if result.closed:
-            console.print(
-                "every host is restored; the rollout is closed (a new rollout starts afresh)"
-            )
-        terminal.print_where()
+        for line in still_changed_lines(journal, others):
+            say(console, line)
     journal.close()
     raise click.exceptions.Exit(int(code))

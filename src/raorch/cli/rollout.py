@@ -15,15 +15,34 @@ from raorch.cli.credentials import resolver
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
+from raorch.engine.contents import PlaybookBook
 from raorch.engine.journal import Journal
 from raorch.engine.rollback import RollbackResult
-from raorch.engine.rollout import Rollout, RunOptions, WaveResult
+from raorch.engine.rollout import (
+    FAILED_SELECTOR,
+    ContentChangedError,
+    Rollout,
+    RunOptions,
+    WaveResult,
+)
 from raorch.engine.work import rollback_work, rollout_work
-from raorch.models.errors import ExitCode, InputError, Location, Problem
+from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
 from raorch.models.events import Subscriber
 from raorch.models.inventory import ResolvedInventory, WaveSpec
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome, WaveState
+from raorch.models.playbook import Playbook
+
+SHOWN_HOSTS = 5  # host names listed in a hint; the rest are counted
+
+# Item 2 of issue 19: the limit of one journal per state directory, said once per journal.
+SEPARATE_JOURNALS = (
+    "note: this is the first rollout in the journal {path}. raorch knows only what this "
+    "journal records: a host another journal (another directory or RAORCH_HOME) changed reads "
+    "here as it is now, is snapshotted so, and a rollback from here restores it to that, not to "
+    "before the other journal's changes. Run every rollout of a fleet with one RAORCH_HOME "
+    "(README, 'One journal per fleet')."
+)
 
 
 def wave_spec(inventory: ResolvedInventory, wave: str) -> WaveSpec:
@@ -62,6 +81,71 @@ def rollback_line(result: RollbackResult) -> str:
     return f"gate failed; on_gate_failure: rollback restored the wave's hosts: {counts}"
 
 
+def _hosts_text(hosts: tuple[str, ...] | list[str]) -> str:
+    shown = ", ".join(hosts[:SHOWN_HOSTS])
+    return shown + (f" and {len(hosts) - SHOWN_HOSTS} more" if len(hosts) > SHOWN_HOSTS else "")
+
+
+def _counts_text(counts: dict[Outcome, int]) -> str:
+    return ", ".join(f"{n} {o.value}" for o, n in sorted(counts.items()) if n) or "none"
+
+
+def next_steps(result: WaveResult, command: str, next_wave: str | None) -> list[str]:
+    """What happened before this run (when it took on no host) and what to run next: the
+    plain command, ``--limit @failed``, or the next wave. ``command``: this wave's command."""
+    lines: list[str] = []
+    wave = result.wave
+    failed = result.failed_hosts
+    if result.ran == 0:
+        earlier = sum(result.earlier.values())
+        if result.before is WaveState.HALTED or result.state is WaveState.HALTED:
+            lines.append(
+                f"no host was contacted: wave {wave} halted in an earlier run "
+                f"({_counts_text(result.earlier)} of its {result.wave_hosts} hosts)"
+            )
+        elif result.before is WaveState.PENDING and earlier == 0:
+            lines.append(f"no host was contacted: wave {wave} has no host to run")
+        else:
+            lines.append(
+                f"nothing to run: {earlier} of wave {wave}'s {result.wave_hosts} hosts finished "
+                f"in earlier runs ({_counts_text(result.earlier)}) and are not run again"
+            )
+    if result.state is WaveState.HALTED:
+        if result.rollback is not None:
+            lines.append(
+                "after fixing the cause, the plain command runs the wave again in full "
+                f"(its failed hosts too): {command}"
+            )
+            return lines
+        if failed:
+            lines.append(
+                f"{len(failed)} failed host(s) ({_hosts_text(failed)}) count against the gate "
+                "and are not retried by the plain command; after fixing the cause, retry them: "
+                f"{command} --limit {FAILED_SELECTOR}"
+            )
+        if result.not_started:
+            lines.append(
+                f"{len(result.not_started)} host(s) of the wave have not run; once the gate "
+                f"holds again, the plain command runs them: {command}"
+            )
+        return lines
+    if result.state is WaveState.CANCELED:
+        lines.append(f"stopped; the same command resumes the wave: {command}")
+    elif result.state is WaveState.PARTIAL and result.not_started:
+        lines.append(
+            f"{len(result.not_started)} host(s) of wave {wave} have not run yet: {command}"
+        )
+    elif result.state is WaveState.DONE:
+        if failed:
+            lines.append(
+                f"{len(failed)} host(s) failed ({_hosts_text(failed)}); after fixing the cause, "
+                f"retry them: {command} --limit {FAILED_SELECTOR}"
+            )
+        if next_wave is not None:
+            lines.append(f"next wave: {next_wave}")
+    return lines
+
+
 def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
     gate = result.gate
     return json.dumps(
@@ -80,6 +164,9 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
                 "held": gate.held,
             },
             "ran": result.ran,
+            "wave_hosts": result.wave_hosts,
+            "earlier": {o.value: n for o, n in sorted(result.earlier.items())},
+            "not_started": len(result.not_started),
             "failed_hosts": list(result.failed_hosts),
             "rollback": None
             if result.rollback is None
@@ -96,6 +183,34 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
     )
 
 
+def wave_command(inventory_path: str | Path, playbook_opt: str | Path | None, wave: str) -> str:
+    """The command that runs this wave again, as the operator typed its files."""
+    playbook = (
+        "" if playbook_opt is None or str(playbook_opt) == "" else f" --playbook {playbook_opt}"
+    )
+    return f"raorch rollout --inventory {inventory_path}{playbook} --wave {wave}"
+
+
+def content_changed(error: ContentChangedError, command: str) -> RefusedError:
+    """The refusal of a run whose inventory or playbook changed in the middle of a rollout:
+    what changed, and the two choices, as commands."""
+    row = error.open_row
+    lines = [
+        f"the inventory or playbook changed since rollout {row.id} began; nothing was done.",
+        "  waves so far: " + ", ".join(error.waves),
+        "  what changed:",
+        *(f"    {line}" for line in error.changes),
+        "  choose one:",
+        f"    {command} --continue",
+        f"        go on with rollout {row.id} and the changed content (recorded in the "
+        "journal); hosts that finished already keep what the earlier content set",
+        f"    raorch rollback --rollout {row.id}",
+        "        restore every host it changed first; then the same rollout command starts a "
+        "new rollout with the changed content",
+    ]
+    return RefusedError("\n".join(lines))
+
+
 def run_rollout(
     inventory_path: str | Path,
     playbook_opt: str | Path | None,
@@ -108,21 +223,50 @@ def run_rollout(
     dashboard: bool,
     as_json: bool,
     console: Console,
+    go_on: bool = False,
 ) -> ExitCode:
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
     spec = wave_spec(inventory, wave)
-    passwords = passwords_for(inventory, spec.hosts)
-    warn(insecure_warnings([inventory.targets[h] for h in spec.hosts]))
+    command = wave_command(inventory_path, playbook_opt, wave)
 
     journal = Journal.open_default()
+    first = not journal.rollouts()
     rollout = Rollout(
-        journal, inventory, playbook_path, rollout_work(playbook, inventory.domains, passwords)
+        journal,
+        inventory,
+        playbook_path,
+        rollout_work(playbook, inventory.domains, {}),
+        playbook,
+        go_on=go_on,
     )
+    try:
+        # Every refusal before anything is asked, contacted or recorded.
+        rollout.check(wave, limit, force)
+    except ContentChangedError as error:
+        journal.close()
+        raise content_changed(error, command) from None
+    except BaseException:
+        journal.close()
+        raise
+    passwords = passwords_for(inventory, spec.hosts)
+    rollout.work = rollout_work(playbook, inventory.domains, passwords)
+    notes = list(rollout.notes)
+    if first:
+        notes.append(SEPARATE_JOURNALS.format(path=journal.path))
+    warn(notes + insecure_warnings([inventory.targets[h] for h in spec.hosts]))
     terminal = Terminal(
         journal, rollout.id, rollout.stop, console, dashboard=dashboard, as_json=as_json
     )
+    rollout_id = rollout.id
+    book: list[PlaybookBook] = []
+
+    def applied_with(host: str) -> tuple[Playbook, ...]:
+        # Read when the first host is rolled back: after the wave's hosts were applied.
+        if not book:
+            book.append(PlaybookBook.of(journal, rollout_id))
+        return book[0].playbooks(host)
 
     def engine(subscribers: list[Subscriber]) -> Awaitable[WaveResult]:
         return rollout.run_wave(
@@ -133,18 +277,34 @@ def run_rollout(
                 concurrency=concurrency,
                 deadline=deadline,
                 subscribers=subscribers,
-                # on_gate_failure: rollback undoes the halted wave's changes in the same run.
-                rollback_work=rollback_work(playbook, inventory.domains, passwords, force=False),
+                # on_gate_failure: rollback undoes the halted wave's changes in the same run,
+                # each host with the playbook the journal says it was applied with.
+                rollback_work=rollback_work(
+                    playbook,
+                    inventory.domains,
+                    passwords,
+                    force=False,
+                    playbooks_of=applied_with,
+                ),
             )
         )
 
     result = terminal.run(engine)
+    names = [w.name for w in inventory.waves]
+    later = names[names.index(spec.name) + 1 :]
+    steps = next_steps(
+        result, command, wave_command(inventory_path, playbook_opt, later[0]) if later else None
+    )
     if as_json:
-        click.echo(summary_json(result, journal, terminal.log.path))
+        doc = json.loads(summary_json(result, journal, terminal.log.path))
+        doc["next"] = steps
+        click.echo(json.dumps(doc, indent=2))
     else:
         print_summary(console, terminal.view)
         if result.rollback is not None:
             console.print(rollback_line(result.rollback), highlight=False, soft_wrap=True)
+        for line in steps:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         terminal.print_where()
     journal.close()
     return exit_code_for(result)
@@ -165,6 +325,13 @@ def run_rollout(
     is_flag=True,
     help="Run this wave although an earlier wave has not held its gate (recorded).",
 )
+@click.option(
+    "--continue",
+    "go_on",
+    is_flag=True,
+    help="The inventory or playbook changed in the middle of a rollout: go on with that "
+    "rollout and the changed content (recorded in the journal).",
+)
 @options.concurrency
 @options.deadline
 @options.no_dashboard
@@ -175,6 +342,7 @@ def rollout(
     wave: str,
     limit: str | None,
     force: bool,
+    go_on: bool,
     concurrency: int,
     deadline: float | None,
     no_dashboard: bool,
@@ -184,7 +352,8 @@ def rollout(
 
     Waves form one rollout per inventory and playbook content: a later wave is refused until
     every earlier wave finished with its gate held. Killed? Run the same command again: it
-    resumes the wave.
+    resumes the wave. Changed the inventory or playbook in the middle of a rollout? The run is
+    refused with what changed, until you choose: --continue, or roll that rollout back first.
     """
 
     console = Console()
@@ -199,5 +368,6 @@ def rollout(
         dashboard=not as_json and should_use_dashboard(no_dashboard, sys.stdout),
         as_json=as_json,
         console=console,
+        go_on=go_on,
     )
     raise click.exceptions.Exit(int(code))

@@ -8,9 +8,13 @@ renderers and ``--json`` use.
 
 What the figures mean (docs/dashboard.md):
 
-- A wave's figures are those of its latest run: ``total`` is the number of hosts that run took
-  on (``WaveStarted.total_hosts``, the journal's ``waves.total``), so a resumed or ``--limit``
-  run shows the hosts it was asked to do, not the whole wave.
+- A wave's figures are of the wave's hosts, whichever run they finished in: ``total`` is the
+  number of hosts in the wave (``WaveStarted.wave_hosts``, the journal's ``waves.size``), and the
+  counts are the outcomes of its hosts (those finished in earlier runs come with
+  ``WaveStarted.earlier``), so a wave run twice never reads "4/0" or "0/0". ``ran`` is how
+  many hosts the current (or last) run took on, ``earlier`` how many had finished before it.
+  A host a rollback restored is pending again, except in a wave that is ``rolled_back``, which
+  keeps the outcomes it had.
 - The gate line is the engine's: the last ``GateEvaluated`` (which counts the wave's hosts
   finished in earlier runs too, and skipped hosts when the wave says so) plus the hosts finished
   since, so the share moves between batches instead of jumping at each batch's end.
@@ -44,7 +48,8 @@ from raorch.models.events import (
 from raorch.models.outcomes import Outcome, Stage, WaveState
 
 # Outcomes listed under "last failures" and under "refusals". CONFLICT is rollback's failure
-# (the value was changed by someone else since the rollout) and UNREACHABLE verify's.
+# (the value was changed by someone else since the rollout) and UNREACHABLE verify's; a
+# conflict is counted apart (``conflict_hosts``): the host was left alone, it did not fail.
 FAILURE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.CONFLICT, Outcome.UNREACHABLE})
 REFUSAL_OUTCOMES = frozenset({Outcome.SKIPPED, Outcome.REFUSED})
 
@@ -151,6 +156,8 @@ class WaveFigures:
     in_flight: int
     counts: dict[Outcome, int]
     gate: GateFigures | None
+    ran: int | None = None  # hosts the current (or last) run took on; None: not in that run
+    earlier: int = 0  # hosts of the wave that had finished before that run
 
     def count(self, outcome: Outcome) -> int:
         return self.counts.get(outcome, 0)
@@ -184,13 +191,14 @@ class RolloutFigures:
     elapsed: float | None
     waves: tuple[WaveFigures, ...]
     finished_hosts: int  # in this run
-    failed_hosts: int  # in this run, outcomes of FAILURE_OUTCOMES
+    failed_hosts: int  # in this run, outcomes of FAILURE_OUTCOMES but conflicts
     throughput: float | None  # hosts per second
     latency_p50: float | None  # seconds per host
     latency_p95: float | None
     eta: float | None  # seconds until the running wave's hosts are all done
     failures: tuple[FailureLine, ...]  # newest first
     refusals: tuple[RefusalGroup, ...]  # largest first
+    conflict_hosts: int = 0  # in this run (rollback): changed by someone else, left alone
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(asdict(self), indent=indent)
@@ -219,13 +227,28 @@ class _Wave:
     stored_held: bool | None = None
     # A rollback has no gate: nobody halts the undoing of a change.
     gated: bool = True
+    ran: int | None = None
+    earlier: int = 0
 
-    def reset_run(self, total: int, max_fail_percentage: float, gated: bool = True) -> None:
+    def reset_run(
+        self,
+        total: int,
+        max_fail_percentage: float,
+        gated: bool = True,
+        wave_hosts: int | None = None,
+        earlier: dict[Outcome, int] | None = None,
+    ) -> None:
+        """A run of the wave starts: it takes on ``total`` hosts; the wave has ``wave_hosts``
+        (None: a rollback's or an older event: ``total``), of which ``earlier`` finished
+        before and are not taken on again."""
         self.gated = gated
         self.state = WaveState.RUNNING
-        self.total = total
+        self.total = total if wave_hosts is None else wave_hosts
+        self.ran = total
         self.max_fail_percentage = max_fail_percentage
         self.counts.clear()
+        self.counts.update(earlier or {})
+        self.earlier = sum((earlier or {}).values())
         self.in_flight.clear()
         self.gate_finished = self.gate_failed = self.gate_at_done = self.gate_at_failed = 0
         self.gate_evaluated = False
@@ -261,6 +284,8 @@ class _Wave:
             len(self.in_flight),
             {o: n for o, n in sorted(self.counts.items()) if n},
             self.gate(),
+            self.ran,
+            self.earlier,
         )
 
 
@@ -290,7 +315,11 @@ class RolloutView:
         self.throughput = Throughput()
         self.failures: deque[FailureLine] = deque(maxlen=LAST_FAILURES)
         self.failed_hosts = 0
+        self.conflict_hosts = 0
         self.refusals: Counter[str] = Counter()
+        for wave in getattr(self, "_waves", {}).values():
+            wave.ran = None  # no wave has run in a run that just began
+            wave.earlier = 0
 
     def wave(self, name: str) -> _Wave:
         """The wave of that name; one the view has not heard of yet is added at the end."""
@@ -329,6 +358,8 @@ class RolloutView:
                     event.total_hosts,
                     event.max_fail_percentage,
                     gated=event.kind is not RunKind.ROLLBACK,
+                    wave_hosts=event.wave_hosts,
+                    earlier=event.earlier,
                 )
             case HostStarted():
                 self.wave(event.wave).in_flight.add(event.host)
@@ -391,7 +422,10 @@ class RolloutView:
             self.latency.add(duration)
         self.throughput.add(at)
         if outcome in FAILURE_OUTCOMES:
-            self.failed_hosts += 1
+            if outcome is Outcome.CONFLICT:
+                self.conflict_hosts += 1
+            else:
+                self.failed_hosts += 1
             self.failures.append(FailureLine(host, wave_name, outcome, stage, message or "", at))
         elif outcome in REFUSAL_OUTCOMES:
             self.refusals[message or NO_REASON] += 1
@@ -416,23 +450,38 @@ class RolloutView:
         by_wave: dict[str, list[HostRow]] = {}
         for host in hosts:
             by_wave.setdefault(host.wave, []).append(host)
-        run_starts = sorted(r.started_at for r in runs)
+        restored = journal.rolled_back(rollout_id)
+        run_start = last_run.started_at if last_run is not None else math.inf
         for w in journal.waves(rollout_id):
             wave = view.wave(w.name)
             wave.state = w.state
-            wave.total = w.total
+            members = by_wave.get(w.name, [])
+            # The wave's size; a journal of an older raorch kept the latest run's only.
+            wave.total = w.size if w.size is not None else max(w.total, len(members))
             wave.max_fail_percentage = w.max_fail_percentage
             if w.state is not WaveState.RUNNING:
                 # A wave at rest: its last verdict is the engine's final word.
                 wave.stored_percentage = w.failure_percentage
                 wave.stored_held = w.gate_held
-            start = _latest_run_start(run_starts, by_wave.get(w.name, []))
-            for host in by_wave.get(w.name, []):
-                if host.started_at is not None and host.started_at >= start:
-                    if host.outcome is None:
-                        wave.in_flight.add(host.host)
-                    else:
-                        wave.counts[host.outcome] += 1
+            in_last_run = w.state is WaveState.RUNNING or (
+                w.finished_at is not None and w.finished_at >= run_start
+            )
+            this_run = 0
+            for host in members:
+                if host.host in restored and w.state is not WaveState.ROLLED_BACK:
+                    continue  # restored: pending again
+                running = w.state is WaveState.RUNNING and (
+                    host.outcome is None or (host.finished_at or 0.0) < (host.started_at or 0.0)
+                )
+                if running:
+                    wave.in_flight.add(host.host)
+                elif host.outcome is not None:
+                    wave.counts[host.outcome] += 1
+                    if (host.started_at or 0.0) >= run_start:
+                        this_run += 1
+            if in_last_run and last_run is not None and last_run.kind is RunKind.ROLLOUT:
+                wave.ran = w.total
+                wave.earlier = max(0, wave.done - this_run)
         view.running = any(w.state is WaveState.RUNNING for w in view._waves.values()) or (
             last_run is not None and last_run.finished_at is None
         )
@@ -487,18 +536,8 @@ class RolloutView:
                 RefusalGroup(reason, n)
                 for reason, n in sorted(self.refusals.items(), key=lambda kv: (-kv[1], kv[0]))
             ),
+            conflict_hosts=self.conflict_hosts,
         )
 
     def to_json(self, now: float) -> str:
         return self.figures(now).to_json()
-
-
-def _latest_run_start(run_starts: list[float], hosts: list[HostRow]) -> float:
-    """When the wave's latest run began: the start of the last run that began before the
-    wave's most recently started host. The journal keeps only each host's latest attempt, so
-    hosts started since then are exactly the hosts of that run."""
-    latest = max((h.started_at for h in hosts if h.started_at is not None), default=None)
-    if latest is None:
-        return math.inf
-    i = bisect.bisect_right(run_starts, latest)
-    return run_starts[i - 1] if i else -math.inf

@@ -114,6 +114,37 @@ CREATE TABLE IF NOT EXISTS rollbacks (
     PRIMARY KEY (rollout_id, host)
 );
 CREATE INDEX IF NOT EXISTS timeline_host ON timeline (rollout_id, host);
+-- The content a rollout ran with: revision 1 when it began, one more each time the operator
+-- chose to go on with a changed inventory or playbook (rollout --continue). Rollback reads the
+-- playbook from here, never from the file.
+CREATE TABLE IF NOT EXISTS contents (
+    rollout_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    campaign TEXT NOT NULL,
+    inventory_sha TEXT NOT NULL,
+    playbook TEXT NOT NULL,          -- its path then
+    playbook_sha TEXT NOT NULL,
+    playbook_json TEXT NOT NULL,     -- the checked playbook ('' when recorded by an older raorch)
+    inventory_json TEXT NOT NULL,    -- domains, waves, hosts (for the diff shown on a change)
+    note TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (rollout_id, revision)
+);
+-- The revision(s) each host was applied with (recorded with its snapshot, before any write).
+CREATE TABLE IF NOT EXISTS host_contents (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, host, revision)
+);
+-- How each host was reached (address, connection, credential reference; never a secret), so
+-- that a rollback reaches a host the inventory no longer names.
+CREATE TABLE IF NOT EXISTS targets (
+    rollout_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, host)
+);
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     rollout_id TEXT NOT NULL,
@@ -190,6 +221,34 @@ class RolloutRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentRow:
+    """One revision of a rollout's content (table ``contents``)."""
+
+    rollout_id: str
+    revision: int
+    campaign: str
+    inventory_sha: str
+    playbook: str
+    playbook_sha: str
+    playbook_json: str  # '' when unknown (a rollout begun by an older raorch)
+    inventory_json: str
+    note: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What a rollout runs with, as the journal keeps it (``ContentRow`` without the ids)."""
+
+    campaign: str
+    inventory_sha: str
+    playbook: str
+    playbook_sha: str
+    playbook_json: str
+    inventory_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class WaveRow:
     rollout_id: str
     name: str
@@ -201,6 +260,7 @@ class WaveRow:
     failure_percentage: float | None
     started_at: float | None
     finished_at: float | None
+    size: int | None = None  # hosts in the wave (None: recorded by an older raorch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +376,23 @@ class Journal:
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
         )
+        self._add_columns()
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)
             if side.exists():
                 os.chmod(side, 0o600)
+
+    def _add_columns(self) -> None:
+        """Columns added since the first release: a journal written by an older raorch gets
+        them (with their defaults) when it is opened."""
+        have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(waves)").fetchall()}
+        if "size" not in have:
+            try:
+                self._db.execute("ALTER TABLE waves ADD COLUMN size INTEGER")
+            except sqlite3.OperationalError as error:
+                # Another raorch (a status in another terminal) opened it at the same moment.
+                if "duplicate column" not in str(error):
+                    raise
 
     @classmethod
     def open_default(cls) -> Journal:
@@ -342,6 +415,20 @@ class Journal:
 
     # ------------------------------------------------------------ rollouts
 
+    def find_rollout(self, campaign: str) -> RolloutRow | None:
+        """The open rollout of this campaign, if any (reads only)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
+                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (campaign,),
+            ).fetchone()
+        return None if row is None else self.rollout(str(row[0]))
+
+    def open_rollouts(self) -> list[RolloutRow]:
+        """Rollouts not rolled back entirely, oldest first."""
+        return [r for r in self.rollouts() if r.closed_at is None]
+
     def open_rollout(
         self,
         campaign: str,
@@ -349,12 +436,13 @@ class Journal:
         playbook: str,
         waves: tuple[str, ...],
         playbook_sha: str = "",
+        content: Content | None = None,
     ) -> RolloutRow:
-        """The open rollout of this campaign, or a new one."""
+        """The open rollout of this campaign, or a new one (whose revision 1 is ``content``)."""
         with self._tx() as db:
             row = db.execute(
                 "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC LIMIT 1",
+                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
             if row is None:
@@ -380,11 +468,147 @@ class Journal:
                         "INSERT INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
                         (rollout_id, name, WaveState.PENDING.value),
                     )
+                if content is not None:
+                    _insert_content(db, rollout_id, 1, content, "began", now)
             else:
                 rollout_id = row[0]
         found = self.rollout(rollout_id)
         assert found is not None
         return found
+
+    def add_revision(
+        self, rollout_id: str, content: Content, waves: tuple[str, ...], note: str
+    ) -> int:
+        """Go on with an open rollout with changed content: record it as the next revision,
+        make it the rollout's current content (its campaign finds the rollout from now on) and
+        add the waves it names that the rollout did not have. Returns the new revision."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT campaign, playbook, playbook_sha, waves, created_at FROM rollouts "
+                "WHERE id = ?",
+                (rollout_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(rollout_id)
+            last = db.execute(
+                "SELECT MAX(revision) FROM contents WHERE rollout_id = ?", (rollout_id,)
+            ).fetchone()[0]
+            if last is None:
+                # Begun by an older raorch: its first content is known by its hashes only.
+                first = Content(str(row[0]), "", str(row[1]), str(row[2] or ""), "", "")
+                _insert_content(db, rollout_id, 1, first, "began", float(row[4]))
+                last = 1
+            revision = int(last) + 1
+            _insert_content(db, rollout_id, revision, content, note, now)
+            known = list(json.loads(str(row[3])))
+            added = [w for w in waves if w not in known]
+            for name in added:
+                db.execute(
+                    "INSERT OR IGNORE INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
+                    (rollout_id, name, WaveState.PENDING.value),
+                )
+            db.execute(
+                "UPDATE rollouts SET campaign = ?, playbook = ?, playbook_sha = ?, waves = ? "
+                "WHERE id = ?",
+                (
+                    content.campaign,
+                    content.playbook,
+                    content.playbook_sha,
+                    json.dumps(known + added),
+                    rollout_id,
+                ),
+            )
+        return revision
+
+    def contents(self, rollout_id: str) -> list[ContentRow]:
+        """The revisions of a rollout's content, oldest first (empty: begun by an older
+        raorch, which kept the playbook's hash only)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rollout_id, revision, campaign, inventory_sha, playbook, playbook_sha, "
+                "playbook_json, inventory_json, note, at FROM contents WHERE rollout_id = ? "
+                "ORDER BY revision",
+                (rollout_id,),
+            ).fetchall()
+        return [
+            ContentRow(
+                str(r[0]),
+                int(r[1]),
+                str(r[2]),
+                str(r[3]),
+                str(r[4]),
+                str(r[5]),
+                str(r[6]),
+                str(r[7]),
+                str(r[8]),
+                float(r[9]),
+            )
+            for r in rows
+        ]
+
+    def current_revision(self, rollout_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(revision) FROM contents WHERE rollout_id = ?", (rollout_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def host_revisions(self, rollout_id: str) -> dict[str, list[int]]:
+        """host -> the revisions it was applied with, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, revision FROM host_contents WHERE rollout_id = ? "
+                "ORDER BY host, revision",
+                (rollout_id,),
+            ).fetchall()
+        out: dict[str, list[int]] = {}
+        for host, revision in rows:
+            out.setdefault(str(host), []).append(int(revision))
+        return out
+
+    def save_targets(self, rollout_id: str, targets: dict[str, str]) -> None:
+        """How each host is reached (JSON), the latest wins."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO targets (rollout_id, host, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (rollout_id, host) DO UPDATE SET data = excluded.data",
+                [(rollout_id, h, d) for h, d in targets.items()],
+            )
+
+    def targets(self, rollout_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, data FROM targets WHERE rollout_id = ?", (rollout_id,)
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def has_hosts(self, rollout_id: str) -> bool:
+        """Whether any host ever started in this rollout."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM hosts WHERE rollout_id = ? LIMIT 1", (rollout_id,)
+            ).fetchone()
+        return row is not None
+
+    def unrestored(self, rollout_id: str) -> list[str]:
+        """Hosts raorch may have written to in this rollout (a snapshot was taken, and the
+        outcome is changed, failed or none: killed in flight) that no rollback restored."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT h.host FROM hosts h JOIN snapshots s "
+                "ON s.rollout_id = h.rollout_id AND s.host = h.host "
+                "WHERE h.rollout_id = ? AND (h.outcome IS NULL OR h.outcome IN (?, ?)) "
+                "AND NOT EXISTS (SELECT 1 FROM rollbacks b WHERE b.rollout_id = h.rollout_id "
+                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.rowid",
+                (
+                    rollout_id,
+                    Outcome.CHANGED.value,
+                    Outcome.FAILED.value,
+                    Outcome.ROLLED_BACK.value,
+                ),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def close_rollout(self, rollout_id: str) -> None:
         with self._tx() as db:
@@ -423,8 +647,8 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
-                "failure_percentage, started_at, finished_at FROM waves WHERE rollout_id = ? "
-                "ORDER BY rowid",
+                "failure_percentage, started_at, finished_at, size FROM waves "
+                "WHERE rollout_id = ? ORDER BY rowid",
                 (rollout_id,),
             ).fetchall()
         return [
@@ -439,6 +663,7 @@ class Journal:
                 r[7],
                 r[8],
                 r[9],
+                r[10],
             )
             for r in rows
         ]
@@ -482,14 +707,24 @@ class Journal:
 
     # ------------------------------------------------------------ snapshots and changes
 
-    def save_snapshot(self, rollout_id: str, host: str, data: str) -> None:
-        """Commit a host's snapshot; the first one taken wins (never replaced on resume)."""
+    def save_snapshot(
+        self, rollout_id: str, host: str, data: str, revision: int | None = None
+    ) -> None:
+        """Commit a host's snapshot; the first one taken wins (never replaced on resume).
+        ``revision``: the content the host is about to be applied with, recorded in the same
+        transaction (before any write), so that rollback knows what raorch may have written."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO snapshots (rollout_id, host, taken_at, data) "
                 "VALUES (?, ?, ?, ?)",
                 (rollout_id, host, time.time(), data),
             )
+            if revision is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO host_contents (rollout_id, host, revision) "
+                    "VALUES (?, ?, ?)",
+                    (rollout_id, host, revision),
+                )
 
     def snapshot(self, rollout_id: str, host: str) -> str | None:
         with self._lock:
@@ -733,13 +968,14 @@ class Journal:
                 case WaveStarted() if kind is RunKind.ROLLOUT:
                     db.execute(
                         "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
-                        "started_at = COALESCE(started_at, ?), finished_at = NULL "
-                        "WHERE rollout_id = ? AND name = ?",
+                        "started_at = COALESCE(started_at, ?), finished_at = NULL, "
+                        "size = COALESCE(?, size) WHERE rollout_id = ? AND name = ?",
                         (
                             WaveState.RUNNING.value,
                             event.total_hosts,
                             event.max_fail_percentage,
                             event.at,
+                            event.wave_hosts,
                             event.rollout_id,
                             event.wave,
                         ),
@@ -837,6 +1073,28 @@ class Journal:
             db.execute(
                 "UPDATE waves SET forced = 1 WHERE rollout_id = ? AND name = ?", (rollout_id, wave)
             )
+
+
+def _insert_content(
+    db: sqlite3.Connection, rollout_id: str, revision: int, content: Content, note: str, at: float
+) -> None:
+    db.execute(
+        "INSERT INTO contents (rollout_id, revision, campaign, inventory_sha, playbook, "
+        "playbook_sha, playbook_json, inventory_json, note, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rollout_id,
+            revision,
+            content.campaign,
+            content.inventory_sha,
+            content.playbook,
+            content.playbook_sha,
+            content.playbook_json,
+            content.inventory_json,
+            note,
+            at,
+        ),
+    )
 
 
 def _rollout_row(r: tuple[object, ...]) -> RolloutRow:

@@ -8,6 +8,12 @@ and the CLI's views subscribe. Nothing here prints.
 Resume: the journal knows which hosts have a final outcome (never touched again) and which were
 in flight when the controller died (run again; the operations are idempotent, and the snapshot
 handed back to them is the ORIGINAL one the journal kept).
+
+Content: a rollout is one inventory and playbook content (a campaign). When the files changed
+while a rollout of the same inventory is in the middle (a wave run, a later one not done), the
+run is refused with a short diff until the operator chooses: go on with the changed content
+(``go_on``: recorded as the rollout's next revision) or roll the open rollout back first. A
+refused run leaves no record: the rollout's record is made only once every check passed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from pathlib import Path
 from asyncio_pool import AioPool
 
 from raorch.engine.cancel import Cancel
-from raorch.engine.journal import Journal, RolloutRow
+from raorch.engine.contents import content_of, describe_changes, target_to_json
+from raorch.engine.journal import ContentRow, Journal, RolloutRow, WaveRow
 from raorch.engine.lock import run_lock
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.runner import (
@@ -49,6 +56,7 @@ from raorch.models.events import (
 )
 from raorch.models.inventory import GateAction, ResolvedInventory, Target, WaveSpec
 from raorch.models.outcomes import Outcome, WaveState
+from raorch.models.playbook import Playbook
 from raorch.planning import waves as wave_math
 from raorch.planning.selection import select_hosts, unmatched_patterns
 
@@ -57,6 +65,7 @@ FAILED_SELECTOR = "@failed"
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "FAILED_SELECTOR",
+    "ContentChangedError",
     "HostWork",
     "Rollout",
     "RunOptions",
@@ -78,6 +87,11 @@ class WaveResult:
     failed_hosts: tuple[str, ...]
     changed_hosts: tuple[str, ...]
     rollback: RollbackResult | None = None  # on_gate_failure: rollback
+    # What the operator needs to know what happened before and what to run next.
+    before: WaveState = WaveState.PENDING  # the wave's state before this run
+    wave_hosts: int = 0  # hosts in the wave
+    earlier: dict[Outcome, int] = field(default_factory=dict)  # finished in earlier runs
+    not_started: tuple[str, ...] = ()  # hosts of the wave with no outcome after this run
 
 
 @dataclass(slots=True)
@@ -90,6 +104,21 @@ class RunOptions:
     subscribers: list[Subscriber] = field(default_factory=list)
     # What `on_gate_failure: rollback` runs on the wave's changed hosts; None = halt only.
     rollback_work: HostWork | None = None
+
+
+class ContentChangedError(RefusedError):
+    """The inventory or playbook changed while a rollout of this inventory is in the middle."""
+
+    def __init__(self, open_row: RolloutRow, changes: list[str], waves: list[str]) -> None:
+        self.open_row = open_row
+        self.changes = changes
+        self.waves = waves
+        super().__init__(
+            f"the inventory or playbook changed since rollout {open_row.id} began "
+            f"({'; '.join(waves)}): " + "; ".join(changes),
+            "go on with it and the changed content (--continue, recorded in the journal), or "
+            f"roll it back first (raorch rollback --rollout {open_row.id}); nothing was done",
+        )
 
 
 def campaign_key(inventory: Path, playbook: Path) -> str:
@@ -132,25 +161,165 @@ class Rollout:
         inventory: ResolvedInventory,
         playbook_path: Path,
         work: HostWork,
+        playbook: Playbook | None = None,
+        *,
+        go_on: bool = False,
     ) -> None:
+        """``playbook``: the checked playbook, kept in the journal (rollback reads it there).
+        ``go_on``: when the files changed in the middle of a rollout of this inventory, go on
+        with it and the changed content (else that is refused, with the differences)."""
         self.journal = journal
         self.inventory = inventory
         self.playbook_path = playbook_path
         self.work = work
-        self.row: RolloutRow = journal.open_rollout(
-            campaign_key(Path(inventory.path), playbook_path),
-            inventory.path,
+        self.go_on = go_on
+        campaign = campaign_key(Path(inventory.path), playbook_path)
+        self.content = content_of(
+            campaign,
+            inventory,
+            content_sha(Path(inventory.path)),
             str(playbook_path),
-            tuple(w.name for w in inventory.waves),
             content_sha(playbook_path),
+            playbook,
         )
+        # Found, never made here: the record is made once the run's checks passed (begin).
+        self._row: RolloutRow | None = journal.find_rollout(campaign)
+        self._adopt: tuple[RolloutRow, str] | None = None  # (open rollout, why) to go on with
+        self.revision: int | None = None
+        self.notes: list[str] = []  # for the operator: what was decided about the content
         self.stop = Stop()
+
+    @property
+    def row(self) -> RolloutRow:
+        return self.begin()
 
     @property
     def id(self) -> str:
         return self.row.id
 
+    def begin(self) -> RolloutRow:
+        """The rollout's record: the open one of this content, the open one the operator goes
+        on with (its next revision recorded now), or a new one."""
+        if self._row is None:
+            if self._adopt is not None:
+                adopted, note = self._adopt
+                self.journal.add_revision(
+                    adopted.id, self.content, tuple(w.name for w in self.inventory.waves), note
+                )
+                self._row = self.journal.rollout(adopted.id)
+            else:
+                self._row = self.journal.open_rollout(
+                    self.content.campaign,
+                    self.inventory.path,
+                    str(self.playbook_path),
+                    tuple(w.name for w in self.inventory.waves),
+                    self.content.playbook_sha,
+                    self.content,
+                )
+            assert self._row is not None
+        if self.revision is None:
+            self.revision = self.journal.current_revision(self._row.id)
+        return self._row
+
+    # ------------------------------------------------------------ the content
+
+    def _open_of_this_inventory(self) -> RolloutRow | None:
+        """The newest open rollout of this inventory file that ran hosts (other content)."""
+        for row in reversed(self.journal.open_rollouts()):
+            if row.inventory == self.inventory.path and self.journal.has_hosts(row.id):
+                return row
+        return None
+
+    def _check_content(self) -> None:
+        """No open rollout of this content: is one of this inventory in the middle?"""
+        if self._row is not None or self._adopt is not None:
+            return
+        other = self._open_of_this_inventory()
+        if other is None:
+            return
+        waves = {w.name: w for w in self.journal.waves(other.id)}
+        states = [waves[n] for n in other.waves if n in waves]
+        if all(w.state is WaveState.DONE and w.gate_held for w in states):
+            self.notes.append(
+                f"rollout {other.id} finished every wave and stays as it is; the changed "
+                "inventory or playbook starts a new rollout on top of it (to undo both, roll "
+                f"this one back first, then {other.id})"
+            )
+            return
+        contents = self.journal.contents(other.id)
+        current = (
+            contents[-1]
+            if contents
+            else ContentRow(
+                other.id,
+                1,
+                other.campaign,
+                "",
+                other.playbook,
+                other.playbook_sha,
+                "",
+                "",
+                "began",
+                other.created_at,
+            )
+        )
+        changes = describe_changes(current, self.content)
+        if not changes:
+            self._adopt = (other, "the files' text changed; no setting, wave or host did")
+            self.notes.append(
+                f"the inventory or playbook text changed (comments or layout), but no setting, "
+                f"wave or host did: going on with rollout {other.id} (recorded)"
+            )
+            return
+        if not self.go_on:
+            raise ContentChangedError(other, changes, [_wave_text(w) for w in states])
+        self._adopt = (other, "continued with changed content: " + "; ".join(changes))
+        self.notes.append(
+            f"going on with rollout {other.id} and the changed content (recorded as its "
+            "revision); hosts that finished already keep what the earlier content set"
+        )
+
     # ------------------------------------------------------------ checks before a run
+
+    def check(self, wave: str, limit: str | None, force: bool) -> WaveSpec:
+        """Every refusal a run of ``wave`` can meet, before any record is made: a refused
+        command leaves the journal as it was."""
+        spec = self.wave_spec(wave)
+        self._check_content()
+        self.check_order(spec.name, force)
+        if limit == FAILED_SELECTOR:
+            self._check_failed(spec)
+        else:
+            check_limit(self.inventory, spec.hosts, limit)
+        return spec
+
+    def _known_row(self) -> RolloutRow | None:
+        if self._row is not None:
+            return self._row
+        return None if self._adopt is None else self._adopt[0]
+
+    def _check_failed(self, spec: WaveSpec) -> None:
+        """``@failed`` retries failed hosts of an open rollout: without one, there is nothing
+        it could mean (and a new, empty rollout for ``--last`` to pick must not be made). An
+        open rollout with no failed host left runs none (exit 0, and says so)."""
+        row = self._known_row()
+        if row is None:
+            closed = [
+                r
+                for r in self.journal.rollouts()
+                if r.campaign == self.content.campaign and r.closed_at is not None
+            ]
+            why = (
+                f"the last one, {closed[-1].id}, was rolled back and is closed"
+                if closed
+                else "none has run yet"
+            )
+            raise RefusedError(
+                f"--limit @failed retries the failed hosts of an open rollout, and there is no "
+                f"open rollout of this inventory and playbook ({why})",
+                f"run the wave without --limit to start a new rollout "
+                f"(raorch rollout --wave {spec.name})",
+            )
 
     def wave_spec(self, name: str) -> WaveSpec:
         spec = self.inventory.wave(name)
@@ -168,50 +337,81 @@ class Rollout:
         return spec
 
     def check_order(self, name: str, force: bool) -> None:
-        """A later wave is refused until every earlier wave finished with its gate held."""
+        """A later wave (in the inventory's order) is refused until every earlier wave finished
+        with its gate held. Reads only: a new rollout's waves are all pending."""
+        row = self._known_row()
+        recorded = {} if row is None else {w.name: w for w in self.journal.waves(row.id)}
         earlier = []
-        for w in self.journal.waves(self.id):
-            if w.name == name:
+        for spec in self.inventory.waves:
+            if spec.name == name:
                 break
-            if not (w.state is WaveState.DONE and w.gate_held):
+            w = recorded.get(spec.name)
+            if w is None:
+                earlier.append(f"{spec.name} ({WaveState.PENDING.value})")
+            elif not (w.state is WaveState.DONE and w.gate_held):
                 earlier.append(f"{w.name} ({w.state.value})")
         if earlier and not force:
+            which = "a new rollout" if row is None else f"rollout {row.id}"
             raise RefusedError(
-                f"wave {name!r} of rollout {self.id} cannot start: the earlier wave(s) "
+                f"wave {name!r} of {which} cannot start: the earlier wave(s) "
                 f"{', '.join(earlier)} have not finished with their gate held",
                 "run the earlier waves first (raorch rollout --wave NAME), or pass --force "
                 "to override (recorded in the journal)",
             )
 
     def hosts_to_run(self, spec: WaveSpec, limit: str | None) -> list[str]:
-        """The wave's hosts this run takes on: matching ``--limit``, without a final outcome."""
-        rows = {r.host: r for r in self.journal.hosts(self.id, spec.name)}
+        """The wave's hosts this run takes on: matching ``--limit``, without a final outcome.
+
+        A host's record is looked up whatever wave it ran in (an inventory that moved it to
+        another wave must not apply it twice and lose its first outcome). A host a rollback
+        restored is pending again. A wave whose gate failed and that was rolled back for it
+        (``on_gate_failure: rollback``) runs again in full: its failed hosts too (those with
+        nothing to restore, e.g. unreachable, were not rolled back, and would otherwise hold
+        the gate lost for ever)."""
+        rows = {r.host: r for r in self.journal.hosts(self.id)}
         if limit == FAILED_SELECTOR:
             failed = [h for h in spec.hosts if h in rows and rows[h].outcome is Outcome.FAILED]
             self.journal.reset_hosts(self.id, failed)
             return failed
         check_limit(self.inventory, spec.hosts, limit)
         rolled_back = self.journal.rolled_back(self.id)
+        wave_row = self._wave_row(spec.name)
+        again = wave_row is not None and (
+            wave_row.state is WaveState.ROLLED_BACK
+            or (wave_row.state is WaveState.HALTED and spec.on_gate_failure is GateAction.ROLLBACK)
+        )
         todo = []
         for host in select_hosts(spec.hosts, limit):
             row = rows.get(host)
-            if row is not None and row.outcome is not None and host not in rolled_back:
+            final = row is not None and row.outcome is not None and host not in rolled_back
+            if final and again and row is not None and row.outcome is Outcome.FAILED:
+                final = False
+            if final:
                 continue  # a final outcome: never touched again (unless rolled back since)
             todo.append(host)
         return todo
 
+    def _wave_row(self, name: str) -> WaveRow | None:
+        return next((w for w in self.journal.waves(self.id) if w.name == name), None)
+
     # ------------------------------------------------------------ the run
 
     async def run_wave(self, options: RunOptions) -> WaveResult:
+        self.check(options.wave, options.limit, options.force)
         with run_lock(self.journal.path.parent, self.id):
             return await self._locked_run_wave(options)
 
     async def _locked_run_wave(self, options: RunOptions) -> WaveResult:
         spec = self.wave_spec(options.wave)
-        self.check_order(spec.name, options.force)
+        self.check_order(spec.name, options.force)  # again: another run may have ended since
         if options.force:
             self.journal.mark_forced(self.id, spec.name)
+        before = self._wave_row(spec.name)
         todo = self.hosts_to_run(spec, options.limit)
+        # How each host is reached, for a rollback after the inventory stopped naming it.
+        self.journal.save_targets(
+            self.id, {h: target_to_json(self.inventory.targets[h]) for h in todo}
+        )
         emit = fanout(options.subscribers)
         emit(
             RolloutStarted(
@@ -225,7 +425,9 @@ class Rollout:
             )
         )
         try:
-            return await self._run(spec, todo, options, emit)
+            return await self._run(
+                spec, todo, options, emit, WaveState.PENDING if before is None else before.state
+            )
         finally:
             emit(RolloutFinished(self.id, time.time(), self.stop.requested))
 
@@ -235,15 +437,33 @@ class Rollout:
         todo: list[str],
         options: RunOptions,
         emit: Callable[[Event], None],
+        before: WaveState = WaveState.PENDING,
     ) -> WaveResult:
-        # Hosts already final in this wave count towards its gate (a resumed wave).
+        # Hosts of this wave already final count towards its gate (a resumed wave); a host a
+        # rollback restored is not final (pending again).
         taking_on = set(todo)
+        rolled_back = self.journal.rolled_back(self.id)
+        members = set(spec.hosts)
         done: dict[str, Outcome] = {
             r.host: r.outcome
-            for r in self.journal.hosts(self.id, spec.name)
-            if r.outcome is not None and r.host not in taking_on
+            for r in self.journal.hosts(self.id)
+            if r.host in members
+            and r.outcome is not None
+            and r.host not in taking_on
+            and r.host not in rolled_back
         }
-        emit(WaveStarted(self.id, spec.name, len(todo), spec.max_fail_percentage, time.time()))
+        earlier = dict(Counter(done.values()))
+        emit(
+            WaveStarted(
+                self.id,
+                spec.name,
+                len(todo),
+                spec.max_fail_percentage,
+                time.time(),
+                wave_hosts=len(spec.hosts),
+                earlier=earlier,
+            )
+        )
         deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE
         concurrency = max(1, options.concurrency)
         gate_lost = False
@@ -258,7 +478,7 @@ class Rollout:
         def context(target: Target, cancel: Cancel) -> WorkContext:
             return WorkContext(
                 self.id,
-                lambda data: self.journal.save_snapshot(self.id, target.name, data),
+                lambda data: self.journal.save_snapshot(self.id, target.name, data, self.revision),
                 self.journal.snapshot(self.id, target.name),
                 cancel,
             )
@@ -341,6 +561,18 @@ class Rollout:
         counts = Counter(done.values())
         if verdict is None:  # nothing to run: judge the wave on what the journal holds
             verdict = wave_math.evaluate(len(done), failed_count(), spec.max_fail_percentage)
+            emit(
+                GateEvaluated(
+                    self.id,
+                    spec.name,
+                    verdict.finished,
+                    verdict.failed,
+                    verdict.failure_percentage,
+                    verdict.max_fail_percentage,
+                    verdict.held,
+                    time.time(),
+                )
+            )
         all_final = all(h in done for h in spec.hosts)
         if not verdict.held:
             state = WaveState.HALTED
@@ -380,7 +612,15 @@ class Rollout:
             tuple(h for h in spec.hosts if done.get(h) is Outcome.FAILED),
             tuple(h for h in spec.hosts if done.get(h) is Outcome.CHANGED),
             rollback,
+            before=before,
+            wave_hosts=len(spec.hosts),
+            earlier=earlier,
+            not_started=tuple(h for h in spec.hosts if h not in done),
         )
+
+
+def _wave_text(wave: WaveRow) -> str:
+    return f"{wave.name} {wave.state.value}"
 
 
 def _batches(spec: WaveSpec, todo: Sequence[str]) -> list[list[str]]:

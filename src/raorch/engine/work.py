@@ -72,37 +72,55 @@ def rollout_work(
 
 
 def rollback_work(
-    playbook: Playbook,
+    playbook: Playbook | None,
     domains: Sequence[str],
     passwords: Mapping[str, str],
     *,
     force: bool,
     on_report: ReportSink | None = None,
+    playbooks_of: Callable[[str], Sequence[Playbook]] | None = None,
 ) -> HostWork:
     """ROLLBACK on each host, from the ORIGINAL snapshot the journal kept.
 
-    What raorch wrote is derived from that snapshot and the playbook (``run_host``'s default),
-    not read from the journal's ``applied`` record: a controller killed in the middle of an
-    apply never recorded the writes it had already made, but the snapshot was committed first.
+    What raorch wrote is derived from that snapshot and the playbook the host was applied with
+    (``run_host``'s default), not read from the journal's ``applied`` record: a controller
+    killed in the middle of an apply never recorded the writes it had already made, but the
+    snapshot was committed first. ``playbooks_of(host)``: the playbooks the journal says the
+    host was applied with, newest first (more than one when the operator went on with changed
+    content and the host ran again); empty, or no ``playbooks_of``: ``playbook``. With several,
+    each is undone in turn, newest first: an item the newer one restored already reads back
+    as the original and is not written again.
     """
 
     def work(target: Target, ctx: WorkContext) -> WorkResult:
         if ctx.original_snapshot is None:
             raise LookupError(f"no snapshot of {target.name} in the journal")
-        report = run_host(
-            target,
-            passwords[target.name],
-            playbook,
-            domains,
-            HostMode.ROLLBACK,
-            original_snapshot=Snapshot.from_json(ctx.original_snapshot),
-            force=force,
-            cancel=ctx.cancel,
-        )
-        if on_report is not None:
-            on_report(report)
+        playbooks = tuple(playbooks_of(target.name)) if playbooks_of is not None else ()
+        if not playbooks:
+            if playbook is None:
+                raise LookupError(f"the journal does not say which playbook {target.name} had")
+            playbooks = (playbook,)
+        writes = 0
+        report: HostReport | None = None
+        for one in playbooks:
+            report = run_host(
+                target,
+                passwords[target.name],
+                one,
+                domains,
+                HostMode.ROLLBACK,
+                original_snapshot=Snapshot.from_json(ctx.original_snapshot),
+                force=force,
+                cancel=ctx.cancel,
+            )
+            if on_report is not None:
+                on_report(report)
+            writes += report.writes
+            if report.outcome is not Outcome.ROLLED_BACK:
+                break
+        assert report is not None
         details = tuple(str(d) for d in report.differences)
-        return WorkResult(report.outcome, report.reason, report.writes, details=details)
+        return WorkResult(report.outcome, report.reason, writes, details=details)
 
     return work
 

@@ -40,6 +40,11 @@ class WaveStarted:
     max_fail_percentage: float
     at: float
     kind: RunKind = RunKind.ROLLOUT
+    # The wave's own figures (None from a rollback): all its hosts, and the outcomes of those
+    # that finished in earlier runs and are not taken on again, so that a wave's counts are
+    # always of the wave's hosts, whichever run they finished in.
+    wave_hosts: int | None = None
+    earlier: dict[Outcome, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
