@@ -132,6 +132,9 @@ def demo(hosts: int, workdir: str, no_dashboard: bool) -> None:
                 dashboard=not no_dashboard,
                 as_json=False,
                 console=console,
+                # The lab writes its inventory anew at every start (new ports): a demo stopped
+                # half-way and run again goes on with the same rollout, not a refusal.
+                go_on=True,
             )
             worst = max(worst, code)
             if code in (ExitCode.GATE_FAILED, ExitCode.INTERRUPTED):
