@@ -844,23 +844,7 @@ class Journal:
 
     def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
         """Each host's last rollback in this rollout, in the order they were restored."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, outcome, stage, reason, details, at FROM rollbacks "
-                "WHERE rollout_id = ? ORDER BY at, rowid",
-                (rollout_id,),
-            ).fetchall()
-        return [
-            RollbackRow(
-                str(r[0]),
-                Outcome(r[1]),
-                None if r[2] is None else Stage(r[2]),
-                r[3],
-                tuple(json.loads(r[4])) if r[4] else (),
-                float(r[5]),
-            )
-            for r in rows
-        ]
+        return [RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, rowid")]
 
     def applied_all(self, rollout_id: str) -> dict[str, str]:
         """Every host's ``applied`` record (JSON), by host: one query for a whole report."""
@@ -925,14 +909,21 @@ class Journal:
                 )
 
     def verifications(self, rollout_id: str) -> list[VerifyRow]:
+        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "rowid")]
+
+    def _verdicts(
+        self, table: str, rollout_id: str, order: str
+    ) -> list[tuple[str, Outcome, Stage | None, str | None, tuple[str, ...], float]]:
+        """A host's verdict rows of ``rollbacks`` or ``verifications`` (the same columns);
+        ``table`` and ``order`` are this module's constants, never input."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT host, outcome, stage, reason, details, at FROM verifications "
-                "WHERE rollout_id = ? ORDER BY rowid",
+                f"SELECT host, outcome, stage, reason, details, at FROM {table} "
+                f"WHERE rollout_id = ? ORDER BY {order}",
                 (rollout_id,),
             ).fetchall()
         return [
-            VerifyRow(
+            (
                 str(r[0]),
                 Outcome(r[1]),
                 None if r[2] is None else Stage(r[2]),

@@ -512,6 +512,23 @@ class Rollout:
             finally:
                 slot_freed.set()
 
+        def judge() -> wave_math.GateVerdict:
+            """The gate on what the wave's hosts have done so far, recorded as an event."""
+            verdict = wave_math.evaluate(len(done), failed_count(), spec.max_fail_percentage)
+            emit(
+                GateEvaluated(
+                    self.id,
+                    spec.name,
+                    verdict.finished,
+                    verdict.failed,
+                    verdict.failure_percentage,
+                    verdict.max_fail_percentage,
+                    verdict.held,
+                    time.time(),
+                )
+            )
+            return verdict
+
         batches = _batches(spec, todo)
         verdict: wave_math.GateVerdict | None = None
         try:
@@ -538,21 +555,7 @@ class Rollout:
                         remaining -= 1
                         await pool.spawn(one(self.inventory.targets[name]))
                     await pool.join()
-                    verdict = wave_math.evaluate(
-                        len(done), failed_count(), spec.max_fail_percentage
-                    )
-                    emit(
-                        GateEvaluated(
-                            self.id,
-                            spec.name,
-                            verdict.finished,
-                            verdict.failed,
-                            verdict.failure_percentage,
-                            verdict.max_fail_percentage,
-                            verdict.held,
-                            time.time(),
-                        )
-                    )
+                    verdict = judge()
                     if not verdict.held or self.stop.requested:
                         break
         finally:
@@ -560,19 +563,7 @@ class Rollout:
 
         counts = Counter(done.values())
         if verdict is None:  # nothing to run: judge the wave on what the journal holds
-            verdict = wave_math.evaluate(len(done), failed_count(), spec.max_fail_percentage)
-            emit(
-                GateEvaluated(
-                    self.id,
-                    spec.name,
-                    verdict.finished,
-                    verdict.failed,
-                    verdict.failure_percentage,
-                    verdict.max_fail_percentage,
-                    verdict.held,
-                    time.time(),
-                )
-            )
+            verdict = judge()
         all_final = all(h in done for h in spec.hosts)
         if not verdict.held:
             state = WaveState.HALTED
