@@ -129,7 +129,9 @@ def test_verify_before_a_rollout_reads_the_fleet_as_it_is(
                     "from the playbook"
                 )
                 for d in report["differences"]:
-                    assert set(d) == {"item", "expected", "found"}
+                    # note: what Group Policy says of the item ("overridden by GPO ..."), or
+                    # null where no GPO sets it (the default mix has none that differs).
+                    assert set(d) == {"item", "expected", "found", "note"}
                     assert d["expected"] != d["found"], d
             else:
                 assert report["outcome"] == "compliant" and report["differences"] == [], report
