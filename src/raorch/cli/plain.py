@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 
 from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigures
-from raorch.models.events import Event, HostFinished
+from raorch.models.events import Event, HostFinished, RunKind
 from raorch.models.outcomes import Outcome, WaveState
 
 SUMMARY_REFUSALS = 10  # reason groups listed in the summary; --json has them all
@@ -82,13 +82,32 @@ def run_text(wave: WaveFigures) -> str:
     return f" ({wave.earlier} earlier, {wave.ran} this run)"
 
 
+def _resume_lines(figures: RolloutFigures) -> list[str]:
+    """How to go on after a run that ended before its end: the same command resumes it (the
+    journal keeps every finished host and every snapshot)."""
+    if figures.kind is RunKind.ROLLBACK:
+        return [
+            "  its last run was interrupted; resume it with: "
+            f"raorch rollback --rollout {figures.rollout_id}"
+        ]
+    canceled = [w.name for w in figures.waves if w.state is WaveState.CANCELED]
+    if not canceled:
+        return ["  its last run was interrupted"]
+    return [
+        "  its last run was interrupted; resume it with: "
+        f"raorch rollout --inventory {figures.inventory} --wave {canceled[0]}"
+    ]
+
+
 def summary_lines(figures: RolloutFigures) -> list[str]:
     head = f"{figures.kind.value} {figures.rollout_id}"
     if not figures.running and figures.finished_at is not None:
-        head += " (finished)"
+        head += " (interrupted)" if figures.interrupted else " (finished)"
     elif figures.running:
         head += " (running)"
     lines = [head, f"  playbook {figures.playbook}", f"  inventory {figures.inventory}"]
+    if figures.interrupted and not figures.running:
+        lines += _resume_lines(figures)
     for wave in figures.waves:
         if wave.state is WaveState.PENDING:
             lines.append(f"wave {wave.name}: pending")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook, target_from_json
 from raorch.engine.journal import Journal, RolloutRow, state_home
+from raorch.engine.lock import close_interrupted
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.rollout import content_sha
 from raorch.engine.work import rollback_work
@@ -53,7 +55,10 @@ def open_journal() -> Journal:
             f"there is no raorch journal at {path}",
             "run raorch from the directory where the rollout ran, or set RAORCH_HOME",
         )
-    return Journal(path)
+    journal = Journal(path)
+    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
+    close_interrupted(journal, path.parent, time.time())
+    return journal
 
 
 def choose_rollout(journal: Journal, rollout_id: str | None, last: bool) -> RolloutRow:

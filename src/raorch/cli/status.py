@@ -20,6 +20,7 @@ from raorch.cli.errors import handle_errors
 from raorch.cli.plain import print_summary
 from raorch.cli.view import RolloutView
 from raorch.engine.journal import Journal, state_home
+from raorch.engine.lock import close_interrupted
 from raorch.models.errors import RefusedError
 
 WATCH_INTERVAL = 1.0  # seconds between reads of the journal: a 10,000-host read takes ~50 ms
@@ -34,7 +35,10 @@ def open_journal() -> Journal:
             "run raorch status in the directory where raorch rollout ran, or set RAORCH_HOME "
             "to the state directory it used",
         )
-    return Journal(path)
+    journal = Journal(path)
+    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
+    close_interrupted(journal, path.parent, time.time())
+    return journal
 
 
 def pick_rollout(journal: Journal, rollout_id: str | None) -> str:
@@ -93,6 +97,8 @@ def status(
         chosen = pick_rollout(journal, rollout_id)
 
         def read() -> RolloutView:
+            # While watching: the controller may die between two reads.
+            close_interrupted(journal, journal.path.parent, time.time())
             return RolloutView.from_journal(journal, chosen)
 
         console = Console()

@@ -199,6 +199,9 @@ class RolloutFigures:
     failures: tuple[FailureLine, ...]  # newest first
     refusals: tuple[RefusalGroup, ...]  # largest first
     conflict_hosts: int = 0  # in this run (rollback): changed by someone else, left alone
+    # The last run ended before its end: Ctrl-C, or its controller died (SIGKILL, a crash),
+    # recorded so by the next command that opened the journal (engine/lock.py).
+    interrupted: bool = False
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(asdict(self), indent=indent)
@@ -308,6 +311,7 @@ class RolloutView:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.running = False
+        self.interrupted = False
         self._new_run()
 
     def _new_run(self) -> None:
@@ -389,6 +393,7 @@ class RolloutView:
             case RolloutFinished():
                 self.finished_at = event.at
                 self.running = False
+                self.interrupted = event.interrupted
                 for wave in self._waves.values():
                     wave.in_flight.clear()
 
@@ -446,6 +451,7 @@ class RolloutView:
             view.kind = last_run.kind
             view.started_at = last_run.started_at
             view.finished_at = last_run.finished_at
+            view.interrupted = last_run.interrupted
         hosts = journal.hosts(rollout_id)
         by_wave: dict[str, list[HostRow]] = {}
         for host in hosts:
@@ -537,6 +543,7 @@ class RolloutView:
                 for reason, n in sorted(self.refusals.items(), key=lambda kv: (-kv[1], kv[0]))
             ),
             conflict_hosts=self.conflict_hosts,
+            interrupted=self.interrupted,
         )
 
     def to_json(self, now: float) -> str:

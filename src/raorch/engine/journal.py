@@ -1059,6 +1059,30 @@ class Journal:
                 case _:
                     pass
 
+    def unfinished_runs(self) -> list[str]:
+        """Rollouts whose last run has no end: running now, or its controller died."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT rollout_id FROM runs WHERE finished_at IS NULL"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def mark_interrupted(self, rollout_id: str, at: float) -> None:
+        """Record that the runs of a rollout without an end ended (their controller died:
+        SIGKILL, a crash, a power loss): they end ``at`` as interrupted, and a wave left
+        running is canceled, as Ctrl-C leaves it (running the same command again resumes).
+        Called only when no process holds the rollout's lock (engine/lock.py)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, interrupted = 1 "
+                "WHERE rollout_id = ? AND finished_at IS NULL",
+                (at, rollout_id),
+            )
+            db.execute(
+                "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND state = ?",
+                (WaveState.CANCELED.value, at, rollout_id, WaveState.RUNNING.value),
+            )
+
     def mark_forced(self, rollout_id: str, wave: str) -> None:
         with self._tx() as db:
             db.execute(

@@ -14,13 +14,45 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from raorch.engine.journal import private_dir
+from raorch.engine.journal import Journal, private_dir
 from raorch.models.errors import RefusedError
+
+
+def _lock_path(home: Path, rollout_id: str) -> Path:
+    return home / "rollouts" / rollout_id / "run.lock"
+
+
+def is_running(home: Path, rollout_id: str) -> bool:
+    """Whether a live process holds the rollout's run lock (a shared lock is refused only
+    while an exclusive one is held; the kernel dropped it if its process died)."""
+    path = _lock_path(home, rollout_id)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the shared lock, if it was taken
+    return False
+
+
+def close_interrupted(journal: Journal, home: Path, now: float) -> list[str]:
+    """Record as interrupted every run without an end whose controller is gone (no process
+    holds its lock): a rollout killed with SIGKILL would otherwise read as running for ever
+    (``raorch status`` and ``--watch``). Returns the rollouts closed so."""
+    closed = [r for r in journal.unfinished_runs() if not is_running(home, r)]
+    for rollout_id in closed:
+        journal.mark_interrupted(rollout_id, now)
+    return closed
 
 
 @contextmanager
 def run_lock(home: Path, rollout_id: str) -> Iterator[None]:
-    path = private_dir(home / "rollouts" / rollout_id) / "run.lock"
+    private_dir(home / "rollouts" / rollout_id)
+    path = _lock_path(home, rollout_id)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         try:
