@@ -26,6 +26,7 @@ import pyte
 import pytest
 
 from raorch.engine.journal import Journal
+from raorch.engine.lock import run_lock
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
 from raorch.models.inventory import (
@@ -181,15 +182,21 @@ def test_status_watch_follows_a_run_to_its_end(tmp_path: Path) -> None:
     home = tmp_path / "home"
     journal = Journal(home / "state.db")
     rollout = make_rollout(tmp_path, journal)
-    # Another controller is in the middle of the canary: one host in flight.
-    journal.record(RolloutStarted(rollout.id, RunKind.ROLLOUT, "inv", "pb", (), time.time()))
-    journal.record(WaveStarted(rollout.id, "canary", 5, 50.0, time.time()))
-    journal.record(HostStarted(rollout.id, "canary", "ws-000", time.time()))
+    # Another controller is in the middle of the canary: one host in flight. It holds the
+    # rollout's run lock, as `raorch rollout` does (a run without an end and without a lock
+    # holder is a dead controller's, recorded as interrupted: test_interrupted_run.py).
     with terminal(["status", "--watch"], home) as term:
-        screen = term.until(lambda s: "canary" in s and "running" in s)
-        assert rows(screen)["canary"][1] == "running"
-        assert term.proc.poll() is None  # still watching
-        # The controller resumes and finishes the wave; the watch sees it and ends.
+        with run_lock(home, rollout.id):
+            journal.record(
+                RolloutStarted(rollout.id, RunKind.ROLLOUT, "inv", "pb", (), time.time())
+            )
+            journal.record(WaveStarted(rollout.id, "canary", 5, 50.0, time.time()))
+            journal.record(HostStarted(rollout.id, "canary", "ws-000", time.time()))
+            screen = term.until(lambda s: "canary" in s and "running" in s)
+            assert rows(screen)["canary"][1] == "running"
+            assert term.proc.poll() is None  # still watching
+        # The controller resumes and finishes the wave (run_wave takes the lock itself); the
+        # watch sees it and ends.
         asyncio.run(rollout.run_wave(RunOptions(wave="canary", subscribers=[journal.record])))
         assert term.finish() == 0
         final = term.text()
