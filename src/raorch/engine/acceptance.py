@@ -353,7 +353,7 @@ class _Run:
             self.check(
                 "write the edge values",
                 False,
-                f"{seeds[failed].describe()} failed ({_error(results[failed])})",
+                f"{seeds[failed].describe()} failed ({results[failed].error_text()})",
             )
             return False
         seeded = self.read_state()
@@ -618,8 +618,3 @@ def _expected_failure(record: ReadRecord) -> bool:
     return record.error_kind is ErrorKind.NOT_FOUND and record.operation.startswith(
         "GetFirewallRules"
     )
-
-
-def _error(result: OpResult) -> str:
-    kind = result.error_kind.value if result.error_kind else "Failed"
-    return f"{kind}: {result.error}" if result.error else kind

@@ -377,7 +377,7 @@ class _HostFlow:
         if failed is not None:
             result = results[failed]
             change = plan.changes[failed]
-            what = f"{change.describe()} failed ({_error(result)})"
+            what = f"{change.describe()} failed ({result.error_text()})"
             restored, removed, note = self.restore_after_failure(session, snap, plan)
             raise self.fail(Stage.APPLY, f"{what}; {note}", restored=restored, removed_keys=removed)
 
@@ -457,7 +457,7 @@ class _HostFlow:
         if bad is not None:
             note = (
                 f"restoring the snapshot failed too ({restore.describe(bad)}: "
-                f"{_error(results[bad])}): {half}"
+                f"{results[bad].error_text()}): {half}"
             )
             return (), (), note
         removed = _deleted_keys(results[len(restore.changes) : len(ops)])
@@ -539,7 +539,7 @@ class _HostFlow:
         if failed is not None:
             raise self.fail(
                 Stage.ROLLBACK,
-                f"{restore.describe(failed)} failed ({_error(results[failed])}); "
+                f"{restore.describe(failed)} failed ({results[failed].error_text()}); "
                 f"{failed} of {len(ops)} restoring write(s) were made; run the rollback again",
                 changes=restore.changes[:failed],
                 removed_keys=_deleted_keys(results[len(restore.changes) : failed]),
@@ -591,7 +591,7 @@ def _not_applied(what: str, result: OpResult) -> str:
     """A failed run of the task that makes Windows apply the policy (docs/windows.md, 11)."""
     return (
         f"{what}, but running the scheduled task {REMOTE_ASSISTANCE_TASK} failed "
-        f"({_error(result)}), so Windows has not applied them yet (the group Offer Remote "
+        f"({result.error_text()}), so Windows has not applied them yet (the group Offer Remote "
         "Assistance Helpers): they take effect when the task runs, at the next Group Policy "
         "refresh that applies new settings, or run it on the host (schtasks /run /tn "
         f"{REMOTE_ASSISTANCE_TASK})"
@@ -601,8 +601,3 @@ def _not_applied(what: str, result: OpResult) -> str:
 def _deleted_keys(results: Sequence[OpResult]) -> tuple[str, ...]:
     """The keys DeleteKey results say were deleted (not those left alone: absent or not empty)."""
     return tuple(r.data.key for r in results if isinstance(r.data, KeyDeletion) and r.data.deleted)
-
-
-def _error(result: OpResult) -> str:
-    kind = result.error_kind.value if result.error_kind else "Failed"
-    return f"{kind}: {result.error}" if result.error else kind

@@ -565,12 +565,20 @@ class LabServer:
     def _admin_ok(self, request: web.Request) -> bool:
         return secrets.compare_digest(request.headers.get("X-Lab-Token", ""), self.admin_token)
 
-    async def _admin_state(self, request: web.Request) -> web.StreamResponse:
+    def _admin_host(self, request: web.Request) -> HostRuntime | web.StreamResponse:
+        """The host an admin call names, or the response refusing it (403 without the token,
+        404 for an unknown host)."""
         if not self._admin_ok(request):
             return web.Response(status=403)
         rt = self.runtimes.get(request.match_info["host"])
         if rt is None:
             return web.json_response({"error": "no such host"}, status=404)
+        return rt
+
+    async def _admin_state(self, request: web.Request) -> web.StreamResponse:
+        rt = self._admin_host(request)
+        if isinstance(rt, web.StreamResponse):
+            return rt
         return web.json_response(self.host_view(rt.host.name))
 
     async def _admin_stats(self, request: web.Request) -> web.StreamResponse:
@@ -589,11 +597,9 @@ class LabServer:
     async def _admin_offer(self, request: web.Request) -> web.StreamResponse:
         """A simulated Offer Remote Assistance to an XP / 2003 host: helpsvc checks the expert
         and caches the helpers list in RAUnsolicit's default value (docs/lab.md)."""
-        if not self._admin_ok(request):
-            return web.Response(status=403)
-        rt = self.runtimes.get(request.match_info["host"])
-        if rt is None:
-            return web.json_response({"error": "no such host"}, status=404)
+        rt = self._admin_host(request)
+        if isinstance(rt, web.StreamResponse):
+            return rt
         host = rt.host
         trust = rt.faults.trust_failure
         domain = domain_sid(host.facts.domain) if host.facts.part_of_domain else None
@@ -609,11 +615,9 @@ class LabServer:
     async def _admin_gpupdate(self, request: web.Request) -> web.StreamResponse:
         """A Group Policy refresh on the host (gpupdate /force): the GPOs that apply write their
         settings over raorch's values (docs/lab.md, "Group Policy")."""
-        if not self._admin_ok(request):
-            return web.Response(status=403)
-        rt = self.runtimes.get(request.match_info["host"])
-        if rt is None:
-            return web.json_response({"error": "no such host"}, status=404)
+        rt = self._admin_host(request)
+        if isinstance(rt, web.StreamResponse):
+            return rt
         host = rt.host
         trust = rt.faults.trust_failure
         changed = gpupdate(host, lambda a: resolve_account(host, self.directory, a, trust))

@@ -414,3 +414,8 @@ class OpResult:
     data: ResultData = None
     error_kind: ErrorKind | None = None
     error: str = ""
+
+    def error_text(self) -> str:
+        """The failure as messages show it: ``Kind: message`` (the kind alone without one)."""
+        kind = self.error_kind.value if self.error_kind else "Failed"
+        return f"{kind}: {self.error}" if self.error else kind

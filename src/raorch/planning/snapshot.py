@@ -358,7 +358,7 @@ def build_snapshot(
         op = result.operation
         if isinstance(op, GetFacts):
             if not result.ok or not isinstance(result.data, Facts):
-                raise SnapshotError(op, f"reading the host's facts failed: {_error(result)}")
+                raise SnapshotError(op, f"reading the host's facts failed: {result.error_text()}")
             facts = result.data
         elif isinstance(op, ResolveAccount):
             sid = result.data if result.ok and isinstance(result.data, str) else None
@@ -368,19 +368,19 @@ def build_snapshot(
             accounts.append(AccountResolution(op.account, sid, kind, result.error))
         elif isinstance(op, ReadValues | ListKey):
             if not result.ok or not isinstance(result.data, KeyState):
-                raise SnapshotError(op, f"reading {op.key} failed: {_error(result)}")
+                raise SnapshotError(op, f"reading {op.key} failed: {result.error_text()}")
             _merge_key(records, op, result.data)
         elif isinstance(op, GetGroup):
             if result.ok and isinstance(result.data, GroupState):
                 administrators = result.data
             elif result.error_kind is not ErrorKind.NOT_FOUND:
-                raise SnapshotError(op, f"reading the group {op.sid} failed: {_error(result)}")
+                raise SnapshotError(op, f"reading the group {op.sid} failed: {result.error_text()}")
         elif isinstance(op, GetFirewallRules):
             if result.ok and isinstance(result.data, RuleGroupState):
                 firewall = result.data
             elif result.error_kind is not ErrorKind.NOT_FOUND:
                 raise SnapshotError(
-                    op, f"reading the firewall rule group {op.group} failed: {_error(result)}"
+                    op, f"reading the firewall rule group {op.group} failed: {result.error_text()}"
                 )
         elif isinstance(op, GetRegistryPolicy):
             # Not needed to change the host safely: a failed read makes it unknown, never "no
@@ -388,7 +388,7 @@ def build_snapshot(
             if result.ok and isinstance(result.data, RegistryPolicy):
                 group_policy = from_registry_policy(result.data)
             else:
-                group_policy = read_failed(_error(result))
+                group_policy = read_failed(result.error_text())
         else:
             raise SnapshotError(op, f"{type(op).__name__} is not a read of the snapshot")
     return Snapshot(
@@ -400,11 +400,6 @@ def build_snapshot(
         firewall=firewall,
         group_policy=group_policy,
     )
-
-
-def _error(result: OpResult) -> str:
-    kind = result.error_kind.value if result.error_kind else "Failed"
-    return f"{kind}: {result.error}" if result.error else kind
 
 
 def _merge_key(records: dict[str, KeyRecord], op: ReadValues | ListKey, state: KeyState) -> None:
