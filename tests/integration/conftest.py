@@ -9,6 +9,11 @@
   ``lab_client.wsman(handle, host, **overrides)`` -> ``pypsrp.wsman.WSMan``;
   ``lab_client.run_batch(handle, host, operations, script=BATCH_SCRIPT)`` -> ``BatchRun``
   (``outputs``: list of dicts, ``had_errors``, ``state``, ``errors``: error strings).
+- ``samba_dc``: session-scoped; a real Samba AD domain controller (``raorch.lab.samba.SambaDC``)
+  provisioned in a temporary directory and serving Kerberos and LDAP on 127.0.0.1, with the users
+  ``jdoe`` (in group ``RA-Helpers``) and the domain Administrator (``samba_dc.admin_password``).
+  Without Samba the test is skipped with how to install it, except in CI (``CI=true``), where it
+  fails. One DC per machine (Samba binds fixed ports).
 - ``raorch_cli(handle)`` -> ``RaorchCli``: the real ``raorch`` command (``run``, ``start``) with
   ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
   reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
@@ -40,6 +45,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from raorch.lab import LabHandle, running_lab
+from raorch.lab.samba import SambaDC, samba_available
 from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 
 # The first line is the contract's marker (docs/remote-operations.md); the lab never runs
@@ -47,6 +53,28 @@ from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 BATCH_SCRIPT = "# raorch-batch v1\nparam($Operations)\n# (the batch body runs on Windows)\n"
 
 LabFactory = Callable[..., LabHandle]
+
+
+SAMBA_USER = "jdoe"
+SAMBA_USER_PASSWORD = "Jd0e-P@ssw0rd-Lab"
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+    missing = samba_available()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Samba is not installed, and CI must run the domain tests: {missing}")
+        pytest.skip(f"Samba is not installed: {missing}")
+    dc = SambaDC(tmp_path_factory.mktemp("samba") / "dc")
+    dc.provision()
+    dc.start()
+    try:
+        dc.add_user(SAMBA_USER, SAMBA_USER_PASSWORD)
+        dc.add_group("RA-Helpers", (SAMBA_USER,))
+        yield dc
+    finally:
+        dc.stop()
 
 
 @pytest.fixture(scope="module")
