@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SAMBA_USER, SAMBA_USER_PASSWORD
+from conftest import SAMBA_USER, SAMBA_USER_PASSWORD, unique_name
 
 from raorch.lab.samba import SambaDC, SambaError, fqdn
 
@@ -16,14 +16,15 @@ def test_a_lab_host_accepts_a_real_kerberos_ticket(
 ) -> None:
     spnego = pytest.importorskip("spnego")
     pytest.importorskip("gssapi")
-    spn = samba_dc.add_host("dc-probe-1")
-    assert spn == "HTTP/" + fqdn("dc-probe-1")
+    host = unique_name("probe")
+    spn = samba_dc.add_host(host)
+    assert spn == "HTTP/" + fqdn(host)
     ccache = tmp_path / "ccache"
     samba_dc.kinit(f"{SAMBA_USER}@{samba_dc.realm}", SAMBA_USER_PASSWORD, ccache)
     monkeypatch.setenv("KRB5_CONFIG", str(samba_dc.krb5_conf))
     monkeypatch.setenv("KRB5CCNAME", f"FILE:{ccache}")
     monkeypatch.setenv("KRB5_KTNAME", str(samba_dc.keytab))
-    client = spnego.client(hostname=fqdn("dc-probe-1"), service="HTTP", protocol="kerberos")
+    client = spnego.client(hostname=fqdn(host), service="HTTP", protocol="kerberos")
     server = spnego.server(protocol="kerberos")
     server.step(client.step())
     assert server.complete

@@ -103,6 +103,12 @@ class SambaDC:
         return self.directory / "hosts.keytab"
 
     @property
+    def secret_file(self) -> Path:
+        """The domain Administrator's password (mode 0600), so that a DC provisioned once can
+        be started and changed again by a later process (``attach``)."""
+        return self.directory / "admin.secret"
+
+    @property
     def log_file(self) -> Path:
         return self.directory / "samba.log"
 
@@ -151,6 +157,24 @@ class SambaDC:
             conf=False,
         )
         self.krb5_conf.write_text(krb5_conf_text(self.realm))
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.admin_password)
+
+    @classmethod
+    def attach(cls, directory: Path) -> SambaDC:
+        """The DC provisioned earlier in ``directory`` (by this or another process); running
+        or not (``listening``)."""
+        dc = cls(directory)
+        if not dc.provisioned or not dc.secret_file.is_file():
+            raise SambaError(f"no domain controller is provisioned in {directory}")
+        dc.admin_password = dc.secret_file.read_text().strip()
+        return dc
+
+    @staticmethod
+    def listening() -> bool:
+        """Whether a DC (this one or any other) serves Kerberos and LDAP on loopback."""
+        return all(_listening(port) for port in (KDC_PORT, LDAP_PORT))
 
     def start(self, timeout: float = 60.0) -> None:
         if not self.provisioned:
