@@ -33,8 +33,9 @@ from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook, target_from_json
-from raorch.engine.journal import Journal, RolloutRow, state_home
+from raorch.engine.journal import Journal, RolloutRow
 from raorch.engine.lock import close_interrupted
+from raorch.engine.paths import state_home
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.rollout import content_sha
 from raorch.engine.work import rollback_work

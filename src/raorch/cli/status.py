@@ -19,8 +19,9 @@ from raorch.cli.dashboard import Dashboard, DashboardFrame, should_use_dashboard
 from raorch.cli.errors import handle_errors
 from raorch.cli.plain import print_summary
 from raorch.cli.view import RolloutView
-from raorch.engine.journal import Journal, state_home
+from raorch.engine.journal import Journal
 from raorch.engine.lock import close_interrupted
+from raorch.engine.paths import state_home
 from raorch.models.errors import RefusedError
 
 WATCH_INTERVAL = 1.0  # seconds between reads of the journal: a 10,000-host read takes ~50 ms

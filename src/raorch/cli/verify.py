@@ -35,7 +35,8 @@ from raorch.cli.plan import (
 )
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
-from raorch.engine.journal import Journal, state_home
+from raorch.engine.journal import Journal
+from raorch.engine.paths import state_home
 from raorch.engine.rollout import campaign_key
 from raorch.engine.work import verify_rows
 from raorch.models.errors import ExitCode

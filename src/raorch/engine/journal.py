@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from raorch.engine.paths import private_dir, private_file, state_home
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -178,34 +179,6 @@ CREATE TABLE IF NOT EXISTS verifications (
 # Columns added after SCHEMA_VERSION 1 shipped: a journal written by an older raorch gets them
 # (NULL for its old rows) when it is opened, since CREATE TABLE IF NOT EXISTS leaves it as it is.
 _ADDED_COLUMNS = (("runs", "account", "TEXT"),)
-
-
-def state_home() -> Path:
-    """``$RAORCH_HOME`` or ``./.raorch``."""
-    return Path(os.environ.get("RAORCH_HOME") or Path.cwd() / ".raorch")
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and make it 0700: snapshots and logs are sensitive. Parents it has to
-    create are 0700 too (``rollouts/`` above ``rollouts/<id>``), whatever the umask."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists() and current.parent != current:
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: Path) -> Path:
-    """Create ``path`` empty if absent, owner read/write only."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
-    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from raorch.engine.journal import Journal, private_dir
+from raorch.engine.journal import Journal
+from raorch.engine.paths import private_dir
 from raorch.models.errors import RefusedError
 
 
