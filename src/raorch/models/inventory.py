@@ -18,6 +18,12 @@ from pydantic_core import PydanticCustomError
 
 from raorch.models.errors import Location
 
+# The password references are the inventory's vocabulary (``Credentials.password``); they live in
+# a leaf module that the resolver (models/secrets.py) imports too.
+from raorch.models.secretref import SecretKind as SecretKind
+from raorch.models.secretref import SecretRef as SecretRef
+from raorch.models.secretref import SecretSyntaxError, parse_secret_ref
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,27 +84,6 @@ class GateAction(StrEnum):
     ROLLBACK = "rollback"
 
 
-class SecretKind(StrEnum):
-    ENV = "env"
-    FILE = "file"
-    PROMPT = "prompt"
-    KEYRING = "keyring"
-
-
-@dataclass(frozen=True, slots=True)
-class SecretRef:
-    """Where a password comes from; never the password itself.
-
-    ``env:NAME``, ``file:PATH`` (owner-only permissions), ``prompt``, ``keyring:SERVICE``.
-    """
-
-    kind: SecretKind
-    target: str = ""
-
-    def __str__(self) -> str:
-        return self.kind.value if self.kind is SecretKind.PROMPT else f"{self.kind}:{self.target}"
-
-
 # ---------------------------------------------------------------- the file's shape
 
 
@@ -153,9 +138,6 @@ class CredentialsSection(_Strict):
     @field_validator("password")
     @classmethod
     def _password_is_reference(cls, value: str) -> str:
-        # Imported here: raorch.models.secrets imports this module for SecretRef.
-        from raorch.models.secrets import SecretSyntaxError, parse_secret_ref
-
         try:
             parse_secret_ref(value)
         except SecretSyntaxError as exc:
