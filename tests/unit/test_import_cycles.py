@@ -85,3 +85,10 @@ def test_src_has_no_import_cycle() -> None:
     names = module_names()
     graph = {name: imports_of(name, path, set(names)) for name, path in names.items()}
     assert find_cycle(graph) == []
+
+
+def test_the_secret_references_are_a_leaf() -> None:
+    """The inventory's model and the resolver both import them; they import nothing of raorch."""
+    names = module_names()
+    leaf = "raorch.models.secretref"
+    assert imports_of(leaf, names[leaf], set(names)) == set()
