@@ -25,6 +25,7 @@ from raorch.engine.rollout import (
     RunOptions,
     WaveResult,
 )
+from raorch.engine.store import JournalReader
 from raorch.engine.work import rollback_work, rollout_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
 from raorch.models.events import Subscriber
@@ -146,7 +147,7 @@ def next_steps(result: WaveResult, command: str, next_wave: str | None) -> list[
     return lines
 
 
-def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
+def summary_json(result: WaveResult, journal: JournalReader, log: Path) -> str:
     gate = result.gate
     return json.dumps(
         {
@@ -175,7 +176,7 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
                 "conflict_hosts": list(result.rollback.conflict_hosts),
                 "failed_hosts": list(result.rollback.failed_hosts),
             },
-            "journal": str(journal.path),
+            "journal": journal.location,
             "log": str(log),
             "exit_code": int(exit_code_for(result)),
         },
@@ -254,7 +255,7 @@ def run_rollout(
     rollout.work = rollout_work(playbook, inventory.domains, passwords)
     notes = list(rollout.notes)
     if first:
-        notes.append(SEPARATE_JOURNALS.format(path=journal.path))
+        notes.append(SEPARATE_JOURNALS.format(path=journal.location))
     warn(notes + insecure_warnings([inventory.targets[h] for h in spec.hosts]))
     terminal = Terminal(
         journal, rollout.id, rollout.stop, console, dashboard=dashboard, as_json=as_json

@@ -12,19 +12,31 @@ files 0600, because snapshots describe the security settings of every host.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from raorch.engine.lock import is_running, run_lock
 from raorch.engine.paths import private_dir, private_file, state_home
+from raorch.engine.store import (
+    Content,
+    ContentRow,
+    HostRow,
+    JournalStore,
+    PlatformRow,
+    RollbackRow,
+    RolloutRow,
+    RunRow,
+    TimelineRow,
+    VerifyRow,
+    WaveRow,
+    operator_account,
+)
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -181,147 +193,10 @@ CREATE TABLE IF NOT EXISTS verifications (
 _ADDED_COLUMNS = (("runs", "account", "TEXT"),)
 
 
-@dataclass(frozen=True, slots=True)
-class RolloutRow:
-    id: str
-    campaign: str
-    inventory: str
-    playbook: str
-    waves: tuple[str, ...]
-    created_at: float
-    closed_at: float | None
-    playbook_sha: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRow:
-    """One revision of a rollout's content (table ``contents``)."""
-
-    rollout_id: str
-    revision: int
-    campaign: str
-    inventory_sha: str
-    playbook: str
-    playbook_sha: str
-    playbook_json: str  # '' when unknown (a rollout begun by an older raorch)
-    inventory_json: str
-    note: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Content:
-    """What a rollout runs with, as the journal keeps it (``ContentRow`` without the ids)."""
-
-    campaign: str
-    inventory_sha: str
-    playbook: str
-    playbook_sha: str
-    playbook_json: str
-    inventory_json: str
-
-
-@dataclass(frozen=True, slots=True)
-class WaveRow:
-    rollout_id: str
-    name: str
-    state: WaveState
-    total: int
-    max_fail_percentage: float
-    forced: bool
-    gate_held: bool | None
-    failure_percentage: float | None
-    started_at: float | None
-    finished_at: float | None
-    size: int | None = None  # hosts in the wave (None: recorded by an older raorch)
-
-
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    rollout_id: str
-    host: str
-    wave: str
-    outcome: Outcome | None
-    stage: Stage | None
-    reason: str | None
-    changes: int
-    attempts: int
-    started_at: float | None
-    finished_at: float | None
-    duration: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run of a command against a rollout (one ``RolloutStarted`` .. ``RolloutFinished``)."""
-
-    seq: int
-    rollout_id: str
-    kind: RunKind
-    forced: bool
-    started_at: float
-    finished_at: float | None  # None while it runs, or when the controller died
-    interrupted: bool
-    account: str = ""  # who ran it (operator_account()); "" in a journal of an older raorch
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineRow:
-    kind: RunKind
-    outcome: Outcome
-    stage: Stage | None
-    reason: str | None
-    at: float
-    duration: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformRow:
-    """The Windows a host reported (its facts), recorded when it finished a rollout run,
-    refused hosts included (they have no snapshot)."""
-
-    host: str
-    caption: str
-    os_version: str
-    profile: str  # "legacy", "modern", or "" when raorch did not understand the host
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackRow:
-    host: str
-    outcome: Outcome  # rolled_back | conflict | failed
-    stage: Stage | None
-    reason: str | None
-    details: tuple[str, ...]  # a conflict's differences
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyRow:
-    """A host's latest ``raorch verify`` verdict against a rollout's inventory and playbook."""
-
-    host: str
-    outcome: Outcome
-    stage: Stage | None
-    reason: str | None
-    details: tuple[str, ...]  # each difference, "item: expected X, found Y"
-    at: float
-
-
-def operator_account() -> str:
-    """Who runs this process, as ``user@machine``: the journal records it with every run
-    (the change report's "by whom"). Never fails: a process without a user name (a container
-    with an unknown uid) is recorded as ``uid N``."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
-
-
-class Journal:
-    """One SQLite database. Thread-safe: one connection behind a lock (the engine writes from
-    the event loop, and snapshots from worker threads)."""
+class Journal(JournalStore):
+    """The journal store in one SQLite database (``engine/store.py`` has its two sides).
+    Thread-safe: one connection behind a lock (the engine writes from the event loop, and
+    snapshots from worker threads). The run lock is a ``flock`` beside it (``engine/lock.py``)."""
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
@@ -371,9 +246,21 @@ class Journal:
     def open_default(cls) -> Journal:
         return cls(private_dir(state_home()) / "state.db")
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ------------------------------------------------------------ the run lock
+
+    def lock(self, rollout_id: str) -> AbstractContextManager[None]:
+        return run_lock(self.path.parent, rollout_id)
+
+    def is_running(self, rollout_id: str) -> bool:
+        return is_running(self.path.parent, rollout_id)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -397,10 +284,6 @@ class Journal:
                 (campaign,),
             ).fetchone()
         return None if row is None else self.rollout(str(row[0]))
-
-    def open_rollouts(self) -> list[RolloutRow]:
-        """Rollouts not rolled back entirely, oldest first."""
-        return [r for r in self.rollouts() if r.closed_at is None]
 
     def open_rollout(
         self,
@@ -587,10 +470,6 @@ class Journal:
         with self._tx() as db:
             db.execute("UPDATE rollouts SET closed_at = ? WHERE id = ?", (time.time(), rollout_id))
 
-    def rollout_closed(self, rollout_id: str) -> bool:
-        row = self.rollout(rollout_id)
-        return row is not None and row.closed_at is not None
-
     def rollout(self, rollout_id: str) -> RolloutRow | None:
         with self._lock:
             row = self._db.execute(
@@ -609,10 +488,6 @@ class Journal:
                 "FROM rollouts ORDER BY created_at, rowid"
             ).fetchall()
         return [_rollout_row(r) for r in rows]
-
-    def last_rollout(self) -> RolloutRow | None:
-        rows = self.rollouts()
-        return rows[-1] if rows else None
 
     # ------------------------------------------------------------ waves and hosts
 
@@ -1044,7 +919,7 @@ class Journal:
         """Record that the runs of a rollout without an end ended (their controller died:
         SIGKILL, a crash, a power loss): they end ``at`` as interrupted, and a wave left
         running is canceled, as Ctrl-C leaves it (running the same command again resumes).
-        Called only when no process holds the rollout's lock (engine/lock.py)."""
+        Called only when no process holds the rollout's lock (``close_interrupted``)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, interrupted = 1 "

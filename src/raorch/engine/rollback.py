@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from asyncio_pool import AioPool
 
 from raorch.engine.cancel import Cancel
-from raorch.engine.journal import Journal, RolloutRow
-from raorch.engine.lock import run_lock
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DEADLINE,
@@ -34,6 +32,7 @@ from raorch.engine.runner import (
     WorkContext,
     fanout,
 )
+from raorch.engine.store import JournalStore, RolloutRow
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
@@ -78,7 +77,9 @@ class RollbackResult:
 
 
 class Rollback:
-    def __init__(self, journal: Journal, row: RolloutRow, inventory: ResolvedInventory) -> None:
+    def __init__(
+        self, journal: JournalStore, row: RolloutRow, inventory: ResolvedInventory
+    ) -> None:
         self.journal = journal
         self.row = row
         self.inventory = inventory
@@ -139,7 +140,7 @@ class Rollback:
         if not options.emit_rollout_events:
             # Inside a rollout (on_gate_failure: rollback), which holds the run lock already.
             return await self._run(options, stop)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._run(options, stop)
 
     async def _run(self, options: RollbackOptions, stop: Stop | None) -> RollbackResult:

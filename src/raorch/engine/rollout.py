@@ -30,8 +30,6 @@ from asyncio_pool import AioPool
 
 from raorch.engine.cancel import Cancel
 from raorch.engine.contents import content_of, describe_changes, target_to_json
-from raorch.engine.journal import ContentRow, Journal, RolloutRow, WaveRow
-from raorch.engine.lock import run_lock
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
@@ -43,6 +41,7 @@ from raorch.engine.runner import (
     WorkResult,
     fanout,
 )
+from raorch.engine.store import ContentRow, JournalStore, RolloutRow, WaveRow
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
@@ -157,7 +156,7 @@ class Rollout:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         inventory: ResolvedInventory,
         playbook_path: Path,
         work: HostWork,
@@ -398,7 +397,7 @@ class Rollout:
 
     async def run_wave(self, options: RunOptions) -> WaveResult:
         self.check(options.wave, options.limit, options.force)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._locked_run_wave(options)
 
     async def _locked_run_wave(self, options: RunOptions) -> WaveResult:
