@@ -17,9 +17,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from raorch.engine.lock import is_running, run_lock
 from raorch.engine.paths import private_dir, private_file, state_home
@@ -785,127 +786,15 @@ class Journal(JournalStore):
     # ------------------------------------------------------------ the event subscriber
 
     def record(self, event: Event) -> None:
-        """Subscriber: make an engine event durable. Rollout events update the rollout's
-        waves and hosts; rollback events the ``rollbacks`` table; both the timeline."""
-        kind = getattr(event, "kind", RunKind.ROLLOUT)
+        """Subscriber: make an engine event durable, in one transaction. Each kind of event
+        has its handlers (``_HANDLERS``): rollout events update the rollout's waves and hosts,
+        rollback events the ``rollbacks`` table, both the timeline."""
+        handlers = _HANDLERS.get((type(event), event.kind), ())
+        if not handlers:
+            return
         with self._tx() as db:
-            match event:
-                case RolloutStarted():
-                    # The account is this process's: the journal is written by the process
-                    # that runs the command.
-                    db.execute(
-                        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (
-                            event.rollout_id,
-                            event.kind.value,
-                            int(event.forced),
-                            event.at,
-                            operator_account(),
-                        ),
-                    )
-                case WaveStarted() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
-                        "started_at = COALESCE(started_at, ?), finished_at = NULL, "
-                        "size = COALESCE(?, size) WHERE rollout_id = ? AND name = ?",
-                        (
-                            WaveState.RUNNING.value,
-                            event.total_hosts,
-                            event.max_fail_percentage,
-                            event.at,
-                            event.wave_hosts,
-                            event.rollout_id,
-                            event.wave,
-                        ),
-                    )
-                case HostStarted() if kind is RunKind.ROLLOUT:
-                    # Applied again after a rollback: a later rollback must take it on again.
-                    db.execute(
-                        "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?",
-                        (event.rollout_id, event.host),
-                    )
-                    db.execute(
-                        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
-                        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                        "attempts = attempts + 1, started_at = excluded.started_at",
-                        (event.rollout_id, event.host, event.wave, event.at),
-                    )
-                case HostFinished():
-                    if kind is RunKind.ROLLBACK:
-                        db.execute(
-                            "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, "
-                            "details, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                            "outcome = excluded.outcome, stage = excluded.stage, "
-                            "reason = excluded.reason, details = excluded.details, "
-                            "at = excluded.at",
-                            (
-                                event.rollout_id,
-                                event.host,
-                                event.outcome.value,
-                                None if event.reason is None else event.reason.stage.value,
-                                None if event.reason is None else event.reason.message,
-                                json.dumps(list(event.details)),
-                                event.at,
-                            ),
-                        )
-                    if kind is RunKind.ROLLOUT:
-                        db.execute(
-                            "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
-                            "finished_at = ?, duration = ? WHERE rollout_id = ? AND host = ?",
-                            (
-                                event.outcome.value,
-                                None if event.reason is None else event.reason.stage.value,
-                                None if event.reason is None else event.reason.message,
-                                event.changes,
-                                event.at,
-                                event.duration,
-                                event.rollout_id,
-                                event.host,
-                            ),
-                        )
-                    db.execute(
-                        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, "
-                        "at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            event.rollout_id,
-                            event.host,
-                            kind.value,
-                            event.outcome.value,
-                            None if event.reason is None else event.reason.stage.value,
-                            None if event.reason is None else event.reason.message,
-                            event.at,
-                            event.duration,
-                        ),
-                    )
-                case GateEvaluated() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET gate_held = ?, failure_percentage = ? "
-                        "WHERE rollout_id = ? AND name = ?",
-                        (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
-                    )
-                case WaveFinished() if kind is RunKind.ROLLBACK:
-                    if event.counts.get(Outcome.ROLLED_BACK):
-                        db.execute(
-                            "UPDATE waves SET state = ?, finished_at = ? "
-                            "WHERE rollout_id = ? AND name = ?",
-                            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
-                        )
-                case WaveFinished() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET state = ?, finished_at = ? "
-                        "WHERE rollout_id = ? AND name = ?",
-                        (event.state.value, event.at, event.rollout_id, event.wave),
-                    )
-                case RolloutFinished():
-                    db.execute(
-                        "UPDATE runs SET finished_at = ?, interrupted = ? WHERE seq = "
-                        "(SELECT MAX(seq) FROM runs WHERE rollout_id = ?)",
-                        (event.at, int(event.interrupted), event.rollout_id),
-                    )
-                case _:
-                    pass
+            for handle in handlers:
+                handle(db, event)
 
     def unfinished_runs(self) -> list[str]:
         """Rollouts whose last run has no end: running now, or its controller died."""
@@ -972,3 +861,159 @@ def _rollout_row(r: tuple[object, ...]) -> RolloutRow:
         None if r[6] is None else float(str(r[6])),
         str(r[7] or ""),
     )
+
+
+# ---------------------------------------------------------------- the events, one handler each
+
+
+def _run_started(db: sqlite3.Connection, event: RolloutStarted) -> None:
+    # The account is this process's: the journal is written by the process that runs the
+    # command.
+    db.execute(
+        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) VALUES (?, ?, ?, ?, ?)",
+        (event.rollout_id, event.kind.value, int(event.forced), event.at, operator_account()),
+    )
+
+
+def _wave_started(db: sqlite3.Connection, event: WaveStarted) -> None:
+    db.execute(
+        "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
+        "started_at = COALESCE(started_at, ?), finished_at = NULL, "
+        "size = COALESCE(?, size) WHERE rollout_id = ? AND name = ?",
+        (
+            WaveState.RUNNING.value,
+            event.total_hosts,
+            event.max_fail_percentage,
+            event.at,
+            event.wave_hosts,
+            event.rollout_id,
+            event.wave,
+        ),
+    )
+
+
+def _host_started(db: sqlite3.Connection, event: HostStarted) -> None:
+    # Applied again after a rollback: a later rollback must take it on again.
+    db.execute(
+        "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?", (event.rollout_id, event.host)
+    )
+    db.execute(
+        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
+        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "attempts = attempts + 1, started_at = excluded.started_at",
+        (event.rollout_id, event.host, event.wave, event.at),
+    )
+
+
+def _host_finished(db: sqlite3.Connection, event: HostFinished) -> None:
+    db.execute(
+        "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
+        "finished_at = ?, duration = ? WHERE rollout_id = ? AND host = ?",
+        (
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            event.changes,
+            event.at,
+            event.duration,
+            event.rollout_id,
+            event.host,
+        ),
+    )
+
+
+def _host_restored(db: sqlite3.Connection, event: HostFinished) -> None:
+    """A host's rollback: its last one replaces the one before (``rollbacks``)."""
+    db.execute(
+        "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, details, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "outcome = excluded.outcome, stage = excluded.stage, reason = excluded.reason, "
+        "details = excluded.details, at = excluded.at",
+        (
+            event.rollout_id,
+            event.host,
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            json.dumps(list(event.details)),
+            event.at,
+        ),
+    )
+
+
+def _timeline_entry(db: sqlite3.Connection, event: HostFinished) -> None:
+    """Every outcome a host had, whatever the run (``raorch show --host``)."""
+    db.execute(
+        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, at, duration) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.rollout_id,
+            event.host,
+            event.kind.value,
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            event.at,
+            event.duration,
+        ),
+    )
+
+
+def _gate_evaluated(db: sqlite3.Connection, event: GateEvaluated) -> None:
+    db.execute(
+        "UPDATE waves SET gate_held = ?, failure_percentage = ? WHERE rollout_id = ? AND name = ?",
+        (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
+    )
+
+
+def _wave_finished(db: sqlite3.Connection, event: WaveFinished) -> None:
+    db.execute(
+        "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND name = ?",
+        (event.state.value, event.at, event.rollout_id, event.wave),
+    )
+
+
+def _wave_rolled_back(db: sqlite3.Connection, event: WaveFinished) -> None:
+    """A rollback's wave: rolled back once it restored a host (a rollback that restored none
+    leaves the wave as the rollout left it)."""
+    if event.counts.get(Outcome.ROLLED_BACK):
+        db.execute(
+            "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND name = ?",
+            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
+        )
+
+
+def _run_finished(db: sqlite3.Connection, event: RolloutFinished) -> None:
+    db.execute(
+        "UPDATE runs SET finished_at = ?, interrupted = ? WHERE seq = "
+        "(SELECT MAX(seq) FROM runs WHERE rollout_id = ?)",
+        (event.at, int(event.interrupted), event.rollout_id),
+    )
+
+
+_Handler = Callable[[sqlite3.Connection, Any], None]
+_E = TypeVar("_E", bound=Event)
+
+
+def _on(
+    event_type: type[_E],
+    kinds: Iterable[RunKind],
+    *handlers: Callable[[sqlite3.Connection, _E], None],
+) -> dict[tuple[type, RunKind], tuple[_Handler, ...]]:
+    return {(event_type, kind): handlers for kind in kinds}
+
+
+# (the event's type, its kind) -> what the journal does with it, in order, in one transaction.
+# An event not named here is not recorded (a rollback's hosts starting, a plan's events...).
+_HANDLERS: dict[tuple[type, RunKind], tuple[_Handler, ...]] = {
+    **_on(RolloutStarted, RunKind, _run_started),
+    **_on(RolloutFinished, RunKind, _run_finished),
+    **_on(WaveStarted, [RunKind.ROLLOUT], _wave_started),
+    **_on(HostStarted, [RunKind.ROLLOUT], _host_started),
+    **_on(HostFinished, [RunKind.ROLLOUT], _host_finished, _timeline_entry),
+    **_on(HostFinished, [RunKind.ROLLBACK], _host_restored, _timeline_entry),
+    **_on(HostFinished, [RunKind.VERIFY, RunKind.PLAN], _timeline_entry),
+    **_on(GateEvaluated, [RunKind.ROLLOUT], _gate_evaluated),
+    **_on(WaveFinished, [RunKind.ROLLOUT], _wave_finished),
+    **_on(WaveFinished, [RunKind.ROLLBACK], _wave_rolled_back),
+}

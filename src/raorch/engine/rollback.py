@@ -179,7 +179,7 @@ class Rollback:
                 await self._wave(wave, by_wave[wave], options, emit, outcome_of)
         finally:
             if options.emit_rollout_events:
-                emit(RolloutFinished(self.id, time.time(), self.stop.requested))
+                emit(RolloutFinished(self.id, time.time(), self.stop.requested, RunKind.ROLLBACK))
         counts.update(outcome_of.values())
         closed = False
         if options.close_when_done and not self.stop.requested:
