@@ -4,14 +4,24 @@ back through the store's read side: what each event makes durable, by its kind."
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import sqlite3
+import threading
 import typing
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from journal_v0 import read_all  # tests/unit: the fixture's reader
 
+from raorch.cli.main import main
+from raorch.engine import journal_schema
 from raorch.engine.journal import Journal
-from raorch.engine.store import JournalStore
+from raorch.engine.journal_schema import SCHEMA_VERSION
+from raorch.engine.store import Content, JournalStore, VerifyRow
 from raorch.models import events
+from raorch.models.errors import ExitCode, RefusedError
 from raorch.models.events import (
     GateEvaluated,
     HostFinished,
@@ -134,3 +144,182 @@ def test_a_verify_outcome_goes_on_the_timeline_only(journal: JournalStore) -> No
     assert [(t.kind, t.outcome) for t in journal.timeline(rid, "h0")] == [
         (RunKind.VERIFY, Outcome.DRIFTED)
     ]
+
+
+# ---------------------------------------------------------------- versions and migrations
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def v0_journal(tmp_path: Path) -> Path:
+    """A copy of the journal raorch wrote before journal versions (fixtures/, journal_v0.py)."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    path = home / "state.db"
+    shutil.copyfile(FIXTURES / "journal-v0.db", path)
+    return path
+
+
+def user_version(path: Path) -> int:
+    # Crafted on purpose: the version is the file's header, below what the store reads.
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_journal_written_before_versions_is_migrated_and_reads_the_same(
+    tmp_path: Path,
+) -> None:
+    path = v0_journal(tmp_path)
+    assert user_version(path) == 0
+    journal = Journal(path)
+    try:
+        assert user_version(path) == SCHEMA_VERSION
+        expected = json.loads((FIXTURES / "journal-v0.json").read_text(encoding="utf-8"))
+        assert read_all(journal) == expected
+    finally:
+        journal.close()
+    # Opened again: already current, read as it is.
+    again = Journal(path)
+    try:
+        assert read_all(again) == expected
+    finally:
+        again.close()
+
+
+def test_a_migrated_journal_goes_on_after_what_it_held(tmp_path: Path) -> None:
+    journal = Journal(v0_journal(tmp_path))
+    try:
+        old, other = journal.rollouts()
+        rid = old.id
+        journal.record(HostStarted(rid, "pilot", "ws-00", 1.0))
+        journal.record(HostStarted(rid, "canary", "ws-03", 2.0))  # again: keeps its place
+        assert [h.host for h in journal.hosts(rid)] == [
+            "ws-03",
+            "ws-01",
+            "ws-04",
+            "ws-02",
+            "ws-05",
+            "ws-00",
+        ]
+        journal.add_revision(rid, Content("c" * 64, "", "/pb", "", "", ""), ("late",), "late")
+        assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad", "late"]
+        verdict = VerifyRow("ws-03", Outcome.COMPLIANT, None, None, (), 200.0)
+        journal.record_verify(rid, [verdict])
+        assert [v.host for v in journal.verifications(rid)] == ["ws-05", "ws-01", "ws-03"]
+        journal.record_verify(rid, [dataclasses.replace(verdict, host="ws-05", at=201.0)])
+        assert [v.host for v in journal.verifications(rid)] == ["ws-01", "ws-03", "ws-05"]
+        journal.save_applied(rid, "ws-00", "[]")
+        assert list(journal.applied_all(rid)) == ["ws-03", "ws-01", "ws-04", "ws-00"]
+        new = journal.open_rollout("e" * 64, "/inv.yaml", "/pb.yaml", ("w",))
+        assert [r.id for r in journal.rollouts()][-1] == new.id
+        assert journal.last_rollout() == new and other.id != new.id
+    finally:
+        journal.close()
+
+
+def test_a_journal_of_a_newer_raorch_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "state.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)  # crafted: as a newer raorch would leave it
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RefusedError) as refused:
+        Journal(path)
+    message = str(refused.value)
+    assert str(path) in message and "newer raorch" in message
+    assert f"version {SCHEMA_VERSION + 1}" in message
+    assert "RAORCH_HOME" in refused.value.hint and "upgrade" in refused.value.hint
+    assert user_version(path) == SCHEMA_VERSION + 1
+
+    # What the operator sees: exit 6 (refused), what, which file, what to do.
+    result = CliRunner().invoke(main, ["status"], env={"RAORCH_HOME": str(path.parent)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert "newer raorch" in result.output and str(path) in result.output
+
+
+def test_a_migration_that_fails_leaves_the_journal_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = v0_journal(tmp_path)
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal_schema, "_STEPS", (*journal_schema._STEPS, broken))
+    monkeypatch.setattr(journal_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        Journal(path)
+    assert user_version(path) == 0
+    db = sqlite3.connect(path)  # crafted: the columns the first step adds are not there
+    try:
+        assert "position" not in {r[1] for r in db.execute("PRAGMA table_info(hosts)")}
+    finally:
+        db.close()
+    monkeypatch.undo()
+    journal = Journal(path)
+    try:
+        assert [h.host for h in journal.hosts(journal.rollouts()[0].id)][:2] == ["ws-03", "ws-01"]
+    finally:
+        journal.close()
+
+
+def test_two_processes_opening_an_old_journal_at_once_both_get_it_migrated(
+    tmp_path: Path,
+) -> None:
+    path = v0_journal(tmp_path)
+    opened: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def open_and_read() -> None:
+        try:
+            journal = Journal(path)  # its own connection, as another process would have
+            try:
+                opened.append([w.name for w in journal.waves(journal.rollouts()[0].id)])
+            finally:
+                journal.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert opened == [["canary", "pilot", "broad"]] * 4
+    assert user_version(path) == SCHEMA_VERSION
+
+
+def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_path: Path) -> None:
+    """Waves in the inventory's order and hosts in the order they started, also when the rows
+    are stored in another order (a copy of the file, another backend)."""
+    rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot", "broad")).id
+    for n, host in enumerate(("h3", "h1", "h2")):
+        journal.record(HostStarted(rid, "canary", host, float(n)))
+    db = sqlite3.connect(tmp_path / "state.db")  # crafted: storage order reversed
+    for table in ("waves", "hosts"):
+        db.execute(f"UPDATE {table} SET rowid = 1000 - rowid")
+    db.commit()
+    db.close()
+    assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad"]
+    assert [h.host for h in journal.hosts(rid)] == ["h3", "h1", "h2"]
+
+
+def test_a_migrated_journal_keeps_its_order_when_stored_otherwise(tmp_path: Path) -> None:
+    """The order a journal before versions kept in its rowids became its positions."""
+    path = v0_journal(tmp_path)
+    Journal(path).close()
+    db = sqlite3.connect(path)  # crafted: storage order reversed
+    for table in journal_schema.POSITIONED:
+        db.execute(f"UPDATE {table} SET rowid = 1000 - rowid")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    try:
+        expected = json.loads((FIXTURES / "journal-v0.json").read_text(encoding="utf-8"))
+        assert read_all(journal) == expected
+    finally:
+        journal.close()

@@ -7,7 +7,9 @@ WAL mode: readers (``raorch status`` in another terminal) never block the writer
 survives the process being killed (SIGKILL) at any moment.
 
 The store lives in ``$RAORCH_HOME`` (default ``./.raorch``): the directory is 0700 and the
-files 0600, because snapshots describe the security settings of every host.
+files 0600, because snapshots describe the security settings of every host. Its schema has a
+version (``engine/journal_schema.py``): a journal of an older raorch is migrated when opened,
+one of a newer raorch refused. Order is a value (``position``), never the rowid.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from raorch.engine.journal_schema import migrate
 from raorch.engine.lock import is_running, run_lock
 from raorch.engine.paths import private_dir, private_file, state_home
 from raorch.engine.store import (
@@ -51,147 +54,9 @@ from raorch.models.events import (
 )
 from raorch.models.outcomes import Outcome, Stage, WaveState
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rollouts (
-    id TEXT PRIMARY KEY,
-    campaign TEXT NOT NULL,          -- hash of inventory + playbook content
-    inventory TEXT NOT NULL,
-    playbook TEXT NOT NULL,
-    playbook_sha TEXT NOT NULL DEFAULT '',  -- the playbook's content, for rollback's check
-    waves TEXT NOT NULL,             -- JSON list of wave names, inventory order
-    created_at REAL NOT NULL,
-    closed_at REAL                   -- set when the rollout was rolled back entirely
-);
-CREATE TABLE IF NOT EXISTS waves (
-    rollout_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    total INTEGER NOT NULL DEFAULT 0,
-    max_fail_percentage REAL NOT NULL DEFAULT 0,
-    forced INTEGER NOT NULL DEFAULT 0,
-    gate_held INTEGER,
-    failure_percentage REAL,
-    started_at REAL,
-    finished_at REAL,
-    PRIMARY KEY (rollout_id, name)
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    wave TEXT NOT NULL,
-    outcome TEXT,                    -- NULL while in flight (or killed in flight)
-    stage TEXT,
-    reason TEXT,
-    changes INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    finished_at REAL,
-    duration REAL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    taken_at REAL NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS applied (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    recorded_at REAL NOT NULL,
-    data TEXT NOT NULL,              -- the changes raorch made, JSON (for rollback and show)
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS timeline (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- rollout | rollback | verify
-    outcome TEXT NOT NULL,
-    stage TEXT,
-    reason TEXT,
-    at REAL NOT NULL,
-    duration REAL
-);
-CREATE TABLE IF NOT EXISTS rollbacks (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,           -- rolled_back | conflict | failed
-    stage TEXT,
-    reason TEXT,
-    details TEXT,                    -- JSON list: a conflict's differences
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE INDEX IF NOT EXISTS timeline_host ON timeline (rollout_id, host);
--- The content a rollout ran with: revision 1 when it began, one more each time the operator
--- chose to go on with a changed inventory or playbook (rollout --continue). Rollback reads the
--- playbook from here, never from the file.
-CREATE TABLE IF NOT EXISTS contents (
-    rollout_id TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    campaign TEXT NOT NULL,
-    inventory_sha TEXT NOT NULL,
-    playbook TEXT NOT NULL,          -- its path then
-    playbook_sha TEXT NOT NULL,
-    playbook_json TEXT NOT NULL,     -- the checked playbook ('' when recorded by an older raorch)
-    inventory_json TEXT NOT NULL,    -- domains, waves, hosts (for the diff shown on a change)
-    note TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, revision)
-);
--- The revision(s) each host was applied with (recorded with its snapshot, before any write).
-CREATE TABLE IF NOT EXISTS host_contents (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    PRIMARY KEY (rollout_id, host, revision)
-);
--- How each host was reached (address, connection, credential reference; never a secret), so
--- that a rollback reaches a host the inventory no longer names.
-CREATE TABLE IF NOT EXISTS targets (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollout_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    wave TEXT,
-    forced INTEGER NOT NULL DEFAULT 0,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    interrupted INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS platforms (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    caption TEXT NOT NULL,           -- Win32_OperatingSystem.Caption, as the host reported it
-    os_version TEXT NOT NULL,
-    profile TEXT NOT NULL,           -- legacy | modern | '' (not understood)
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS verifications (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,           -- compliant | drifted | refused | unreachable | failed
-    stage TEXT,
-    reason TEXT,
-    details TEXT,                    -- JSON list: each difference, expected vs found
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-"""
-
-# Columns added after SCHEMA_VERSION 1 shipped: a journal written by an older raorch gets them
-# (NULL for its old rows) when it is opened, since CREATE TABLE IF NOT EXISTS leaves it as it is.
-_ADDED_COLUMNS = (("runs", "account", "TEXT"),)
+# A new row's place in its rollout: after the last (journal_schema.POSITIONED). An upsert keeps
+# the place of the row it updates. ``table`` is always this module's constant, never input.
+_NEXT_POSITION = "(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE rollout_id = ?)"
 
 
 class Journal(JournalStore):
@@ -211,37 +76,17 @@ class Journal(JournalStore):
         # NORMAL is durable against a killed process (WAL is fsynced at checkpoints only, which
         # matters for power loss, not for SIGKILL).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        for table, column, kind in _ADDED_COLUMNS:
-            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                try:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                except sqlite3.OperationalError:
-                    # Another process opening the same old journal added it first.
-                    again = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                    if column not in again:
-                        raise
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
-        self._add_columns()
+        try:
+            # A new journal, or one of an older raorch, is brought to this raorch's version; a
+            # newer raorch's is refused (engine/journal_schema.py).
+            migrate(self._db, path)
+        except BaseException:
+            self._db.close()
+            raise
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)
             if side.exists():
                 os.chmod(side, 0o600)
-
-    def _add_columns(self) -> None:
-        """Columns added since the first release: a journal written by an older raorch gets
-        them (with their defaults) when it is opened."""
-        have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(waves)").fetchall()}
-        if "size" not in have:
-            try:
-                self._db.execute("ALTER TABLE waves ADD COLUMN size INTEGER")
-            except sqlite3.OperationalError as error:
-                # Another raorch (a status in another terminal) opened it at the same moment.
-                if "duplicate column" not in str(error):
-                    raise
 
     @classmethod
     def open_default(cls) -> Journal:
@@ -281,7 +126,7 @@ class Journal(JournalStore):
         with self._lock:
             row = self._db.execute(
                 "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
         return None if row is None else self.rollout(str(row[0]))
@@ -299,7 +144,7 @@ class Journal(JournalStore):
         with self._tx() as db:
             row = db.execute(
                 "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
             if row is None:
@@ -309,7 +154,8 @@ class Journal(JournalStore):
                 rollout_id = f"{stamp}-{campaign[:8]}-{n + 1}"
                 db.execute(
                     "INSERT INTO rollouts (id, campaign, inventory, playbook, playbook_sha, "
-                    "waves, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "waves, created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(position), 0) + 1 FROM rollouts))",
                     (
                         rollout_id,
                         campaign,
@@ -320,10 +166,10 @@ class Journal(JournalStore):
                         now,
                     ),
                 )
-                for name in waves:
+                for position, name in enumerate(waves, 1):  # the inventory's order
                     db.execute(
-                        "INSERT INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
-                        (rollout_id, name, WaveState.PENDING.value),
+                        "INSERT INTO waves (rollout_id, name, state, position) VALUES (?, ?, ?, ?)",
+                        (rollout_id, name, WaveState.PENDING.value, position),
                     )
                 if content is not None:
                     _insert_content(db, rollout_id, 1, content, "began", now)
@@ -362,8 +208,9 @@ class Journal(JournalStore):
             added = [w for w in waves if w not in known]
             for name in added:
                 db.execute(
-                    "INSERT OR IGNORE INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
-                    (rollout_id, name, WaveState.PENDING.value),
+                    "INSERT OR IGNORE INTO waves (rollout_id, name, state, position) "
+                    f"VALUES (?, ?, ?, {_NEXT_POSITION.format(table='waves')})",
+                    (rollout_id, name, WaveState.PENDING.value, rollout_id),
                 )
             db.execute(
                 "UPDATE rollouts SET campaign = ?, playbook = ?, playbook_sha = ?, waves = ? "
@@ -457,7 +304,7 @@ class Journal(JournalStore):
                 "ON s.rollout_id = h.rollout_id AND s.host = h.host "
                 "WHERE h.rollout_id = ? AND (h.outcome IS NULL OR h.outcome IN (?, ?)) "
                 "AND NOT EXISTS (SELECT 1 FROM rollbacks b WHERE b.rollout_id = h.rollout_id "
-                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.rowid",
+                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.position",
                 (
                     rollout_id,
                     Outcome.CHANGED.value,
@@ -486,7 +333,7 @@ class Journal(JournalStore):
             rows = self._db.execute(
                 "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
                 "playbook_sha "
-                "FROM rollouts ORDER BY created_at, rowid"
+                "FROM rollouts ORDER BY created_at, position"
             ).fetchall()
         return [_rollout_row(r) for r in rows]
 
@@ -497,7 +344,7 @@ class Journal(JournalStore):
             rows = self._db.execute(
                 "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
                 "failure_percentage, started_at, finished_at, size FROM waves "
-                "WHERE rollout_id = ? ORDER BY rowid",
+                "WHERE rollout_id = ? ORDER BY position",
                 (rollout_id,),
             ).fetchall()
         return [
@@ -527,7 +374,7 @@ class Journal(JournalStore):
             sql += " AND wave = ?"
             args = (rollout_id, wave)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY rowid", args).fetchall()
+            rows = self._db.execute(sql + " ORDER BY position", args).fetchall()
         return [
             HostRow(
                 r[0],
@@ -636,10 +483,11 @@ class Journal(JournalStore):
         """What raorch changed on a host (a resumed run merges into the first record)."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO applied (rollout_id, host, recorded_at, data) VALUES (?, ?, ?, ?) "
+                "INSERT INTO applied (rollout_id, host, recorded_at, data, position) "
+                f"VALUES (?, ?, ?, ?, {_NEXT_POSITION.format(table='applied')}) "
                 "ON CONFLICT (rollout_id, host) DO UPDATE SET data = excluded.data, "
                 "recorded_at = excluded.recorded_at",
-                (rollout_id, host, time.time(), data),
+                (rollout_id, host, time.time(), data, rollout_id),
             )
 
     def applied(self, rollout_id: str, host: str) -> str | None:
@@ -685,21 +533,24 @@ class Journal(JournalStore):
         """The most recent rollout of a campaign (inventory + playbook content), open or not."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id FROM rollouts WHERE campaign = ? ORDER BY created_at DESC, rowid DESC "
-                "LIMIT 1",
+                "SELECT id FROM rollouts WHERE campaign = ? "
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
         return None if row is None else self.rollout(str(row[0]))
 
     def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
         """Each host's last rollback in this rollout, in the order they were restored."""
-        return [RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, rowid")]
+        return [
+            RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, position")
+        ]
 
     def applied_all(self, rollout_id: str) -> dict[str, str]:
         """Every host's ``applied`` record (JSON), by host: one query for a whole report."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY rowid", (rollout_id,)
+                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY position",
+                (rollout_id,),
             ).fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
@@ -731,8 +582,10 @@ class Journal(JournalStore):
             for row in rows:
                 stage = None if row.stage is None else row.stage.value
                 db.execute(
+                    # REPLACE: the latest verdict goes last (a new position, as a new row).
                     "INSERT OR REPLACE INTO verifications (rollout_id, host, outcome, stage, "
-                    "reason, details, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "reason, details, at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    f"{_NEXT_POSITION.format(table='verifications')})",
                     (
                         rollout_id,
                         row.host,
@@ -741,6 +594,7 @@ class Journal(JournalStore):
                         row.reason,
                         json.dumps(list(row.details), ensure_ascii=False),
                         row.at,
+                        rollout_id,
                     ),
                 )
                 db.execute(
@@ -758,7 +612,7 @@ class Journal(JournalStore):
                 )
 
     def verifications(self, rollout_id: str) -> list[VerifyRow]:
-        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "rowid")]
+        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "position")]
 
     def _verdicts(
         self, table: str, rollout_id: str, order: str
@@ -898,10 +752,12 @@ def _host_started(db: sqlite3.Connection, event: HostStarted) -> None:
         "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?", (event.rollout_id, event.host)
     )
     db.execute(
-        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
-        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at, position) "
+        f"VALUES (?, ?, ?, 1, ?, {_NEXT_POSITION.format(table='hosts')}) "
+        # A host started again keeps its place: the order is the order hosts first started.
+        "ON CONFLICT (rollout_id, host) DO UPDATE SET "
         "attempts = attempts + 1, started_at = excluded.started_at",
-        (event.rollout_id, event.host, event.wave, event.at),
+        (event.rollout_id, event.host, event.wave, event.at, event.rollout_id),
     )
 
 
@@ -925,8 +781,9 @@ def _host_finished(db: sqlite3.Connection, event: HostFinished) -> None:
 def _host_restored(db: sqlite3.Connection, event: HostFinished) -> None:
     """A host's rollback: its last one replaces the one before (``rollbacks``)."""
     db.execute(
-        "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, details, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, details, at, position) "
+        f"VALUES (?, ?, ?, ?, ?, ?, ?, {_NEXT_POSITION.format(table='rollbacks')}) "
+        "ON CONFLICT (rollout_id, host) DO UPDATE SET "
         "outcome = excluded.outcome, stage = excluded.stage, reason = excluded.reason, "
         "details = excluded.details, at = excluded.at",
         (
@@ -937,6 +794,7 @@ def _host_restored(db: sqlite3.Connection, event: HostFinished) -> None:
             None if event.reason is None else event.reason.message,
             json.dumps(list(event.details)),
             event.at,
+            event.rollout_id,
         ),
     )
 
