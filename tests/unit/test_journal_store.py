@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from journal_v0 import read_all  # tests/unit: the fixture's reader
 
 from raorch.cli.main import main
+from raorch.cli.verify import record_verify
 from raorch.engine import journal_schema
 from raorch.engine.journal import Journal
 from raorch.engine.journal_schema import SCHEMA_VERSION
@@ -323,3 +324,28 @@ def test_a_migrated_journal_keeps_its_order_when_stored_otherwise(tmp_path: Path
         assert read_all(journal) == expected
     finally:
         journal.close()
+
+
+# ---------------------------------------------------------------- where the commands find it
+
+
+@pytest.mark.parametrize(
+    "args", [["status"], ["history"], ["show", "x"], ["report"], ["rollback", "--last"]]
+)
+def test_every_reading_command_refuses_a_missing_journal_the_same_way(
+    args: list[str], tmp_path: Path
+) -> None:
+    home = tmp_path / "nothing"
+    result = CliRunner().invoke(main, args, env={"RAORCH_HOME": str(home)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert f"there is no journal at {home / 'state.db'} (no raorch journal here" in result.output
+    assert "or set RAORCH_HOME to the state directory it used" in result.output
+    assert not home.exists()  # never created by a command that reads it
+
+
+def test_verify_records_only_where_a_journal_is(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAORCH_HOME", str(home))
+        assert record_verify(tmp_path / "inv.yaml", tmp_path / "pb.yaml", []) == ""
+    assert not home.exists()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from raorch.cli.errors import handle_errors
-from raorch.cli.rollback import open_journal
+from raorch.cli.journal import open_journal
 from raorch.engine.store import JournalReader, RolloutRow
 from raorch.models.errors import RefusedError
 from raorch.planning.plan import changes_from_json

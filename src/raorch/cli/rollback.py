@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,11 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook, target_from_json
-from raorch.engine.journal import Journal
-from raorch.engine.paths import state_home
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.rollout import content_sha
 from raorch.engine.store import JournalReader, JournalStore, RolloutRow
@@ -46,20 +44,6 @@ from raorch.models.load import load_inventory, load_playbook
 from raorch.models.playbook import Playbook
 
 SHOWN_HOSTS = 5  # host names listed per rollout; the rest are counted
-
-
-def open_journal() -> Journal:
-    """The existing journal; a missing one is a refusal, never silently created."""
-    path = state_home() / "state.db"
-    if not path.exists():
-        raise RefusedError(
-            f"there is no raorch journal at {path}",
-            "run raorch from the directory where the rollout ran, or set RAORCH_HOME",
-        )
-    journal = Journal(path)
-    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
-    journal.close_interrupted(time.time())
-    return journal
 
 
 def choose_rollout(journal: JournalReader, rollout_id: str | None, last: bool) -> RolloutRow:

@@ -13,10 +13,10 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.dashboard import should_use_dashboard
+from raorch.cli.journal import create_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook
-from raorch.engine.journal import Journal
 from raorch.engine.rollback import RollbackResult
 from raorch.engine.rollout import (
     FAILED_SELECTOR,
@@ -27,9 +27,9 @@ from raorch.engine.rollout import (
 )
 from raorch.engine.store import JournalReader
 from raorch.engine.work import rollback_work, rollout_work
-from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
+from raorch.models.errors import ExitCode, RefusedError
 from raorch.models.events import Subscriber
-from raorch.models.inventory import ResolvedInventory, WaveSpec
+from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Playbook
@@ -44,21 +44,6 @@ SEPARATE_JOURNALS = (
     "before the other journal's changes. Run every rollout of a fleet with one RAORCH_HOME "
     "(README, 'One journal per fleet')."
 )
-
-
-def wave_spec(inventory: ResolvedInventory, wave: str) -> WaveSpec:
-    spec = inventory.wave(wave)
-    if spec is None:
-        raise InputError(
-            [
-                Problem(
-                    Location(inventory.path, path="waves"),
-                    f"there is no wave named {wave!r}",
-                    "the inventory's waves are: " + ", ".join(w.name for w in inventory.waves),
-                )
-            ]
-        )
-    return spec
 
 
 def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> dict[str, str]:
@@ -229,10 +214,10 @@ def run_rollout(
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
-    spec = wave_spec(inventory, wave)
+    spec = inventory.require_wave(wave)
     command = wave_command(inventory_path, playbook_opt, wave)
 
-    journal = Journal.open_default()
+    journal = create_journal()
     first = not journal.rollouts()
     rollout = Rollout(
         journal,

@@ -17,29 +17,13 @@ from rich.console import Console
 
 from raorch.cli.dashboard import Dashboard, DashboardFrame, should_use_dashboard
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.view import RolloutView
-from raorch.engine.journal import Journal
-from raorch.engine.paths import state_home
 from raorch.engine.store import JournalReader
 from raorch.models.errors import RefusedError
 
 WATCH_INTERVAL = 1.0  # seconds between reads of the journal: a 10,000-host read takes ~50 ms
-
-
-def open_journal() -> Journal:
-    """The journal where ``raorch rollout`` keeps it, without creating one where none is."""
-    path = state_home() / "state.db"  # Journal.open_default's file
-    if not path.exists():
-        raise RefusedError(
-            f"there is no journal at {path}: no rollout has run with this state directory",
-            "run raorch status in the directory where raorch rollout ran, or set RAORCH_HOME "
-            "to the state directory it used",
-        )
-    journal = Journal(path)
-    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
-    journal.close_interrupted(time.time())
-    return journal
 
 
 def pick_rollout(journal: JournalReader, rollout_id: str | None) -> str:

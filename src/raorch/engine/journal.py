@@ -54,6 +54,8 @@ from raorch.models.events import (
 )
 from raorch.models.outcomes import Outcome, Stage, WaveState
 
+JOURNAL_FILE = "state.db"  # in the state directory ($RAORCH_HOME)
+
 # A new row's place in its rollout: after the last (journal_schema.POSITIONED). An upsert keeps
 # the place of the row it updates. ``table`` is always this module's constant, never input.
 _NEXT_POSITION = "(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE rollout_id = ?)"
@@ -90,7 +92,7 @@ class Journal(JournalStore):
 
     @classmethod
     def open_default(cls) -> Journal:
-        return cls(private_dir(state_home()) / "state.db")
+        return cls(private_dir(state_home()) / JOURNAL_FILE)
 
     @property
     def location(self) -> str:

@@ -45,7 +45,7 @@ from raorch.models.events import (
 )
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.outcomes import Outcome, WaveState
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.selection import require_matches, select_hosts
 
 # Outcomes after which raorch may have written to a host (None: killed while in flight).
 _MAY_HAVE_WRITTEN = (Outcome.CHANGED, Outcome.FAILED, None)
@@ -110,18 +110,12 @@ class Rollback:
         ]
         names = [r.host for r in rows]
         if limit:
-            missing = unmatched_patterns(names, limit)
-            if missing:
-                raise InputError(
-                    [
-                        Problem(
-                            Location("--limit"),
-                            f"pattern(s) {', '.join(missing)} match no host raorch changed "
-                            f"in rollout {self.id}",
-                            "check the host names with `raorch show ROLLOUT`",
-                        )
-                    ]
-                )
+            require_matches(
+                names,
+                limit,
+                f"raorch changed in rollout {self.id}",
+                "check the host names with `raorch show ROLLOUT`",
+            )
             chosen = set(select_hosts(names, limit))
             rows = [r for r in rows if r.host in chosen]
         return [(r.host, r.wave) for r in rows if r.host not in done]

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
-from raorch.models.errors import Location
+from raorch.models.errors import InputError, Location, Problem
 
 # The password references are the inventory's vocabulary (``Credentials.password``); they live in
 # a leaf module that the resolver (models/secrets.py) imports too.
@@ -329,3 +329,18 @@ class ResolvedInventory:
 
     def wave(self, name: str) -> WaveSpec | None:
         return next((w for w in self.waves if w.name == name), None)
+
+    def require_wave(self, name: str) -> WaveSpec:
+        """The wave named ``name`` (``--wave``); an input error naming the waves if none is."""
+        spec = self.wave(name)
+        if spec is None:
+            raise InputError(
+                [
+                    Problem(
+                        Location(self.path, path="waves"),
+                        f"there is no wave named {name!r}",
+                        "the inventory's waves are: " + ", ".join(w.name for w in self.waves),
+                    )
+                ]
+            )
+        return spec
