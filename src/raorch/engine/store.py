@@ -3,15 +3,16 @@
 Two sides, each a ``Protocol`` built from the calls the code makes:
 
 - ``JournalReader``, the read side: ``RolloutView.from_journal`` (``raorch status``), history
-  and show, the change report, rollback's choices, the resume logic of the engine.
+  and show, the change report, rollback's choices, the resume logic of the engine; and
+  ``is_running`` (whether a live process holds a rollout's run lock).
 - ``JournalWriter``, the write side: the engine's event subscriber (``record``), the snapshot
   committed before a host's first write, the rollout's records (content revisions, targets,
   forced waves, closing), verify's verdicts; and the run lock (``lock(rollout_id)``: one run
-  at a time per rollout; ``is_running`` / ``close_interrupted``: a run whose controller died
-  ends as interrupted).
+  at a time per rollout).
 
-``JournalStore`` is both: what the engine (``Rollout``, ``Rollback``) and the commands that
-run it hold. The rows below are the values that cross the seam, the same for every backend.
+``JournalStore`` is both, with ``close_interrupted`` (a run whose controller died ends as
+interrupted): what the engine (``Rollout``, ``Rollback``) and the commands that run it hold.
+The rows below are the values that cross the seam, the same for every backend.
 ``raorch.engine.journal.Journal`` (SQLite, one file in the state directory) is the first
 implementation; a second one (PostgreSQL) implements the same three protocols.
 """
