@@ -26,7 +26,6 @@ import pyte
 import pytest
 
 from raorch.engine.journal import Journal
-from raorch.engine.lock import run_lock
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
 from raorch.models.inventory import (
@@ -186,7 +185,7 @@ def test_status_watch_follows_a_run_to_its_end(tmp_path: Path) -> None:
     # rollout's run lock, as `raorch rollout` does (a run without an end and without a lock
     # holder is a dead controller's, recorded as interrupted: test_interrupted_run.py).
     with terminal(["status", "--watch"], home) as term:
-        with run_lock(home, rollout.id):
+        with journal.lock(rollout.id):
             journal.record(
                 RolloutStarted(rollout.id, RunKind.ROLLOUT, "inv", "pb", (), time.time())
             )

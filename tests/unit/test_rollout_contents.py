@@ -18,8 +18,9 @@ from raorch.engine.contents import (
     target_from_json,
     target_to_json,
 )
-from raorch.engine.journal import ContentRow, Journal
+from raorch.engine.journal import Journal
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
+from raorch.engine.store import ContentRow
 from raorch.models.inventory import (
     AuthMethod,
     Connection,

@@ -326,12 +326,10 @@ def test_gate_failure_rolls_back_the_wave_when_asked(tmp_path: Path) -> None:
 
 
 def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
-    from raorch.engine.lock import run_lock
-
     inv, pb = inventory(tmp_path, [wave("canary", ["a"])])
     journal = Journal(tmp_path / "state.db")
     r = Rollout(journal, inv, pb, Script())
-    with run_lock(tmp_path, r.id), pytest.raises(RefusedError, match="already being run"):
+    with journal.lock(r.id), pytest.raises(RefusedError, match="already being run"):
         run(r, wave="canary")
     result, _ = run(r, wave="canary")  # the lock is released with its holder
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.acceptance import AcceptanceReport, Check, CheckStatus, run_acceptance
-from raorch.engine.journal import state_home
+from raorch.engine.paths import state_home
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 

@@ -25,7 +25,7 @@ from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.models.errors import ExitCode, InputError, Location, Problem
+from raorch.models.errors import ExitCode
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
@@ -33,7 +33,7 @@ from raorch.models.playbook import Playbook
 from raorch.planning.gpo import GpoFinding
 from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
 from raorch.planning.rsop import RsopStatus
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.selection import require_matches, select_hosts
 from raorch.planning.snapshot import encode_rule
 
 
@@ -43,30 +43,8 @@ def choose_targets(
     """The hosts of ``--wave`` (or all), narrowed by ``--limit``; a typo is an input error."""
     names = list(inventory.targets)
     if wave is not None:
-        spec = inventory.wave(wave)
-        if spec is None:
-            known = ", ".join(w.name for w in inventory.waves)
-            raise InputError(
-                [
-                    Problem(
-                        Location(inventory.path, path="waves"),
-                        f"no wave named {wave!r}",
-                        f"known waves: {known}",
-                    )
-                ]
-            )
-        names = list(spec.hosts)
-    missing = unmatched_patterns(names, limit)
-    if missing:
-        raise InputError(
-            [
-                Problem(
-                    Location("--limit"),
-                    f"no host matches {', '.join(missing)}",
-                    "patterns are fnmatch patterns on host names, comma-separated",
-                )
-            ]
-        )
+        names = list(inventory.require_wave(wave).hosts)
+    require_matches(names, limit, "of the inventory" if wave is None else f"of wave {wave}")
     return [inventory.targets[n] for n in select_hosts(names, limit)]
 
 

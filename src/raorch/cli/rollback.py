@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,14 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook, target_from_json
-from raorch.engine.journal import Journal, RolloutRow, state_home
-from raorch.engine.lock import close_interrupted
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.rollout import content_sha
+from raorch.engine.store import JournalReader, JournalStore, RolloutRow
 from raorch.engine.work import rollback_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
 from raorch.models.events import Subscriber
@@ -47,21 +46,7 @@ from raorch.models.playbook import Playbook
 SHOWN_HOSTS = 5  # host names listed per rollout; the rest are counted
 
 
-def open_journal() -> Journal:
-    """The existing journal; a missing one is a refusal, never silently created."""
-    path = state_home() / "state.db"
-    if not path.exists():
-        raise RefusedError(
-            f"there is no raorch journal at {path}",
-            "run raorch from the directory where the rollout ran, or set RAORCH_HOME",
-        )
-    journal = Journal(path)
-    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
-    close_interrupted(journal, path.parent, time.time())
-    return journal
-
-
-def choose_rollout(journal: Journal, rollout_id: str | None, last: bool) -> RolloutRow:
+def choose_rollout(journal: JournalReader, rollout_id: str | None, last: bool) -> RolloutRow:
     if rollout_id is None and not last:
         raise RefusedError(
             "say which rollout: --rollout ID or --last", "list them with `raorch history`"
@@ -69,9 +54,9 @@ def choose_rollout(journal: Journal, rollout_id: str | None, last: bool) -> Roll
     row = journal.last_rollout() if rollout_id is None else journal.rollout(rollout_id)
     if row is None:
         raise RefusedError(
-            f"no rollout {rollout_id!r} in {journal.path}"
+            f"no rollout {rollout_id!r} in {journal.location}"
             if rollout_id
-            else f"no rollout in {journal.path}",
+            else f"no rollout in {journal.location}",
             "list them with `raorch history`",
         )
     return row
@@ -90,7 +75,7 @@ def _hosts_text(hosts: list[str]) -> str:
     return shown + (f" and {len(hosts) - SHOWN_HOSTS} more" if len(hosts) > SHOWN_HOSTS else "")
 
 
-def still_changed(journal: Journal, besides: set[str]) -> dict[str, list[str]]:
+def still_changed(journal: JournalReader, besides: set[str]) -> dict[str, list[str]]:
     """Rollouts of the journal (other than ``besides``) with hosts they changed and no rollback
     restored, newest first: rollout id -> those hosts."""
     out: dict[str, list[str]] = {}
@@ -103,7 +88,7 @@ def still_changed(journal: Journal, besides: set[str]) -> dict[str, list[str]]:
     return out
 
 
-def still_changed_lines(journal: Journal, others: dict[str, list[str]]) -> list[str]:
+def still_changed_lines(journal: JournalReader, others: dict[str, list[str]]) -> list[str]:
     if not others:
         return []
     lines = ["other rollouts in this journal still hold hosts they changed (not restored):"]
@@ -118,7 +103,7 @@ def still_changed_lines(journal: Journal, others: dict[str, list[str]]) -> list[
 
 
 def reach(
-    journal: Journal, row: RolloutRow, inventory_opt: str | None, hosts: list[str]
+    journal: JournalReader, row: RolloutRow, inventory_opt: str | None, hosts: list[str]
 ) -> tuple[ResolvedInventory, list[str]]:
     """How to reach the hosts to restore: the inventory given (else the rollout's, if it still
     loads); a host it does not name, as the journal recorded it when it was changed."""
@@ -161,7 +146,7 @@ def reach(
 
 
 def playbook_for(
-    journal: Journal, row: RolloutRow, hosts: list[str]
+    journal: JournalReader, row: RolloutRow, hosts: list[str]
 ) -> tuple[Playbook | None, PlaybookBook]:
     """The journal's playbooks of the hosts; the playbook file only for a rollout recorded by
     an older raorch, which kept the playbook's hash and not its settings."""
@@ -182,7 +167,7 @@ def playbook_for(
 
 
 def choose_rollouts(
-    journal: Journal, rollout_id: str | None, last: bool, all_open: bool
+    journal: JournalReader, rollout_id: str | None, last: bool, all_open: bool
 ) -> list[RolloutRow]:
     if all_open:
         if rollout_id is not None or last:
@@ -215,7 +200,7 @@ class _Options:
 
 
 def _nothing(
-    journal: Journal, row: RolloutRow, engine_: Rollback, console: Console, opts: _Options
+    journal: JournalReader, row: RolloutRow, engine_: Rollback, console: Console, opts: _Options
 ) -> tuple[ExitCode, dict[str, Any]]:
     restored_before = bool(journal.rolled_back(row.id))
     left = journal.unrestored(row.id)
@@ -251,7 +236,7 @@ def _nothing(
 
 
 def _one(
-    journal: Journal, row: RolloutRow, console: Console, opts: _Options
+    journal: JournalStore, row: RolloutRow, console: Console, opts: _Options
 ) -> tuple[ExitCode, dict[str, Any]]:
     """Roll back one rollout: its exit code and its JSON document."""
     engine_ = Rollback(journal, row, ResolvedInventory(row.inventory, None, (), {}, ()))

@@ -26,6 +26,7 @@ import click
 from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import find_journal
 from raorch.cli.plan import (
     choose_targets,
     gpo_json,
@@ -35,7 +36,6 @@ from raorch.cli.plan import (
 )
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport
-from raorch.engine.journal import Journal, state_home
 from raorch.engine.rollout import campaign_key
 from raorch.engine.work import verify_rows
 from raorch.models.errors import ExitCode
@@ -106,10 +106,9 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[HostReport]) -> str:
     """Record the verdicts with the latest rollout of this inventory and playbook, if the
     journal has one (never creating a journal): its id, or ""."""
-    path = state_home() / "state.db"  # Journal.open_default's file
-    if not path.exists():
+    journal = find_journal()
+    if journal is None:
         return ""
-    journal = Journal(path)
     try:
         row = journal.latest_rollout_of(campaign_key(inventory_path, playbook_path))
         if row is None:

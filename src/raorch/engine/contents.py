@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raorch.engine.journal import Content, ContentRow, Journal
+from raorch.engine.store import Content, ContentRow, JournalReader
 from raorch.models.inventory import (
     AuthMethod,
     Connection,
@@ -271,7 +271,7 @@ class PlaybookBook:
     host_revisions: Mapping[str, Sequence[int]]
 
     @classmethod
-    def of(cls, journal: Journal, rollout_id: str) -> PlaybookBook:
+    def of(cls, journal: JournalReader, rollout_id: str) -> PlaybookBook:
         return cls(
             {
                 r.revision: Playbook.model_validate_json(r.playbook_json)

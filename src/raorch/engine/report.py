@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from raorch.engine.journal import (
+from raorch.engine.store import (
     HostRow,
-    Journal,
+    JournalReader,
     PlatformRow,
     RollbackRow,
     RolloutRow,
@@ -221,7 +221,7 @@ class ChangeReport:
 
 
 def build_report(
-    journal: Journal,
+    journal: JournalReader,
     rollout_id: str,
     *,
     generated_at: float,
@@ -392,7 +392,7 @@ def _rollout_status(
 
 
 def _platforms(
-    journal: Journal, rollout_id: str, hosts: Sequence[HostRow]
+    journal: JournalReader, rollout_id: str, hosts: Sequence[HostRow]
 ) -> dict[str, PlatformRow]:
     """Each host's Windows: recorded with its outcome; for a journal of an older raorch, from
     the facts of the snapshot (hosts refused by pre-flight have none there)."""

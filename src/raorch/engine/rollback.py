@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from asyncio_pool import AioPool
 
 from raorch.engine.cancel import Cancel
-from raorch.engine.journal import Journal, RolloutRow
-from raorch.engine.lock import run_lock
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DEADLINE,
@@ -34,6 +32,7 @@ from raorch.engine.runner import (
     WorkContext,
     fanout,
 )
+from raorch.engine.store import JournalStore, RolloutRow
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
@@ -46,7 +45,7 @@ from raorch.models.events import (
 )
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.outcomes import Outcome, WaveState
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.selection import require_matches, select_hosts
 
 # Outcomes after which raorch may have written to a host (None: killed while in flight).
 _MAY_HAVE_WRITTEN = (Outcome.CHANGED, Outcome.FAILED, None)
@@ -78,7 +77,9 @@ class RollbackResult:
 
 
 class Rollback:
-    def __init__(self, journal: Journal, row: RolloutRow, inventory: ResolvedInventory) -> None:
+    def __init__(
+        self, journal: JournalStore, row: RolloutRow, inventory: ResolvedInventory
+    ) -> None:
         self.journal = journal
         self.row = row
         self.inventory = inventory
@@ -109,18 +110,12 @@ class Rollback:
         ]
         names = [r.host for r in rows]
         if limit:
-            missing = unmatched_patterns(names, limit)
-            if missing:
-                raise InputError(
-                    [
-                        Problem(
-                            Location("--limit"),
-                            f"pattern(s) {', '.join(missing)} match no host raorch changed "
-                            f"in rollout {self.id}",
-                            "check the host names with `raorch show ROLLOUT`",
-                        )
-                    ]
-                )
+            require_matches(
+                names,
+                limit,
+                f"raorch changed in rollout {self.id}",
+                "check the host names with `raorch show ROLLOUT`",
+            )
             chosen = set(select_hosts(names, limit))
             rows = [r for r in rows if r.host in chosen]
         return [(r.host, r.wave) for r in rows if r.host not in done]
@@ -139,7 +134,7 @@ class Rollback:
         if not options.emit_rollout_events:
             # Inside a rollout (on_gate_failure: rollback), which holds the run lock already.
             return await self._run(options, stop)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._run(options, stop)
 
     async def _run(self, options: RollbackOptions, stop: Stop | None) -> RollbackResult:
@@ -178,7 +173,7 @@ class Rollback:
                 await self._wave(wave, by_wave[wave], options, emit, outcome_of)
         finally:
             if options.emit_rollout_events:
-                emit(RolloutFinished(self.id, time.time(), self.stop.requested))
+                emit(RolloutFinished(self.id, time.time(), self.stop.requested, RunKind.ROLLBACK))
         counts.update(outcome_of.values())
         closed = False
         if options.close_when_done and not self.stop.requested:

@@ -30,8 +30,6 @@ from asyncio_pool import AioPool
 
 from raorch.engine.cancel import Cancel
 from raorch.engine.contents import content_of, describe_changes, target_to_json
-from raorch.engine.journal import ContentRow, Journal, RolloutRow, WaveRow
-from raorch.engine.lock import run_lock
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
 from raorch.engine.runner import (
     DEFAULT_CONCURRENCY,
@@ -43,7 +41,8 @@ from raorch.engine.runner import (
     WorkResult,
     fanout,
 )
-from raorch.models.errors import InputError, Location, Problem, RefusedError
+from raorch.engine.store import ContentRow, JournalStore, RolloutRow, WaveRow
+from raorch.models.errors import RefusedError
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -58,7 +57,7 @@ from raorch.models.inventory import GateAction, ResolvedInventory, Target, WaveS
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Playbook
 from raorch.planning import waves as wave_math
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.selection import PATTERN_HINT, require_matches, select_hosts
 
 FAILED_SELECTOR = "@failed"
 
@@ -138,18 +137,7 @@ def check_limit(inventory: ResolvedInventory, hosts: Sequence[str], limit: str |
     """A ``--limit`` pattern that selects no host of the run is almost always a typo."""
     if limit is None or limit == FAILED_SELECTOR:
         return
-    missing = unmatched_patterns(hosts, limit)
-    if missing:
-        raise InputError(
-            [
-                Problem(
-                    Location("--limit"),
-                    f"pattern(s) {', '.join(missing)} match no host of this run",
-                    "patterns are comma-separated fnmatch patterns on host names "
-                    "(e.g. 'ws-01*,srv-?'), or @failed",
-                )
-            ]
-        )
+    require_matches(hosts, limit, "of this run", PATTERN_HINT + ", or @failed")
 
 
 class Rollout:
@@ -157,7 +145,7 @@ class Rollout:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         inventory: ResolvedInventory,
         playbook_path: Path,
         work: HostWork,
@@ -322,19 +310,7 @@ class Rollout:
             )
 
     def wave_spec(self, name: str) -> WaveSpec:
-        spec = self.inventory.wave(name)
-        if spec is None:
-            names = ", ".join(w.name for w in self.inventory.waves)
-            raise InputError(
-                [
-                    Problem(
-                        Location(self.inventory.path, path="waves"),
-                        f"there is no wave named {name!r}",
-                        f"the inventory's waves are: {names}",
-                    )
-                ]
-            )
-        return spec
+        return self.inventory.require_wave(name)
 
     def check_order(self, name: str, force: bool) -> None:
         """A later wave (in the inventory's order) is refused until every earlier wave finished
@@ -398,7 +374,7 @@ class Rollout:
 
     async def run_wave(self, options: RunOptions) -> WaveResult:
         self.check(options.wave, options.limit, options.force)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._locked_run_wave(options)
 
     async def _locked_run_wave(self, options: RunOptions) -> WaveResult:

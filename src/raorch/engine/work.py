@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.engine.journal import VerifyRow
 from raorch.engine.runner import HostPlatform, HostWork, WorkContext, WorkResult
+from raorch.engine.store import VerifyRow
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook

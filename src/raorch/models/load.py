@@ -40,7 +40,7 @@ from raorch.models.inventory import (
     WaveSpec,
 )
 from raorch.models.playbook import Playbook
-from raorch.models.secrets import parse_secret_ref
+from raorch.models.secretref import parse_secret_ref
 from raorch.models.yamlsource import PathKey, Source, format_path, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
