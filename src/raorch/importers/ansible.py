@@ -33,6 +33,7 @@ file:line and the variable, never the value. Settings raorch refuses without ``i
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -199,6 +200,12 @@ class _Notes:
         return out
 
 
+def _scoped(name: str, var: Var) -> str:
+    """``ansible_port ([web:vars])``: the variable and where it is set, when the file alone
+    does not say."""
+    return f"{name} ({var.scope})" if var.scope else name
+
+
 def _short(var: Var) -> str:
     return f"{var.location.file}:{var.location.line}"
 
@@ -332,7 +339,7 @@ class _Mapper:
             for n in names.get(option, ()):
                 used.add(n)
             if found is not None:
-                origins[option] = Origin(_short(found[1]), f"{found[0]} ({found[1].scope})")
+                origins[option] = Origin(_short(found[1]), _scoped(*found))
             return found
 
         ok = True
@@ -353,10 +360,16 @@ class _Mapper:
             text = self._text(*found)
             if text is None:
                 ok = False
-            elif not text.strip() or text != text.strip() or any(ord(c) < 32 for c in text):
+            elif (
+                not text.strip()
+                or text != text.strip()
+                or any(ord(c) < 32 for c in text)
+                or re.search(r"\s[#;]", text)
+            ):
                 self.fail(
                     found[1].location,
-                    f"{found[0]} must be an account name without surrounding spaces",
+                    f"{found[0]} must be an account name, without spaces around it or a "
+                    "comment after it",
                     "a ' # comment' after a value in a :vars section is part of the value in "
                     "Ansible: move the comment to its own line",
                 )
@@ -488,7 +501,9 @@ class _Mapper:
 
         ca_bundle = None
         found = pick("ca_bundle")
-        if found is not None and scheme is Scheme.HTTPS and cert_validation:
+        # Kept for an http host too (where it is not used), so that hosts of a group that
+        # names one CA share it in defaults; not with 'ignore', which Ansible says ignores it.
+        if found is not None and cert_validation:
             ca_bundle = self._path(found[0], found[1], "CERTIFICATE")
             ok = ok and ca_bundle is not None
 
@@ -603,9 +618,9 @@ class _Mapper:
             self.notes.add(
                 f"password:{name}:{var.location.file}:{var.location.line}",
                 var.location,
-                f"{name} ({var.scope}): the password is not copied ({why})",
-                f"raorch reads each account's password from the reference in the inventory "
-                f"(--password-ref, here {self.opts.password_ref}) when it connects",
+                f"{_scoped(name, var)}: the password is not copied ({why})",
+                "raorch reads each account's password from the reference under its credentials "
+                f"(--password-ref: {self.opts.password_ref}) when it connects",
             )
 
     def _leftovers(self, v: dict[str, Var], used: set[str]) -> None:
@@ -624,7 +639,7 @@ class _Mapper:
             self.notes.add(
                 f"unused:{name}",
                 var.location,
-                f"{name} ({var.scope}) is not imported: {why}",
+                f"{_scoped(name, var)} is not imported: {why}",
                 "check that raorch's defaults suit these hosts, or edit the output",
             )
 

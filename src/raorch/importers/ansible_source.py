@@ -64,7 +64,7 @@ class Vaulted:
 class Var:
     value: Any  # str, int, float, bool, None, list, dict, or Vaulted
     location: Location
-    scope: str  # "host ws01", "[web:vars]", "group_vars/web.yml"
+    scope: str  # "host ws01", "[web:vars]", "group web vars"; "" in a group_vars/ file
 
 
 @dataclass(slots=True)
@@ -357,7 +357,7 @@ def read_ini(text: str, file: str) -> AnsibleInventory:
     problems: list[Problem] = []
     pending: dict[str, tuple[str, Location, list[str]]] = {}  # group -> (state, where, parents)
     group, state = UNGROUPED, "hosts"
-    declared: set[str] = set()
+    declared: set[str] = {ALL, UNGROUPED}  # always there (intro_inventory.rst)
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         here = Location(file, number)
@@ -799,7 +799,7 @@ def _vars_for(folder: Path, name: str, notices: list[Notice]) -> dict[str, Var]:
             continue
         if not isinstance(data, MarkedMap):
             raise _fail(Location(shown, 1), "a vars file must be a mapping of variables", "")
-        scope = f"{folder.name}/{file.relative_to(folder)}"
         for key, value in data.items():
-            out[key] = Var(value, Location(shown, data.key_lines.get(key)), scope)
+            # The file's name says where it is: no scope besides.
+            out[key] = Var(value, Location(shown, data.key_lines.get(key)), "")
     return out

@@ -40,7 +40,7 @@ class ImportBug(RaorchError):
 def _plain_ok(text: str) -> bool:
     if not text or not (text[0].isascii() and (text[0].isalnum() or text[0] == "_")):
         return False
-    if not all(c.isascii() and (c.isalnum() or c in "_.-") for c in text):
+    if not all(c.isascii() and (c.isalnum() or c in "_.-/") for c in text):
         return False
     # "yes", "null", "1e3", "0x10" would not read back as the string written.
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
@@ -196,7 +196,7 @@ def render(draft: InventoryDraft, out_path: Path) -> str:
     base = out_path.absolute().parent
     lines: list[str] = [_comment(line) for line in draft.header]
     if draft.playbook is not None:
-        lines.append(f"playbook: {scalar(os.path.relpath(draft.playbook, base))}")
+        lines.append(f"playbook: {scalar(_path_text(draft.playbook, base))}")
     domains = "[" + ", ".join(scalar(d) for d in draft.domains) + "]"
     said = f"  {_comment(draft.domains_origin)}" if draft.domains_origin else ""
     lines.append(f"domains: {domains}{said}")
