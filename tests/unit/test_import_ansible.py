@@ -169,7 +169,7 @@ def test_ini_values_are_python_literals_as_ansible_reads_them() -> None:
     inv = ini(
         """\
         [web]
-        host2 ansible_port=222 quoted="'03#pa33w0rd'" flag=True
+        host2 ansible_port=222 quoted="'03#pa33w0rd'" flag=True u1=CORP\\svc u2='CORP\\svc'
         [web:vars]
         http_port=8080 # a comment
         """
@@ -177,6 +177,8 @@ def test_ini_values_are_python_literals_as_ansible_reads_them() -> None:
     got = values(inv, "host2")
     assert got["ansible_port"] == 222 and got["quoted"] == "03#pa33w0rd" and got["flag"] is True
     assert got["http_port"] == 8080
+    # A host line is split like a shell line (shlex, posix): an unquoted backslash escapes.
+    assert (got["u1"], got["u2"]) == ("CORPsvc", "CORP\\svc")
 
 
 @pytest.mark.parametrize(

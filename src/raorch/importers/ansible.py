@@ -825,4 +825,5 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         summary.append(f"account {account}: {n} host(s), password from {refs[account]}")
     if mapper.passwords_seen:
         summary.append("passwords in the Ansible files: not copied (see the warnings)")
+    notices.sort(key=lambda n: (n.location.file, n.location.line or 0))
     return ImportResult(draft, tuple(notices), tuple(summary))
