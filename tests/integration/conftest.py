@@ -9,6 +9,13 @@
   ``lab_client.wsman(handle, host, **overrides)`` -> ``pypsrp.wsman.WSMan``;
   ``lab_client.run_batch(handle, host, operations, script=BATCH_SCRIPT)`` -> ``BatchRun``
   (``outputs``: list of dicts, ``had_errors``, ``state``, ``errors``: error strings).
+- ``samba_dc``: session-scoped; a real Samba AD domain controller (``raorch.lab.samba.SambaDC``)
+  provisioned in a temporary directory and serving Kerberos and LDAP on 127.0.0.1, with the users
+  ``jdoe`` (in group ``RA-Helpers``) and the domain Administrator (``samba_dc.admin_password``).
+  Without Samba the test is skipped with how to install it, except in CI (``CI=true``), where it
+  fails. One DC per machine (Samba binds fixed ports): with ``RAORCH_TEST_SAMBA_DIR`` set, the DC
+  provisioned there is reused (and left running if it was running), so that several test runs
+  can share it; tests then give the objects they create unique names (``unique_name``).
 - ``raorch_cli(handle)`` -> ``RaorchCli``: the real ``raorch`` command (``run``, ``start``) with
   ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
   reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
@@ -20,6 +27,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import queue
@@ -40,6 +49,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from raorch.lab import LabHandle, running_lab
+from raorch.lab.samba import SambaDC, SambaError, samba_available
 from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 
 # The first line is the contract's marker (docs/remote-operations.md); the lab never runs
@@ -47,6 +57,44 @@ from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
 BATCH_SCRIPT = "# raorch-batch v1\nparam($Operations)\n# (the batch body runs on Windows)\n"
 
 LabFactory = Callable[..., LabHandle]
+
+
+def unique_name(prefix: str) -> str:
+    """A directory object name no other test run uses (at most 15 characters: NetBIOS)."""
+    return f"{prefix}{os.getpid() % 1000:03d}{next(_unique):03d}"[:15]
+
+
+_unique = itertools.count(1)
+SAMBA_USER = "jdoe"
+SAMBA_USER_PASSWORD = "Jd0e-P@ssw0rd-Lab"
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+    missing = samba_available()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Samba is not installed, and CI must run the domain tests: {missing}")
+        pytest.skip(f"Samba is not installed: {missing}")
+    shared = os.environ.get("RAORCH_TEST_SAMBA_DIR")
+    if shared and SambaDC.listening():
+        # A DC already serves this machine (Samba's ports are fixed: one DC per machine), the
+        # one provisioned in RAORCH_TEST_SAMBA_DIR: share it (several test runs at once).
+        yield SambaDC.attach(Path(shared))
+        return
+    dc = SambaDC(Path(shared) if shared else tmp_path_factory.mktemp("samba") / "dc")
+    if dc.provisioned:
+        dc = SambaDC.attach(dc.directory)
+    else:
+        dc.provision()
+    dc.start()
+    try:
+        with contextlib.suppress(SambaError):  # a shared DC keeps them from an earlier run
+            dc.add_user(SAMBA_USER, SAMBA_USER_PASSWORD)
+            dc.add_group("RA-Helpers", (SAMBA_USER,))
+        yield dc
+    finally:
+        dc.stop()
 
 
 @pytest.fixture(scope="module")
