@@ -7,36 +7,45 @@ and writes it; this prints the warnings (stderr), the summary and what to run ne
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
 import click
 
+from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
+from raorch.importers.ad import DEFAULT_FILTER, DEFAULT_STALE_DAYS, AdOptions, build_draft
+from raorch.importers.ad_ldap import Bind, LdapOptions, read_computers
 from raorch.importers.ansible import AnsibleOptions, import_ansible
 from raorch.importers.draft import ImportResult
 from raorch.importers.waves import DEFAULT_WAVES, parse_waves
 from raorch.importers.writer import write_inventory
 from raorch.models.errors import InputError, Location, Problem
-from raorch.models.inventory import SecretKind, SecretRef
+from raorch.models.inventory import AuthMethod, Credentials, Scheme, SecretKind, SecretRef
+from raorch.models.load import pem_problem
 from raorch.models.secrets import SecretSyntaxError, parse_secret_ref
 
 
-def _password_ref(text: str) -> SecretRef:
+def _password_ref(text: str, option: str = "--password-ref") -> SecretRef:
     try:
         ref = parse_secret_ref(text)
     except SecretSyntaxError as exc:
         # Never echo the value: it may be a password typed where a reference belongs.
-        raise InputError([Problem(Location("--password-ref"), exc.message, exc.hint)]) from None
+        raise InputError([Problem(Location(option), exc.message, exc.hint)]) from None
     if ref.kind is SecretKind.FILE:
         # A path on the command line is relative to the working directory.
         ref = SecretRef(SecretKind.FILE, os.path.normpath(Path(ref.target).expanduser().absolute()))
     return ref
 
 
-def _report(result: ImportResult, output: Path, playbook: Path | None) -> None:
+def _warn(result: ImportResult) -> None:
+    """The warnings, before the file is written (also when it then cannot be)."""
     for notice in result.notices:
         click.echo(f"warning: {notice}", err=True)
+
+
+def _report(result: ImportResult, output: Path, playbook: Path | None) -> None:
     for line in result.summary:
         click.echo(line)
     click.echo(f"wrote {output}")
@@ -84,6 +93,18 @@ playbook_option = click.option(
 @click.group("inventory")
 def inventory() -> None:
     """Write a raorch inventory from an Ansible inventory or from Active Directory."""
+
+
+def _pem(path: Path | None, option: str) -> str | None:
+    if path is None:
+        return None
+    absolute = os.path.normpath(path.expanduser().absolute())
+    problem = pem_problem(Path(absolute), "CERTIFICATE")
+    if problem is not None:
+        raise InputError(
+            [Problem(Location(option), f"{absolute}: {problem}", "give a PEM file with the CA")]
+        )
+    return absolute
 
 
 @inventory.command("from-ansible")
@@ -145,5 +166,147 @@ def from_ansible(
         fmt=fmt,
     )
     result = import_ansible(source, options)
+    _warn(result)
     write_inventory(result.draft, output, force=force)
+    _report(result, output, playbook)
+
+
+@inventory.command("from-ad")
+@click.option("--server", required=True, help="ldaps://dc1.corp.example.com, or ldap://...")
+@click.option(
+    "--bind",
+    type=click.Choice([b.value for b in Bind]),
+    default=Bind.KERBEROS.value,
+    show_default=True,
+    help="kerberos: your ticket (kinit); simple: --bind-user and --bind-password-ref, over TLS.",
+)
+@click.option("--bind-user", default=None, help="The simple bind's account (DOMAIN\\name).")
+@click.option(
+    "--bind-password-ref",
+    default=None,
+    help="Where the simple bind's password is: env:NAME, file:PATH, prompt, keyring:SERVICE.",
+)
+@click.option("--start-tls", is_flag=True, help="TLS on ldap:// (StartTLS).")
+@click.option(
+    "--ldap-ca",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The CA of the DC's certificate (default: the system's).",
+)
+@click.option(
+    "--server-name",
+    default=None,
+    help="The DC's DNS name when --server is an address: checked in its certificate, and "
+    "its Kerberos service (ldap/NAME).",
+)
+@click.option(
+    "--insecure-plain-ldap",
+    is_flag=True,
+    help="Allow a simple bind, or an unsealed Kerberos bind, over ldap:// without TLS.",
+)
+@click.option("--base-dn", default=None, help="Where to search. Default: the whole domain.")
+@click.option("--filter", "search_filter", default=DEFAULT_FILTER, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option(
+    "--stale-days",
+    type=click.IntRange(min=0),
+    default=DEFAULT_STALE_DAYS,
+    show_default=True,
+    help="Leave out computers with no logon for this many days (0: keep them).",
+)
+@output_option
+@force_option
+@click.option("--user", default=None, help="The account raorch connects to the hosts with.")
+@password_option
+@click.option("--scheme", type=click.Choice(["https", "http"]), default="https", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: 5986 / 5985.")
+@click.option(
+    "--auth",
+    type=click.Choice([a.value for a in AuthMethod if a is not AuthMethod.BASIC]),
+    default=AuthMethod.KERBEROS.value,
+    show_default=True,
+)
+@click.option(
+    "--winrm-ca",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The CA of the hosts' WinRM certificates (default: the system's).",
+)
+@domain_option
+@waves_option
+@playbook_option
+@handle_errors
+def from_ad(
+    server: str,
+    bind: str,
+    bind_user: str | None,
+    bind_password_ref: str | None,
+    start_tls: bool,
+    ldap_ca: Path | None,
+    server_name: str | None,
+    insecure_plain_ldap: bool,
+    base_dn: str | None,
+    search_filter: str,
+    page_size: int,
+    stale_days: int,
+    output: Path,
+    force: bool,
+    user: str | None,
+    password_ref: str,
+    scheme: str,
+    port: int | None,
+    auth: str,
+    winrm_ca: Path | None,
+    domains: tuple[str, ...],
+    waves: str,
+    playbook: Path | None,
+) -> None:
+    """Import the computer objects of Active Directory (LDAP) as a raorch inventory.
+
+    Disabled, stale (--stale-days) and domain controller accounts are left out and counted;
+    the OU path is the host's groups. Exit 0 when the file was written, 2 on bad options or a
+    base DN that does not exist, 6 when --output exists, 7 when the directory cannot be
+    reached or refuses the bind.
+    """
+    shares = parse_waves(waves)
+    options = AdOptions(
+        user=user,
+        password_ref=_password_ref(password_ref),
+        scheme=Scheme(scheme),
+        port=port,
+        auth=AuthMethod(auth),
+        ca_bundle=_pem(winrm_ca, "--winrm-ca"),
+        domains=tuple(domains),
+        stale_days=stale_days or None,
+        waves=shares,
+        playbook=None if playbook is None else os.path.normpath(playbook.absolute()),
+    )
+    options.check()
+    password = None
+    if Bind(bind) is Bind.SIMPLE and bind_user and bind_password_ref:
+        ref = _password_ref(bind_password_ref, "--bind-password-ref")
+        password = resolver().password(Credentials(bind_user, ref))
+    directory = read_computers(
+        LdapOptions(
+            server=server,
+            bind=Bind(bind),
+            user=bind_user,
+            password=password,
+            start_tls=start_tls,
+            ca_bundle=_pem(ldap_ca, "--ldap-ca"),
+            server_name=server_name,
+            insecure_plain_ldap=insecure_plain_ldap,
+            base_dn=base_dn,
+            search_filter=search_filter,
+            page_size=page_size,
+        )
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    result = build_draft(directory.computers, directory.base_dn, directory.server, options, now)
+    _warn(result)
+    write_inventory(result.draft, output, force=force)
+    click.echo(
+        f"directory: {directory.server}, base {directory.base_dn}, "
+        f"protected by {directory.protection}"
+    )
     _report(result, output, playbook)

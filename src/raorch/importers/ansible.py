@@ -788,7 +788,7 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         )
 
     proposal = propose(options.waves, [(h.name, h.group) for h in hosts])
-    for dropped in proposal.dropped:
+    for dropped in proposal.dropped if hosts else ():
         notices.append(
             Problem(
                 Location("--waves"),
