@@ -288,7 +288,9 @@ def _reach_error(server: str, exc: Exception, options: LdapOptions) -> Directory
     )
 
 
-def _bind_error(server: str, result: dict[str, Any], options: LdapOptions) -> DirectoryError:
+def _bind_error(
+    server: str, result: dict[str, Any], options: LdapOptions, tls: bool
+) -> DirectoryError:
     code = result.get("result")
     message = str(result.get("message") or "")
     who = options.user if options.bind is Bind.SIMPLE else "your Kerberos ticket"
@@ -304,6 +306,12 @@ def _bind_error(server: str, result: dict[str, Any], options: LdapOptions) -> Di
             "check the account and the password its reference gives (--bind-password-ref)",
         )
     if code == 8:
+        if options.bind is Bind.KERBEROS and not tls:
+            return DirectoryError(
+                f"the directory at {server} refused the Kerberos bind: it wants the session "
+                f"signed or sealed, and none was agreed ({message})",
+                "check the DC's LDAP signing policy; or use ldaps:// or --start-tls",
+            )
         if options.bind is Bind.KERBEROS:
             return DirectoryError(
                 f"the directory at {server} refused the Kerberos bind over TLS: it wants the "
@@ -429,7 +437,7 @@ def _read(options: LdapOptions) -> Directory:
                 raise _kerberos_error(shown, exc, name) from None
             raise
         if not bound:
-            raise _bind_error(shown, connection.result, options)
+            raise _bind_error(shown, connection.result, options, target.tls)
         unprotected = not target.tls and connection.raorch_layer == _NO_LAYER
         if options.bind is Bind.KERBEROS and unprotected and not options.insecure_plain_ldap:
             raise DirectoryError(
