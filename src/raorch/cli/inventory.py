@@ -80,7 +80,7 @@ domain_option = click.option(
     "--domain",
     "domains",
     multiple=True,
-    help="The hosts' domain (repeatable). Default: from the account names.",
+    help="The hosts' domain (repeatable). Default: from the accounts (Ansible), the base DN (AD).",
 )
 playbook_option = click.option(
     "--playbook",
@@ -222,7 +222,11 @@ def from_ansible(
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: 5986 / 5985.")
 @click.option(
     "--auth",
-    type=click.Choice([a.value for a in AuthMethod if a is not AuthMethod.BASIC]),
+    # Not basic (a password in clear over http, or a domain account Windows refuses Basic
+    # for), not certificate (a client certificate per host is not in the directory).
+    type=click.Choice(
+        [a.value for a in AuthMethod if a not in (AuthMethod.BASIC, AuthMethod.CERTIFICATE)]
+    ),
     default=AuthMethod.KERBEROS.value,
     show_default=True,
 )

@@ -45,7 +45,7 @@ from raorch.models.errors import InputError, Location, Problem
 
 VAULT_HEADER = "$ANSIBLE_VAULT;"
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
-INI_SUFFIXES = (".ini", ".cfg", ".hosts")
+INI_SUFFIXES = (".ini",)
 # The implicit groups every Ansible inventory has (intro_inventory.rst, "Default groups").
 ALL = "all"
 UNGROUPED = "ungrouped"
