@@ -618,3 +618,9 @@ def test_the_output_loads_back_as_imported(tmp_path: Path) -> None:
     assert "# " + str(tmp_path / "hosts.ini") + ":8 [webservers] (psrp)" in render(
         result.draft, out
     )
+
+
+def test_a_host_listed_before_the_first_section_and_in_a_group_is_not_ungrouped() -> None:
+    inv = ini("h1\nh2\n[web]\nh1\n")
+    assert inv.groups["ungrouped"].hosts == ["h2"]
+    assert inv.hosts["h1"].groups == ["web"]
