@@ -198,7 +198,9 @@ def load_playbook(path: str | Path) -> Playbook:
 _PEM_READ_LIMIT = 4 * 1024 * 1024
 
 
-def _pem_problem(path: Path, kind: str) -> str | None:
+def pem_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot serve as a PEM ``kind`` file ("CERTIFICATE", "PRIVATE KEY"), or None.
+    The importers check the files they name with it, as loading will."""
     if path.is_dir() and kind == "CERTIFICATE":
         return None
     try:
@@ -508,7 +510,7 @@ class _Resolver:
         KEY"), or None. A directory of CA certificates (as requests accepts) is not opened."""
         key = (path, kind)
         if key not in self._pem_checked:
-            self._pem_checked[key] = _pem_problem(Path(path), kind)
+            self._pem_checked[key] = pem_problem(Path(path), kind)
         return self._pem_checked[key]
 
     def credentials(self, host: str, auth: AuthMethod | None) -> Credentials | None:
