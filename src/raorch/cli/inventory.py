@@ -24,7 +24,7 @@ from raorch.importers.writer import write_inventory
 from raorch.models.errors import InputError, Location, Problem
 from raorch.models.inventory import AuthMethod, Credentials, Scheme, SecretKind, SecretRef
 from raorch.models.load import pem_problem
-from raorch.models.secrets import SecretSyntaxError, parse_secret_ref
+from raorch.models.secretref import SecretSyntaxError, parse_secret_ref
 
 
 def _password_ref(text: str, option: str = "--password-ref") -> SecretRef:
