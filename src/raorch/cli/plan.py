@@ -31,10 +31,9 @@ from raorch.models.load import load_inventory, load_playbook, resolve_playbook_p
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
 from raorch.planning.gpo import GpoFinding
-from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
+from raorch.planning.plan import Change
 from raorch.planning.rsop import RsopStatus
 from raorch.planning.selection import select_hosts, unmatched_patterns
-from raorch.planning.snapshot import encode_rule
 
 
 def choose_targets(
@@ -104,17 +103,7 @@ def exit_code(reports: Sequence[HostReport]) -> ExitCode:
 
 
 def change_line(change: Change) -> str:
-    if isinstance(change, ValueChange):
-        verb = "delete" if change.after is None else "set"
-        return (
-            f"{verb} {change.key} | {change.name}: "
-            f"{describe_value(change.before)} -> {describe_value(change.after)}"
-        )
-    if isinstance(change, MemberChange):
-        verb = "add member" if change.after else "remove member"
-        return f"{verb} {change.account} ({change.sid}) of group {change.group_sid}"
-    verb = "enable" if change.after else "disable"
-    return f"{verb} firewall rule {change.rule.describe()} ({change.group})"
+    return change.action()
 
 
 # Lines per host for its changes or refusals: a playbook of 10,000 helpers must not print
@@ -193,32 +182,7 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 
 def change_json(change: Change) -> dict[str, Any]:
-    out: dict[str, Any] = {"item": change.item, "description": change_line(change)}
-    if isinstance(change, ValueChange):
-        out |= {
-            "kind": "value",
-            "key": change.key,
-            "name": change.name,
-            "before": describe_value(change.before),
-            "after": describe_value(change.after),
-        }
-    elif isinstance(change, MemberChange):
-        out |= {
-            "kind": "member",
-            "group_sid": change.group_sid,
-            "account": change.account,
-            "sid": change.sid,
-            "add": change.after,
-        }
-    elif isinstance(change, RuleChange):
-        out |= {
-            "kind": "rule",
-            "group": change.group,
-            "rule": encode_rule(change.rule),
-            "before": change.before,
-            "after": change.after,
-        }
-    return out
+    return {"item": change.item, "description": change.action(), **change.action_json()}
 
 
 def report_json(report: HostReport) -> dict[str, Any]:
