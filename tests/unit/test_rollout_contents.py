@@ -18,6 +18,7 @@ from raorch.engine.contents import (
     target_from_json,
     target_to_json,
 )
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import ContentRow, Journal
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.inventory import (
@@ -60,8 +61,8 @@ def inventory(tmp_path: Path, waves: list[WaveSpec], text: str = "inventory") ->
     return ResolvedInventory(str(path), None, ("CORP",), targets, tuple(waves))
 
 
-def changed(ctx: WorkContext, name: str) -> WorkResult:
-    ctx.on_snapshot(f"snapshot-of-{name}")
+def changed(ctx: WorkContext, side: HostSide) -> WorkResult:
+    side.commit_snapshot(f"snapshot-of-{ctx.target.name}")
     return WorkResult(Outcome.CHANGED, changes=1, applied="[]")
 
 
@@ -112,13 +113,11 @@ def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
     journal = Journal(tmp_path / "state.db")
-    first = Rollout(
-        journal, inventory(tmp_path, waves), pb, lambda t, c: changed(c, t.name), PLAYBOOK
-    )
+    first = Rollout(journal, inventory(tmp_path, waves), pb, changed, PLAYBOOK)
     run(first, "canary")
     # A comment added: another campaign, the same settings, waves and hosts.
     edited = inventory(tmp_path, waves, text="inventory # a comment")
-    second = Rollout(journal, edited, pb, lambda t, c: changed(c, t.name), PLAYBOOK)
+    second = Rollout(journal, edited, pb, changed, PLAYBOOK)
     result = run(second, "pilot")
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
     assert second.id == first.id and [r.id for r in journal.rollouts()] == [first.id]
@@ -134,7 +133,7 @@ def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
     pb.write_text("playbook")
     journal = Journal(tmp_path / "state.db")
     inv = inventory(tmp_path, waves)
-    first = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), PLAYBOOK)
+    first = Rollout(journal, inv, pb, changed, PLAYBOOK)
     run(first, "canary")
     pb.write_text("playbook, edited")
     view = PLAYBOOK.model_copy(
@@ -144,14 +143,14 @@ def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
             )
         }
     )
-    second = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), view)
+    second = Rollout(journal, inv, pb, changed, view)
     with pytest.raises(ContentChangedError) as refused:
         run(second, "pilot")
     assert refused.value.changes == [
         "playbook offer_remote_assistance.permission: view_and_control -> view"
     ]
     assert len(journal.rollouts()) == 1 and len(journal.contents(first.id)) == 1
-    going_on = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), view, go_on=True)
+    going_on = Rollout(journal, inv, pb, changed, view, go_on=True)
     run(going_on, "pilot")
     book = PlaybookBook.of(journal, first.id)
     assert book.playbooks("a") == (PLAYBOOK,) and book.playbooks("b") == (view,)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,14 @@ from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
-from raorch.engine.host import HostMode, HostReport, run_host
+from raorch.engine.dispatch import ControllerPasswords
+from raorch.engine.host import HostMode, HostReport
+from raorch.engine.rollout import content_sha
+from raorch.engine.work import read_hosts
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
-from raorch.models.playbook import Playbook
 from raorch.planning.gpo import GpoFinding
 from raorch.planning.plan import Change
 from raorch.planning.rsop import RsopStatus
@@ -67,27 +68,6 @@ def choose_targets(
             ]
         )
     return [inventory.targets[n] for n in select_hosts(names, limit)]
-
-
-def plan_hosts(
-    targets: Sequence[Target],
-    passwords: dict[str, str],
-    playbook: Playbook,
-    domains: Sequence[str],
-    concurrency: int,
-    mode: HostMode = HostMode.PLAN,
-) -> list[HostReport]:
-    """One read-only session per host (PLAN or VERIFY), ``concurrency`` at a time; reports in
-    target order."""
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
-        return list(
-            pool.map(
-                lambda t: run_host(t, passwords[t.name], playbook, domains, mode),
-                targets,
-            )
-        )
 
 
 def exit_code(reports: Sequence[HostReport]) -> ExitCode:
@@ -229,12 +209,20 @@ def plan(
     host could not be read.
     """
     inventory = load_inventory(inventory_path)
-    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    playbook_path = resolve_playbook_path(inventory, playbook_opt)
+    playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
-    secrets = resolver()
-    passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    passwords = ControllerPasswords(resolver(), targets)
     warn(insecure_warnings(targets))
-    reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
+    reports = read_hosts(
+        targets,
+        playbook,
+        content_sha(playbook_path),
+        inventory.domains,
+        HostMode.PLAN,
+        concurrency=concurrency,
+        passwords=passwords,
+    )
     if as_json:
         document = {
             "playbook": playbook.name,

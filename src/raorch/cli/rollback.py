@@ -268,18 +268,14 @@ def _one(
     terminal = Terminal(
         journal, row.id, engine_.stop, console, dashboard=opts.dashboard, as_json=opts.as_json
     )
-    work = rollback_work(
-        playbook,
-        inventory.domains,
-        passwords,
-        force=opts.force,
-        playbooks_of=book.playbooks,
-    )
+    work = rollback_work(playbook, inventory.domains, playbooks_of=book.playbooks)
 
     def engine(subscribers: list[Subscriber]) -> Awaitable[RollbackResult]:
         return engine_.run(
             RollbackOptions(
                 work=work,
+                force=opts.force,
+                passwords=passwords,
                 wave=opts.wave,
                 limit=opts.limit,
                 concurrency=opts.concurrency,

@@ -20,20 +20,19 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from asyncio_pool import AioPool
-
-from raorch.engine.cancel import Cancel
+from raorch.engine.dispatch import (
+    Dispatcher,
+    HostWork,
+    PasswordSource,
+    ThreadPoolDispatcher,
+    WorkContext,
+    WorkResult,
+    in_use,
+)
+from raorch.engine.host import HostMode
 from raorch.engine.journal import Journal, RolloutRow
 from raorch.engine.lock import run_lock
-from raorch.engine.runner import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DEADLINE,
-    HostRunner,
-    HostWork,
-    Stop,
-    WorkContext,
-    fanout,
-)
+from raorch.engine.runner import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, Stop, WaveRun, fanout
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
@@ -46,6 +45,7 @@ from raorch.models.events import (
 )
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.outcomes import Outcome, WaveState
+from raorch.models.secrets import SecretResolver
 from raorch.planning.selection import select_hosts, unmatched_patterns
 
 # Outcomes after which raorch may have written to a host (None: killed while in flight).
@@ -65,6 +65,10 @@ class RollbackOptions:
     # Close the rollout once no host is left to roll back, however the runs were narrowed
     # (--wave, --limit). False inside a rollout (on_gate_failure: rollback): the rollout goes on.
     close_when_done: bool = True
+    force: bool = False  # restore over settings someone else changed since raorch set them
+    # As RunOptions: where the passwords come from; where the work runs (None: a thread pool).
+    passwords: PasswordSource | None = None
+    dispatcher: Dispatcher[WorkResult] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,35 +205,44 @@ class Rollback:
         outcome_of: dict[str, Outcome],
     ) -> None:
         emit(WaveStarted(self.id, wave, len(hosts), 100.0, time.time(), RunKind.ROLLBACK))
-        concurrency = max(1, options.concurrency)
+        deadline = options.deadline or DEFAULT_DEADLINE
 
-        def context(target: Target, cancel: Cancel) -> WorkContext:
+        def context(target: Target) -> WorkContext:
+            snapshot = self.journal.snapshot(self.id, target.name)
             return WorkContext(
-                self.id, lambda _data: None, self.journal.snapshot(self.id, target.name), cancel
+                self.id, HostMode.ROLLBACK, target, snapshot, deadline, force=options.force
             )
 
-        runner = HostRunner(
-            self.id,
-            wave,
-            options.work,
-            emit,
-            concurrency=concurrency,
-            deadline=options.deadline or DEFAULT_DEADLINE,
-            context=context,
-            kind=RunKind.ROLLBACK,
-        )
+        def keep(target: Target, result: WorkResult) -> None:
+            outcome_of[target.name] = result.outcome
 
-        async def one(name: str) -> None:
-            result = await runner.run(self.inventory.targets[name])
-            outcome_of[name] = result.outcome
-
-        with runner:
-            async with AioPool(size=concurrency) as pool:
+        with in_use(options.dispatcher, lambda: _thread_pool(options)) as dispatcher:
+            async with WaveRun(
+                dispatcher,
+                emit,
+                rollout_id=self.id,
+                wave=wave,
+                kind=RunKind.ROLLBACK,
+                concurrency=options.concurrency,
+                deadline=deadline,
+                context=context,
+                on_result=keep,
+            ) as run:
                 for name in hosts:
                     if self.stop.requested:
                         break
-                    await pool.spawn(one(name))
+                    await run.start(self.inventory.targets[name])
         state = WaveState.CANCELED if self.stop.requested else WaveState.DONE
         counts = Counter(outcome_of[h] for h in hosts if h in outcome_of)
         emit(WaveFinished(self.id, wave, state, dict(counts), time.time(), RunKind.ROLLBACK))
         await asyncio.sleep(0)
+
+
+def _thread_pool(options: RollbackOptions) -> ThreadPoolDispatcher[WorkResult]:
+    """The default dispatcher: the rollback's work in threads of this process (it commits no
+    snapshot: it restores from the one the journal kept)."""
+    return ThreadPoolDispatcher(
+        {HostMode.ROLLBACK: options.work},
+        concurrency=options.concurrency,
+        passwords=SecretResolver() if options.passwords is None else options.passwords,
+    )
