@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from raorch import samples
 from raorch.engine.contents import (
     PlaybookBook,
     content_of,
@@ -20,7 +21,9 @@ from raorch.engine.contents import (
 )
 from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import ContentRow, Journal
+from raorch.engine.rollback import Rollback
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
+from raorch.models.errors import RefusedError
 from raorch.models.inventory import (
     AuthMethod,
     Connection,
@@ -33,6 +36,7 @@ from raorch.models.inventory import (
     Target,
     WaveSpec,
 )
+from raorch.models.load import load_playbook
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Permission, Playbook
 
@@ -189,3 +193,38 @@ def test_a_journal_written_by_an_older_raorch_opens_and_goes_on(tmp_path: Path) 
     first, second = journal.contents("old-1")
     assert (first.playbook_sha, first.playbook_json, second.campaign) == ("sha0", "", "c1")
     assert journal.find_rollout("c1") is not None and journal.find_rollout("c0") is None
+
+
+def test_rollback_refuses_a_changed_playbook_only_where_the_journal_lacks_it(
+    tmp_path: Path,
+) -> None:
+    pb = tmp_path / "pb.yaml"
+    pb.write_bytes((Path(samples.__file__).parent / "offer-remote-assistance.yaml").read_bytes())
+    inv = inventory(tmp_path, [spec("canary", ["a"])])
+    journal = Journal(tmp_path / "state.db")
+    # No checked playbook given: the journal keeps the file's hash only, as an older raorch did.
+    old = Rollout(journal, inv, pb, changed)
+    run(old, "canary")
+    row = journal.rollout(old.id)
+    assert row is not None
+    engine = Rollback(journal, row, inv)
+    playbook, book = engine.playbooks(["a"])
+    assert playbook == load_playbook(pb) and book.playbooks("a") == ()
+    pb.write_text(pb.read_text(encoding="utf-8") + "\n# edited since\n", encoding="utf-8")
+    with pytest.raises(RefusedError, match="is missing or has changed since"):
+        engine.playbooks(["a"])
+    pb.unlink()
+    with pytest.raises(RefusedError, match="is missing or has changed since"):
+        engine.playbooks(["a"])
+    # A rollout whose playbook the journal keeps needs no file.
+    pb.write_text("playbook")
+    kept = Rollout(
+        journal, inventory(tmp_path, [spec("canary", ["b"])], "other"), pb, changed, PLAYBOOK
+    )
+    run(kept, "canary")
+    pb.unlink()
+    kept_row = journal.rollout(kept.id)
+    assert kept_row is not None
+    assert Rollback(journal, kept_row, inv).playbooks(["b"])[0] is None
+    assert Rollback(journal, kept_row, inv).playbooks(["b"])[1].playbooks("b") == (PLAYBOOK,)
+    journal.close()

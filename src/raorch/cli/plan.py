@@ -23,9 +23,9 @@ from raorch.cli import options
 from raorch.cli.credentials import resolver
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
+from raorch.engine.contents import content_sha
 from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.host import HostMode, HostReport
-from raorch.engine.rollout import content_sha
 from raorch.engine.work import read_hosts
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.inventory import ResolvedInventory, Target

@@ -17,10 +17,10 @@ import click
 from raorch.cli.errors import handle_errors
 from raorch.cli.main import describe_playbook
 from raorch.cli.status import open_journal, pick_rollout
+from raorch.engine.contents import content_sha
 from raorch.engine.journal import RolloutRow
 from raorch.engine.report import build_report
 from raorch.engine.report_html import render_report
-from raorch.engine.rollout import content_sha
 from raorch.models.errors import RaorchError, RefusedError
 from raorch.models.load import load_playbook
 

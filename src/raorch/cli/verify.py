@@ -33,10 +33,11 @@ from raorch.cli.plan import (
     group_policy_lines,
 )
 from raorch.cli.session import insecure_warnings, warn
+from raorch.engine.contents import content_sha
 from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.host import HostMode, HostReport
 from raorch.engine.journal import Journal, state_home
-from raorch.engine.rollout import campaign_key, content_sha
+from raorch.engine.rollout import campaign_key
 from raorch.engine.work import read_hosts, verify_rows
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from raorch.engine.contents import PlaybookBook, content_sha
 from raorch.engine.dispatch import (
     Dispatcher,
     HostWork,
@@ -44,7 +46,9 @@ from raorch.models.events import (
     WaveStarted,
 )
 from raorch.models.inventory import ResolvedInventory, Target
+from raorch.models.load import load_playbook
 from raorch.models.outcomes import Outcome, WaveState
+from raorch.models.playbook import Playbook
 from raorch.models.secrets import SecretResolver
 from raorch.planning.selection import select_hosts, unmatched_patterns
 
@@ -128,6 +132,30 @@ class Rollback:
             chosen = set(select_hosts(names, limit))
             rows = [r for r in rows if r.host in chosen]
         return [(r.host, r.wave) for r in rows if r.host not in done]
+
+    def playbooks(self, hosts: Sequence[str]) -> tuple[Playbook | None, PlaybookBook]:
+        """The playbooks ``hosts`` were applied with: what raorch wrote is worked out from them.
+
+        The journal's (``PlaybookBook``), whatever became of the playbook file. The file only
+        for a rollout recorded by an older raorch, which kept the playbook's hash and not its
+        settings: then it must be there and unchanged (its hash), else the rollback is refused,
+        since a changed playbook would restore other items than raorch wrote. Returns that
+        file's playbook (None when the journal has every host's) and the journal's book.
+        """
+        book = PlaybookBook.of(self.journal, self.id)
+        if book.complete(hosts):
+            return None, book
+        path = Path(self.row.playbook)
+        if not path.exists() or (
+            self.row.playbook_sha and content_sha(path) != self.row.playbook_sha
+        ):
+            raise RefusedError(
+                f"rollout {self.id} was recorded by an older raorch, which kept no copy of its "
+                f"playbook, and the playbook it used ({self.row.playbook}) is missing or has "
+                "changed since; rollback works out what raorch wrote from it",
+                "put the playbook back as it was for that rollout",
+            )
+        return load_playbook(path), book
 
     def close_if_done(self) -> bool:
         """Close the rollout when every host raorch changed in it is rolled back (also when

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raorch.engine.contents import content_of, describe_changes, target_to_json
+from raorch.engine.contents import content_of, content_sha, describe_changes, target_to_json
 from raorch.engine.dispatch import (
     Dispatcher,
     HostWork,
@@ -133,10 +133,6 @@ def campaign_key(inventory: Path, playbook: Path) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def content_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def check_limit(inventory: ResolvedInventory, hosts: Sequence[str], limit: str | None) -> None:
