@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from raorch.engine.contents import content_of, content_sha, describe_changes, target_to_json
@@ -531,8 +532,8 @@ class Rollout:
             kind=RunKind.ROLLOUT,
             concurrency=options.concurrency,
             deadline=deadline,
-            context=lambda target: self._context(target, deadline),
-            on_result=self._keep(gate),
+            context=partial(self._context, deadline=deadline),
+            on_result=partial(self._keep, gate),
         ) as run:
             for batch in _batches(spec, todo):
                 await self._run_batch(batch, run, gate)
@@ -558,21 +559,17 @@ class Rollout:
             await run.start(self.inventory.targets[name])
         await run.join()
 
-    def _keep(self, gate: _Gate) -> Callable[[Target, WorkResult], None]:
+    def _keep(self, gate: _Gate, target: Target, result: WorkResult) -> None:
         """What the controller keeps of a host's result: its changes and Windows in the
         journal, its outcome for the gate."""
-
-        def keep(target: Target, result: WorkResult) -> None:
-            if result.applied is not None:
-                self.journal.save_applied(self.id, target.name, result.applied)
-            if result.platform is not None:
-                platform = result.platform
-                self.journal.save_platform(
-                    self.id, target.name, platform.caption, platform.os_version, platform.profile
-                )
-            gate.done[target.name] = result.outcome
-
-        return keep
+        if result.applied is not None:
+            self.journal.save_applied(self.id, target.name, result.applied)
+        if result.platform is not None:
+            platform = result.platform
+            self.journal.save_platform(
+                self.id, target.name, platform.caption, platform.os_version, platform.profile
+            )
+        gate.done[target.name] = result.outcome
 
     def _wave_state(self, spec: WaveSpec, gate: _Gate, verdict: wave_math.GateVerdict) -> WaveState:
         if not verdict.held:
