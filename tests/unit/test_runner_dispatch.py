@@ -10,6 +10,8 @@ tests/integration.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import threading
 from pathlib import Path
 
@@ -83,6 +85,10 @@ def test_a_work_context_round_trips_through_json() -> None:
     assert WorkContext.from_json(context.to_json()) == context
     reads = WorkContext("", HostMode.VERIFY, target, None, None)
     assert WorkContext.from_json(reads.to_json()) == reads
+    # Every field of how a host is reached travels (a field added later must be carried too).
+    shipped = json.loads(context.to_json())["target"]
+    assert set(shipped) == {f.name for f in dataclasses.fields(Target)}
+    assert set(shipped["connection"]) == {f.name for f in dataclasses.fields(Connection)}
 
 
 def test_a_work_result_round_trips_through_json() -> None:
