@@ -25,6 +25,7 @@ from pathlib import Path
 import pyte
 import pytest
 
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
@@ -48,8 +49,8 @@ CREDS = Credentials("CORP\\svc", SecretRef(SecretKind.ENV, "X"))
 WAIT = 60.0  # a bound so that a hung child fails the test instead of hanging CI; not a timing
 
 
-def work(target: Target, ctx: WorkContext) -> WorkResult:
-    n = int(target.name.split("-")[1])
+def work(ctx: WorkContext, side: HostSide) -> WorkResult:
+    n = int(ctx.target.name.split("-")[1])
     if n % 9 == 4:
         return WorkResult(Outcome.SKIPPED, Reason(Stage.PREFLIGHT, "Home edition"))
     if n == 7:

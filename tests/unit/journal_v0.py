@@ -25,7 +25,11 @@ from typing import Any
 from raorch.engine.journal import Journal
 from raorch.engine.rollback import Rollback, RollbackOptions
 from raorch.engine.rollout import Rollout, RunOptions
-from raorch.engine.runner import HostPlatform, WorkContext, WorkResult
+
+try:  # the generator runs on raorch at ae58279; today's tests import only read_all
+    from raorch.engine.runner import HostPlatform, WorkContext, WorkResult  # type: ignore[attr-defined]
+except ImportError:
+    from raorch.engine.dispatch import HostPlatform, WorkContext, WorkResult
 
 try:
     from raorch.engine.store import VerifyRow

@@ -17,6 +17,7 @@ from raorch.cli.journal import create_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook
+from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.rollback import RollbackResult
 from raorch.engine.rollout import (
     FAILED_SELECTOR,
@@ -46,10 +47,10 @@ SEPARATE_JOURNALS = (
 )
 
 
-def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> dict[str, str]:
-    """Resolved before any host is touched, once per account (``prompt`` asks once)."""
-    secrets = resolver()
-    return {h: secrets.password(inventory.targets[h].credentials) for h in hosts}
+def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> ControllerPasswords:
+    """Resolved before any host is touched, once per account (``prompt`` asks once), and kept
+    in this process: the hosts' work gets them here, never through its context."""
+    return ControllerPasswords(resolver(), [inventory.targets[h] for h in hosts])
 
 
 def exit_code_for(result: WaveResult) -> ExitCode:
@@ -223,7 +224,7 @@ def run_rollout(
         journal,
         inventory,
         playbook_path,
-        rollout_work(playbook, inventory.domains, {}),
+        rollout_work(playbook, inventory.domains),
         playbook,
         go_on=go_on,
     )
@@ -237,7 +238,6 @@ def run_rollout(
         journal.close()
         raise
     passwords = passwords_for(inventory, spec.hosts)
-    rollout.work = rollout_work(playbook, inventory.domains, passwords)
     notes = list(rollout.notes)
     if first:
         notes.append(SEPARATE_JOURNALS.format(path=journal.location))
@@ -265,13 +265,8 @@ def run_rollout(
                 subscribers=subscribers,
                 # on_gate_failure: rollback undoes the halted wave's changes in the same run,
                 # each host with the playbook the journal says it was applied with.
-                rollback_work=rollback_work(
-                    playbook,
-                    inventory.domains,
-                    passwords,
-                    force=False,
-                    playbooks_of=applied_with,
-                ),
+                rollback_work=rollback_work(playbook, inventory.domains, playbooks_of=applied_with),
+                passwords=passwords,
             )
         )
 

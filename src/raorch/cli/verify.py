@@ -32,12 +32,13 @@ from raorch.cli.plan import (
     gpo_json,
     group_policy_json,
     group_policy_lines,
-    plan_hosts,
 )
 from raorch.cli.session import insecure_warnings, warn
+from raorch.engine.contents import content_sha
+from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.host import HostMode, HostReport
 from raorch.engine.rollout import campaign_key
-from raorch.engine.work import verify_rows
+from raorch.engine.work import read_hosts, verify_rows
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
@@ -151,11 +152,16 @@ def verify(
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
-    secrets = resolver()
-    passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    passwords = ControllerPasswords(resolver(), targets)
     warn(insecure_warnings(targets))
-    reports = plan_hosts(
-        targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
+    reports = read_hosts(
+        targets,
+        playbook,
+        content_sha(playbook_path),
+        inventory.domains,
+        HostMode.VERIFY,
+        concurrency=concurrency,
+        passwords=passwords,
     )
     code = exit_code(reports, allow_unreachable)
     recorded = record_verify(Path(inventory.path), playbook_path, reports)

@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from raorch.engine.store import Content, ContentRow, JournalReader
@@ -105,6 +106,11 @@ def _reach_digest(target: Target) -> str:
 
 
 # ---------------------------------------------------------------- the content
+
+
+def content_sha(path: Path) -> str:
+    """The sha-256 of a file's bytes: how the journal tells that a file changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def inventory_json(inventory: ResolvedInventory) -> str:
