@@ -277,8 +277,7 @@ class SambaDC:
         caller that dies, even by SIGKILL, leaves no samba behind. With False its input is
         /dev/null, which samba does not watch: the DC outlives its starter.
         """
-        if not self.provisioned:
-            self.provision()
+        # Before provisioning: a machine whose ports are taken gets no new domain either.
         busy = [port for port in (KDC_PORT, LDAP_PORT) if _listening(port)]
         if busy:
             raise SambaError(
@@ -286,6 +285,8 @@ class SambaDC:
                 "(or a lab started with --directory samba) is running on this machine; stop it "
                 "first (Samba binds fixed ports, one DC per machine)"
             )
+        if not self.provisioned:
+            self.provision()
         log = self.log_file.open("ab")
         self._proc = subprocess.Popen(
             ["samba", "-s", str(self.smb_conf), "-i", "--debug-stdout", "-d", "1"],
