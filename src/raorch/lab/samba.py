@@ -304,13 +304,16 @@ class SambaDC:
                     f"samba exited with status {self._proc.returncode} while starting; "
                     f"its log is {self.log_file}"
                 )
-            if all(_listening(port) for port in (KDC_PORT, LDAP_PORT)):
+            # LDAPS too, and the CA it generates on its first start (ldap_connect checks the
+            # certificate against it): a new domain's LDAPS is not ready with plain LDAP.
+            ports = (KDC_PORT, LDAP_PORT, LDAPS_PORT)
+            if all(_listening(port) for port in ports) and self.ca_file.is_file():
                 return
             time.sleep(0.2)
         self.stop()
         raise SambaError(
-            f"samba did not listen on {KDC_ADDRESS}:{KDC_PORT} and :{LDAP_PORT} within "
-            f"{timeout:.0f} s; its log is {self.log_file}"
+            f"samba did not listen on {KDC_ADDRESS}:{KDC_PORT}, :{LDAP_PORT} and "
+            f":{LDAPS_PORT} within {timeout:.0f} s; its log is {self.log_file}"
         )
 
     def stop(self) -> None:
