@@ -334,3 +334,49 @@ def test_a_fleet_asks_the_dc_once_per_account(
         samba_dc.delete(name)
     assert after["ldap_queries"] - before["ldap_queries"] <= 2
     assert after["ldap_cache_hits"] - before["ldap_cache_hits"] >= 5
+
+
+# ---------------------------------------------------------------- raorch's pre-flight
+
+
+def test_preflight_checks_helpers_against_the_dc(
+    lab_factory: LabFactory, samba_dc: SambaDC, login: str, accounts: dict[str, str]
+) -> None:
+    """raorch's own pre-flight (run_host, PLAN) through the lab (NTLM) meets the real
+    directory: the helpers it resolves carry the DC's objectSids; a deleted helper refuses
+    the host (helper_not_found) before anything is written."""
+    from raorch.engine.host import HostMode, run_host
+    from raorch.models.load import load_inventory, load_playbook
+    from raorch.models.outcomes import Outcome, Stage
+    from raorch.models.playbook import OfferRemoteAssistance, OfferState
+    from raorch.planning.refusal import RefusalKind
+
+    handle = domain_lab(lab_factory, samba_dc, login, auth="ntlm", scheme="https")
+    inventory = load_inventory(handle.inventory_path)
+    root = Path(__file__).resolve().parents[2]
+    base = load_playbook(root / "playbooks" / "offer-remote-assistance.yaml")
+
+    def plan(*helpers: str) -> Any:
+        offer = OfferRemoteAssistance(state=OfferState.ENABLED, helpers=helpers)
+        playbook = base.model_copy(update={"offer_remote_assistance": offer})
+        return run_host(
+            inventory.targets["lab-0003"],
+            handle.password,
+            playbook,
+            inventory.domains,
+            HostMode.PLAN,
+        )
+
+    helper = f"CORP\\{accounts['user']}"
+    report = plan("CORP\\RA-Helpers", helper)
+    assert report.outcome is not Outcome.FAILED and not report.refusals, report.reason
+    assert report.snapshot is not None
+    sids = {a.account: a.sid for a in report.snapshot.accounts}
+    assert sids == {
+        "CORP\\RA-Helpers": _objectsid(samba_dc, "RA-Helpers", "group"),
+        helper: _objectsid(samba_dc, accounts["user"]),
+    }
+    refused = plan("CORP\\RA-Helpers", f"CORP\\{accounts['deleted']}")
+    assert refused.outcome is Outcome.SKIPPED
+    assert refused.reason is not None and refused.reason.stage is Stage.PREFLIGHT
+    assert [r.kind for r in refused.refusals] == [RefusalKind.HELPER_NOT_FOUND]
