@@ -229,6 +229,12 @@ def up(
                 f"              SPNs WSMAN/, HTTP/, HOST/<host>.{d.dns_domain} "
                 "(address 127.0.0.1: name the host in the SPN)"
             )
+            if d.registered is not None:
+                r = d.registered
+                click.echo(
+                    f"  computers   {r.created} created, {r.reset} given a new password, "
+                    f"{r.reused} reused; keys in {d.keytab}"
+                )
         click.echo(f"  faults      {server.faults_path} (re-read when it changes)")
         click.echo(f"  state       {state_dir} (raorch lab state HOST --state-dir {state_dir})")
         click.echo(f"  try: raorch validate -i {inventory_out}")
