@@ -201,6 +201,29 @@ def test_a_host_that_refuses_ntlm(
     assert out["Ok"], out
 
 
+def test_a_ticket_for_another_host_is_refused(
+    lab_factory: LabFactory,
+    samba_dc: SambaDC,
+    login: str,
+    ccache: Callable[[str, str], None],
+) -> None:
+    """A client that names lab-0002 in the SPN while talking to lab-0001 holds a ticket
+    lab-0001's key cannot open on Windows: refused (401), no session."""
+    handle = domain_lab(lab_factory, samba_dc, login, auth="negotiate,kerberos", scheme="https")
+    ccache(handle.principal(), PASSWORD)
+    sessions = handle.state("lab-0001")["runtime"]["sessions"]
+    with pytest.raises(AuthenticationError):
+        run(
+            handle,
+            "lab-0001",
+            auth="kerberos",
+            username=None,
+            password=None,
+            negotiate_hostname_override=handle.fqdn("lab-0002"),
+        )
+    assert handle.state("lab-0001")["runtime"]["sessions"] == sessions
+
+
 # ---------------------------------------------------------------- the access check
 
 

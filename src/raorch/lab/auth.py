@@ -226,6 +226,7 @@ class ConnectionAuth:
     mechanism: Mechanism | None = None  # what authenticated it
     user: str | None = None  # the account it authenticated: DOMAIN\name
     first_token: str = ""  # token_kind of the handshake's first token
+    service: str | None = None  # Kerberos: the SPN the client's ticket is for
     allowed: bool | None = None  # the host's access check, once per connection (server.py)
 
 
@@ -374,6 +375,7 @@ class Authenticator:
         conn.user = principal_account(
             str(conn.context.client_principal or ""), self.realm, self.netbios
         )
+        conn.service = ticket_service(conn.context) if negotiated_kerberos(mechanism) else None
         return True, reply
 
     def _mechanism(self, conn: ConnectionAuth, scheme: str) -> Mechanism | None:
@@ -392,6 +394,31 @@ class Authenticator:
                 return Mechanism.NEGOTIATE_KERBEROS
             return Mechanism.KERBEROS
         return None
+
+
+def negotiated_kerberos(mechanism: Mechanism | None) -> bool:
+    return mechanism in (Mechanism.KERBEROS, Mechanism.NEGOTIATE_KERBEROS)
+
+
+def ticket_service(context: Any) -> str | None:
+    """The service principal a completed Kerberos context's ticket was for
+    (``WSMAN/lab-0001.corp.raorch.test@CORP.RAORCH.TEST``). pyspnego does not expose it: its
+    GSSAPI proxy (under SPNEGO's, for Negotiate) holds the gssapi SecurityContext, whose
+    ``target_name`` on the accepting side is that principal. None if it cannot be read."""
+    inner = context
+    for _ in range(3):
+        target = getattr(inner, "target_name", None)
+        if target is not None and not callable(target):
+            return str(target).rstrip("\x00")
+        inner = getattr(inner, "_context", None)
+        if inner is None:
+            return None
+    return None
+
+
+def spn_host(service: str) -> str:
+    """The host part of ``SERVICE/host[:port]@REALM``, lower case."""
+    return service.partition("/")[2].partition("@")[0].partition(":")[0].lower()
 
 
 # ------------------------------------------------------------------ message encryption

@@ -51,6 +51,7 @@ from raorch.lab.auth import (
     Credentials,
     encrypted_content_type,
     encryption_protocol,
+    spn_host,
     unwrap,
     wrap,
 )
@@ -428,6 +429,14 @@ class LabServer:
         extra = {"WWW-Authenticate": token} if token else {}
         if not done:
             return web.Response(status=401, headers=extra)
+        if conn.service is not None and not self._ticket_for(rt, conn.service):
+            # A ticket for another host's SPN: on Windows this host would not hold the key
+            # that decrypts it (here one keytab holds every host's): refused the same way.
+            conn.context, conn.authenticated, conn.service = None, False, None
+            resp = web.Response(status=401)
+            for challenge in self.auth.challenges():
+                resp.headers.add("WWW-Authenticate", challenge)
+            return resp
         content_type = request.headers.get("Content-Type", "")
         encrypted = content_type.startswith("multipart/encrypted")
         if encrypted:
@@ -456,6 +465,13 @@ class LabServer:
             body=reply,
             headers={**extra, "Content-Type": "application/soap+xml;charset=UTF-8"},
         )
+
+    def _ticket_for(self, rt: HostRuntime, service: str) -> bool:
+        """Whether a Kerberos ticket's SPN names this host (its DNS or account name)."""
+        if self.domain is None:
+            return True
+        account = self.domain.host_account(rt.host.name)
+        return spn_host(service) in (account.fqdn.lower(), account.account.lower())
 
     def _admitted(self, rt: HostRuntime, conn: ConnectionAuth) -> bool:
         """WinRM's access check: the default session configuration admits members of the
