@@ -224,6 +224,42 @@ def test_a_ticket_for_another_host_is_refused(
     assert handle.state("lab-0001")["runtime"]["sessions"] == sessions
 
 
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_a_host_whose_clock_is_off_refuses_tickets(
+    samba_dc: SambaDC, ccache: Callable[[str, str], None], tmp_path: Path
+) -> None:
+    """running_lab(env=...) reaches the lab's process: with libfaketime the hosts' clock runs
+    20 minutes behind the KDC's, more than Kerberos' 5 minutes of allowed skew, and the
+    ticket is refused. Its computer accounts are the handle's ``computer_account``."""
+    if not FAKETIME_LIB.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI installs faketime: {FAKETIME_LIB} missing")
+        pytest.skip("faketime is not installed (apt-get install faketime)")
+    from raorch.lab import running_lab
+
+    env = {"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": "-20m"}
+    user = "CORP\\" + unique_name("skw")
+    with running_lab(
+        hosts=1,
+        mix="win10-ent:1",
+        languages="en-US:1",
+        auth="negotiate,kerberos",
+        scheme="http",
+        directory="samba",
+        samba_dc=samba_dc,
+        user=user,
+        password=PASSWORD,
+        env=env,
+    ) as handle:
+        assert samba_dc.find(handle.computer_account("lab-0001") + "$") is not None
+        ccache(handle.principal(), PASSWORD)
+        with pytest.raises(AuthenticationError):
+            run(handle, "lab-0001", auth="kerberos", username=None, password=None)
+    samba_dc.delete(user.partition("\\")[2])
+
+
 # ---------------------------------------------------------------- the access check
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from raorch.lab.domain import DomainConfig
+from raorch.lab.domain import DomainConfig, computer_account
 from raorch.lab.inventory import InventorySpec, write_inventory
 from raorch.lab.profiles import DEFAULT_LANGUAGES, DEFAULT_MIX
 from raorch.lab.samba import SambaDC
@@ -84,6 +84,14 @@ class LabHandle:
         if not self.domain:
             raise LabError("this lab has no domain (running_lab(directory='samba'))")
         return f"{host}.{self.domain['dns_domain']}"
+
+    def computer_account(self, host: str) -> str:
+        """The host's computer account (sAMAccountName without ``$``): ``LAB-0001``, or
+        ``<TAG>-0001`` on a shared DC; its SPNs can be removed with samba-tool to make a
+        host's SPN unknown to the KDC."""
+        if not self.domain:
+            raise LabError("this lab has no domain (running_lab(directory='samba'))")
+        return computer_account(host, str(self.domain.get("tag") or ""))
 
     def principal(self, account: str | None = None) -> str:
         """``CORP\\name`` as a Kerberos principal, ``name@CORP.RAORCH.TEST`` (pyspnego hands a
@@ -231,6 +239,7 @@ def running_lab(
     samba_dc: SambaDC | None = None,
     groups: list[str] | None = None,
     refuse_ntlm: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[LabHandle]:
     """Start a lab of ``hosts`` emulated hosts, yield a ``LabHandle``, stop it on exit.
 
@@ -247,7 +256,12 @@ def running_lab(
     fixed). ``user`` must then be an account of the DC's domain (CORP); on a shared DC give
     each lab its own, since the lab sets that user's password. ``groups``: the accounts of
     ``accounts`` to create as groups. ``refuse_ntlm``: the hosts refuse NTLM.
+
+    ``env``: variables added to a child lab's environment (e.g. libfaketime's ``LD_PRELOAD``
+    and ``FAKETIME``, to skew the hosts' clock against the KDC's); not for ``in_process``.
     """
+    if env and in_process:
+        raise ValueError("env is for a lab in a child process (in_process=False)")
     if directory not in ("embedded", "samba"):
         raise ValueError(f"directory must be 'embedded' or 'samba', not {directory!r}")
     if samba_dc is not None and directory != "samba":
@@ -286,7 +300,7 @@ def running_lab(
         )
         marker_file(state_dir).unlink(missing_ok=True)
         stopper: _ThreadStopper | _ChildStopper = (
-            _start_thread(config) if in_process else _start_child(config, state_dir)
+            _start_thread(config) if in_process else _start_child(config, state_dir, env)
         )
         stack.callback(stopper)
         marker = _wait_ready(state_dir, stopper)
@@ -436,7 +450,9 @@ class _ChildStopper:
                 self.proc.wait()
 
 
-def _start_child(config: _ChildConfig, state_dir: Path) -> _ChildStopper:
+def _start_child(
+    config: _ChildConfig, state_dir: Path, env: Mapping[str, str] | None = None
+) -> _ChildStopper:
     log_path = state_dir / "lab-process.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -444,6 +460,7 @@ def _start_child(config: _ChildConfig, state_dir: Path) -> _ChildStopper:
         stdin=subprocess.PIPE,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env} if env else None,
     )
     log.close()
     assert proc.stdin is not None

@@ -361,6 +361,13 @@ def domain_accounts(netbios: str, accounts: Iterable[str], groups: Iterable[str]
     return DomainAccounts(tuple(users), tuple(made_groups))
 
 
+def computer_account(host: str, tag: str = "") -> str:
+    """A lab host's computer account name (sAMAccountName without ``$``): ``LAB-0001``, or
+    ``<TAG>-0001`` for a lab with a tag (a shared DC); at most 15 characters (NetBIOS)."""
+    number = host.rpartition("-")[2]
+    return (f"{tag}-{number}" if tag else host).upper()
+
+
 class LabDomain:
     """The domain of one running lab (see the module's docstring)."""
 
@@ -387,9 +394,8 @@ class LabDomain:
         return f"{self.config.tag}.{base}" if self.config.tag else base
 
     def host_account(self, host: str) -> HostAccount:
-        number = host.rpartition("-")[2]
-        account = f"{self.config.tag}-{number}" if self.config.tag else host
-        return HostAccount(host, account.upper(), f"{host}.{self.dns_domain}".lower())
+        account = computer_account(host, self.config.tag)
+        return HostAccount(host, account, f"{host}.{self.dns_domain}".lower())
 
     def open(self) -> None:
         """Start the DC (``start_dc``; provisioned on first use) or attach to the running one;
@@ -472,6 +478,7 @@ class LabDomain:
             "realm": self.realm,
             "netbios": self.netbios,
             "dns_domain": self.dns_domain,
+            "tag": self.config.tag,
             "kdc": "127.0.0.1",
             "krb5_conf": str(self.dc.krb5_conf),
             "dc_dir": str(self.dc.directory),
