@@ -103,3 +103,36 @@ def test_binary_sids() -> None:
     assert sid_from_bytes(bytes.fromhex("01020000000000052000000021020000")) == "S-1-5-32-545"
     with pytest.raises(ValueError):
         sid_from_bytes(b"\x01\x05\x00")
+
+
+def test_an_unreachable_dc_fails_the_domains_trust() -> None:
+    """A DC that does not answer: the host cannot reach its domain, so every domain lookup
+    fails with TrustFailure, the trusted PARTNER's too (they go through the host's DC)."""
+    from raorch.lab.directory import default_directory
+    from raorch.lab.domain import DomainDirectory, LdapAccounts
+    from raorch.lab.host import seed_host
+    from raorch.lab.operations import MARKER, run_pipeline
+    from raorch.lab.profiles import PROFILES
+    from raorch.lab.samba import SambaError
+
+    attempts = []
+
+    def connect() -> object:
+        attempts.append(1)
+        raise SambaError("cannot bind to the domain controller's LDAPS")
+
+    directory = DomainDirectory(
+        default_directory("CORP\\labadmin"),
+        LdapAccounts(connect, "DC=corp,DC=raorch,DC=test", "CORP"),
+    )
+    host = seed_host(1, PROFILES["win10-ent"], "en-US", 0)
+    ops = [
+        {"Op": "ResolveAccount", "Account": "CORP\\jdoe"},
+        {"Op": "ResolveAccount", "Account": "PARTNER\\helpdesk"},
+    ]
+    corp, partner = run_pipeline(host, directory, [(MARKER, True, [("Operations", ops)])]).outputs
+    assert corp["ErrorKind"] == partner["ErrorKind"] == "TrustFailure"
+    assert directory.broken_trusts == {"CORP"}
+    directory.broken_trusts = {"PARTNER"}  # the faults file's broken trusts still apply
+    assert directory.broken_trusts == {"PARTNER", "CORP"}
+    assert attempts  # it did try the DC
