@@ -39,9 +39,12 @@ RESOLVE = [{"Op": "ResolveAccount", "Account": "CORP\\jdoe"}]
 
 
 @pytest.fixture(scope="module")
-def login() -> str:
-    """This module's login user: the lab sets its password, so no other lab may share it."""
-    return "CORP\\" + unique_name("adm")
+def login(samba_dc: SambaDC) -> Iterator[str]:
+    """This module's login user: the lab sets its password, so no other lab may share it
+    (the labs create it; deleted at the end, the DC may be shared)."""
+    name = unique_name("adm")
+    yield "CORP\\" + name
+    samba_dc.delete(name)
 
 
 @pytest.fixture(autouse=True)
@@ -253,11 +256,13 @@ def test_a_host_whose_clock_is_off_refuses_tickets(
         password=PASSWORD,
         env=env,
     ) as handle:
-        assert samba_dc.find(handle.computer_account("lab-0001") + "$") is not None
-        ccache(handle.principal(), PASSWORD)
-        with pytest.raises(AuthenticationError):
-            run(handle, "lab-0001", auth="kerberos", username=None, password=None)
-    samba_dc.delete(user.partition("\\")[2])
+        try:
+            assert samba_dc.find(handle.computer_account("lab-0001") + "$") is not None
+            ccache(handle.principal(), PASSWORD)
+            with pytest.raises(AuthenticationError):
+                run(handle, "lab-0001", auth="kerberos", username=None, password=None)
+        finally:
+            samba_dc.delete(user.partition("\\")[2])
 
 
 # ---------------------------------------------------------------- the access check
