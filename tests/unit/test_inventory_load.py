@@ -667,3 +667,42 @@ def test_a_missing_client_key_is_located(tmp_path: Path) -> None:
     assert [p.message for p in problems] == [
         f"certificate_key_pem {tmp_path / 'k.pem'}: no such file"
     ]
+
+
+# ---------------------------------------------------------------- sites (issue 20: workers)
+
+
+def test_site_defaults_then_group_then_host(tmp_path: Path) -> None:
+    text = edit("    hosts: [h2, h3]\n", "    hosts: [h2, h3]\n    site: paris\n")
+    text = text.replace("  h3: {address: 10.0.0.3}", "  h3: {address: 10.0.0.3, site: lyon}")
+    inv = load_inventory(write(tmp_path, text))
+    sites = {name: t.site for name, t in inv.targets.items()}
+    assert sites == {"h1": "default", "h2": "paris", "h3": "lyon", "h4": "default"}
+
+
+def test_bad_site_name_is_located(tmp_path: Path) -> None:
+    text = edit("  h1: {address: 10.0.0.1}", "  h1: {address: 10.0.0.1, site: 'two words'}")
+    p = only_problem(tmp_path, text)
+    assert_at(p, text, "'two words'", "hosts.h1.site")
+    assert "site name" in p.message
+
+
+def test_bad_group_site_name_is_located(tmp_path: Path) -> None:
+    text = edit("    hosts: [h2, h3]\n", "    hosts: [h2, h3]\n    site: '-x'\n")
+    p = only_problem(tmp_path, text)
+    assert_at(p, text, "'-x'", "groups.g1.site")
+
+
+def test_host_in_groups_of_two_sites_is_an_error_unless_it_names_its_own(tmp_path: Path) -> None:
+    text = edit(
+        "  g1:\n    hosts: [h2, h3]\n",
+        "  g1:\n    hosts: [h2, h3]\n    site: paris\n  g2:\n    hosts: [h3]\n    site: lyon\n",
+    )
+    p = only_problem(tmp_path, text)
+    assert_at(p, text, "h3: {", "hosts.h3")
+    assert "g1 (paris), g2 (lyon)" in p.message and "hosts.h3.site" in p.hint
+    own = text.replace("  h3: {address: 10.0.0.3}", "  h3: {address: 10.0.0.3, site: nice}")
+    assert load_inventory(write(tmp_path, own)).targets["h3"].site == "nice"
+    # two groups of the same site agree
+    same = text.replace("site: lyon", "site: paris")
+    assert load_inventory(write(tmp_path, same)).targets["h3"].site == "paris"

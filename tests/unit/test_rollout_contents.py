@@ -6,6 +6,7 @@ wrote. The journal is the real SQLite store in a temporary directory."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -83,6 +84,27 @@ def test_a_target_round_trips_without_its_secret() -> None:
     assert "RAORCH_PW" in text  # the reference, which is no secret
     cert = Target("ws-02", "ws-02", CONN, None, "pilot")
     assert target_from_json(target_to_json(cert)) == cert
+    remote = Target("ws-03", "ws-03", CONN, CREDS, "pilot", "paris")
+    assert target_from_json(target_to_json(remote)) == remote
+
+
+def test_a_target_kept_before_sites_existed_is_of_the_default_site() -> None:
+    kept = json.loads(target_to_json(Target("ws-01", "ws-01.corp", CONN, CREDS, "pilot")))
+    del kept["site"]
+    assert target_from_json(json.dumps(kept)).site == "default"
+
+
+def test_a_host_moved_to_another_site_is_not_reached_differently(tmp_path: Path) -> None:
+    # Digests kept before sites existed stay comparable: no diff, no --continue asked.
+    waves = [spec("canary", ["a"])]
+    old_inv = inventory(tmp_path, waves)
+    new_inv = inventory(tmp_path, waves)
+    new_inv.targets["a"] = Target("a", "10.0.0.1", CONN, CREDS, "canary", "paris")
+    old = content_of("c1", old_inv, "i1", "/pb.yaml", "p1", PLAYBOOK)
+    new = content_of("c2", new_inv, "i2", "/pb.yaml", "p1", PLAYBOOK)
+    row = ContentRow("r", 1, "c1", "i1", "/pb.yaml", "p1", old.playbook_json,
+                     old.inventory_json, "began", 0.0)  # fmt: skip
+    assert describe_changes(row, new) == []
 
 
 def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:

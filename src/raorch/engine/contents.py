@@ -23,6 +23,7 @@ from typing import Any
 
 from raorch.engine.store import Content, ContentRow, JournalReader
 from raorch.models.inventory import (
+    DEFAULT_SITE,
     AuthMethod,
     Connection,
     Credentials,
@@ -48,6 +49,7 @@ def target_to_json(target: Target) -> str:
             "name": target.name,
             "address": target.address,
             "wave": target.wave,
+            "site": target.site,
             "connection": {
                 "scheme": conn.scheme.value,
                 "port": conn.port,
@@ -95,13 +97,18 @@ def target_from_json(text: str) -> Target:
             SecretRef(SecretKind(cr["password"]["kind"]), cr["password"].get("target", "")),
         )
     )
-    return Target(data["name"], data["address"], connection, credentials, data["wave"])
+    # A target the journal kept before sites existed ran where the controller was: default.
+    site = str(data.get("site", DEFAULT_SITE))
+    return Target(data["name"], data["address"], connection, credentials, data["wave"], site)
 
 
 def _reach_digest(target: Target) -> str:
     """A short digest of how a host is reached (to tell that it changed, not to show it)."""
     data = json.loads(target_to_json(target))
     data.pop("wave")
+    # Where the work runs is not how the host is reached (and digests kept before sites
+    # existed stay comparable).
+    data.pop("site")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -50,6 +50,10 @@ def _positive_seconds(value: float | None) -> float | None:
 
 # Wave names appear on the command line (--wave) and in journal records: keep them plain.
 WAVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# A site is where a host's work runs (its workers: ``raorch worker --site NAME``); the name is
+# part of the broker queue's name (``raorch.site.NAME``) and of the command line: plain, short.
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+DEFAULT_SITE = "default"  # the site of a host that names none (nor its groups)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BATCH_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*\Z")
 
@@ -150,10 +154,23 @@ class DefaultsSection(_Strict):
     credentials: CredentialsSection | None = None
 
 
+def _site(value: str | None) -> str | None:
+    if value is not None and not SITE_NAME.match(value):
+        raise reject(
+            "a site name must start with a letter or digit and contain only letters, digits, "
+            "'.', '_' and '-' (at most 63 characters)",
+            "e.g. paris, dc-2, branch.lyon",
+        )
+    return value
+
+
 class HostSection(_Strict):
     address: str
     connection: ConnectionSection | None = None
     credentials: CredentialsSection | None = None
+    site: str | None = None  # where its work runs with workers; else its groups', else default
+
+    _site_name = field_validator("site")(_site)
 
     @field_validator("address")
     @classmethod
@@ -165,6 +182,9 @@ class HostSection(_Strict):
 
 class GroupSection(_Strict):
     hosts: tuple[str, ...] = ()
+    site: str | None = None  # the site of its hosts (a host's own site: wins)
+
+    _site_name = field_validator("site")(_site)
 
 
 class WaveSection(_Strict):
@@ -296,6 +316,8 @@ class Target:
     # user name or password to give (docs/inventory.md).
     credentials: Credentials | None
     wave: str
+    # Where its work runs with workers (raorch worker --site NAME): its queue on the broker.
+    site: str = DEFAULT_SITE
 
 
 @dataclass(frozen=True, slots=True)

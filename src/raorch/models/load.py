@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from raorch.models.errors import InputError, Location, Problem
 from raorch.models.inventory import (
+    DEFAULT_SITE,
     AuthMethod,
     Connection,
     ConnectionSection,
@@ -237,6 +238,12 @@ class _Resolver:
         self._pem_checked: dict[tuple[str, str], str | None] = {}
         self._default_connection: Connection | None = None
         self._default_connection_done = False
+        # host -> the groups that name a site and list it (in the file's order)
+        self._site_groups: dict[str, list[str]] = {}
+        for group, section in inventory.groups.items():
+            if section.site is not None:
+                for host in dict.fromkeys(section.hosts):
+                    self._site_groups.setdefault(host, []).append(group)
 
     def fail(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
         if (path, message) in self.reported:  # a default shared by many hosts: once
@@ -505,6 +512,25 @@ class _Resolver:
         value = own.auth if own is not None and own.auth is not None else None
         return value or self.inv.defaults.connection.auth or DEFAULT_AUTH
 
+    def site(self, host: str) -> str:
+        """Where the host's work runs with workers: its own ``site``, else the site of the
+        groups that list it (they must agree), else ``default``."""
+        own = self.inv.hosts[host].site
+        if own is not None:
+            return own
+        groups = self._site_groups.get(host, [])
+        sites = {self.inv.groups[g].site for g in groups}
+        if len(sites) > 1:
+            named = ", ".join(f"{g} ({self.inv.groups[g].site})" for g in groups)
+            self.fail(
+                ("hosts", host),
+                f"host {host!r} is in groups of different sites: {named}",
+                f"give it its own site (hosts.{host}.site), which wins over its groups'",
+                key=True,
+            )
+        site = self.inv.groups[groups[0]].site if groups else None
+        return DEFAULT_SITE if site is None else site
+
     def _pem_problem(self, path: str, kind: str) -> str | None:
         """Why ``path`` is not a PEM file holding a ``kind`` block ("CERTIFICATE", "PRIVATE
         KEY"), or None. A directory of CA certificates (as requests accepts) is not opened."""
@@ -550,12 +576,13 @@ def load_inventory(path: str | Path) -> ResolvedInventory:
         connection = resolver.connection(host)
         auth = resolver.auth(host)
         credentials = resolver.credentials(host, auth)
+        site = resolver.site(host)
         needs_credentials = auth is not AuthMethod.CERTIFICATE
         if connection is None or (credentials is None and needs_credentials):
             continue
         if host not in wave_of:
             continue
-        targets[host] = Target(host, section.address, connection, credentials, wave_of[host])
+        targets[host] = Target(host, section.address, connection, credentials, wave_of[host], site)
     if resolver.problems:
         raise InputError(sorted(resolver.problems, key=_position))
     return ResolvedInventory(
