@@ -73,6 +73,12 @@ class JsonOnly:
         result = await self.there.submit(WorkContext.from_json(text))
         return WorkResult.from_json(result.to_json())
 
+    def withdraw(self) -> None:
+        self.there.withdraw()
+
+    def late(self, context: WorkContext) -> str | None:
+        return None
+
     def close(self) -> None:
         self.there.close()
 

@@ -179,15 +179,33 @@ class HostSide(Protocol):
 HostWork = Callable[[WorkContext, HostSide], WorkResult]
 
 
+class Withdrawn(Exception):
+    """Raised by ``submit`` for a host whose work the dispatcher gave back before it started
+    (``Dispatcher.withdraw``): the host did not run, and has no outcome."""
+
+
 class Dispatcher(Protocol[R_co]):
     """Runs a host's work somewhere and gives its result back as a value.
 
     ``submit`` returns when the work ended; the controller cancels it when it gives up on the
     host (deadline, abort), and the dispatcher then sets the host's cancel flag where the work
-    runs. An exception out of ``submit`` is the host's failure (the controller makes it one).
+    runs. An exception out of ``submit`` is the host's failure (the controller makes it one),
+    except ``Withdrawn``.
     """
 
     async def submit(self, context: WorkContext) -> R_co: ...
+
+    def withdraw(self) -> None:
+        """The controller starts no more hosts (a gate failed, Ctrl-C): work submitted but not
+        started yet where it runs (queued for a worker) is given back, its ``submit`` raising
+        ``Withdrawn``; work already started goes on. Work that starts when submitted (a
+        thread pool) has none to give back."""
+        ...
+
+    def late(self, context: WorkContext) -> str | None:
+        """Why this host had no result by its deadline, when the dispatcher knows better than
+        "it took too long" (no worker of its site took it); None otherwise."""
+        ...
 
     def close(self) -> None:
         """No more work: let go of the threads or connections; never waits for hung hosts."""
@@ -305,6 +323,12 @@ class ThreadPoolDispatcher(Generic[R]):
             # pypsrp's read timeouts.
             side.cancel.set()
             raise
+
+    def withdraw(self) -> None:
+        """Nothing to give back: a host's work starts in its thread when it is submitted."""
+
+    def late(self, context: WorkContext) -> str | None:
+        return None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

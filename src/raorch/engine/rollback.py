@@ -32,7 +32,15 @@ from raorch.engine.dispatch import (
     in_use,
 )
 from raorch.engine.host import HostMode
-from raorch.engine.runner import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, Stop, WaveRun, fanout
+from raorch.engine.runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    SiteLimits,
+    SiteQueue,
+    Stop,
+    WaveRun,
+    fanout,
+)
 from raorch.engine.store import JournalStore, RolloutRow
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
@@ -72,6 +80,7 @@ class RollbackOptions:
     # As RunOptions: where the passwords come from; where the work runs (None: a thread pool).
     passwords: PasswordSource | None = None
     dispatcher: Dispatcher[WorkResult] | None = None
+    sites: SiteLimits = field(default_factory=SiteLimits)  # hosts in flight per site
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,21 +249,28 @@ class Rollback:
             outcome_of[target.name] = result.outcome
 
         with in_use(options.dispatcher, lambda: _thread_pool(options)) as dispatcher:
-            async with WaveRun(
-                dispatcher,
-                emit,
-                rollout_id=self.id,
-                wave=wave,
-                kind=RunKind.ROLLBACK,
-                concurrency=options.concurrency,
-                deadline=deadline,
-                context=context,
-                on_result=keep,
-            ) as run:
-                for name in hosts:
-                    if self.stop.requested:
-                        break
-                    await run.start(self.inventory.targets[name])
+            self.stop.listeners.append(dispatcher.withdraw)
+            try:
+                async with WaveRun(
+                    dispatcher,
+                    emit,
+                    rollout_id=self.id,
+                    wave=wave,
+                    kind=RunKind.ROLLBACK,
+                    concurrency=options.concurrency,
+                    deadline=deadline,
+                    context=context,
+                    on_result=keep,
+                    sites=options.sites,
+                ) as run:
+                    queue = SiteQueue(self.inventory.targets[name] for name in hosts)
+                    while queue:
+                        target = await run.next_host(queue)
+                        if self.stop.requested:
+                            break
+                        await run.start(target)
+            finally:
+                self.stop.listeners.remove(dispatcher.withdraw)
         state = WaveState.CANCELED if self.stop.requested else WaveState.DONE
         counts = Counter(outcome_of[h] for h in hosts if h in outcome_of)
         emit(WaveFinished(self.id, wave, state, dict(counts), time.time(), RunKind.ROLLBACK))

@@ -39,7 +39,15 @@ from raorch.engine.dispatch import (
 )
 from raorch.engine.host import HostMode
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
-from raorch.engine.runner import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, Stop, WaveRun, fanout
+from raorch.engine.runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEADLINE,
+    SiteLimits,
+    SiteQueue,
+    Stop,
+    WaveRun,
+    fanout,
+)
 from raorch.engine.store import ContentRow, JournalStore, RolloutRow, WaveRow
 from raorch.models.errors import RefusedError
 from raorch.models.events import (
@@ -109,6 +117,8 @@ class RunOptions:
     # Where the hosts' work runs (and its rollback's); None: a thread pool of this process,
     # sized to the concurrency, running the rollout's work (and ``rollback_work``).
     dispatcher: Dispatcher[WorkResult] | None = None
+    # Hosts in flight per site (--site-concurrency), within ``concurrency``.
+    sites: SiteLimits = field(default_factory=SiteLimits)
 
 
 class ContentChangedError(RefusedError):
@@ -500,44 +510,53 @@ class Rollout:
         ran)."""
         deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE
         verdict: wave_math.GateVerdict | None = None
-        async with WaveRun(
-            dispatcher,
-            gate.emit,
-            rollout_id=self.id,
-            wave=spec.name,
-            kind=RunKind.ROLLOUT,
-            concurrency=options.concurrency,
-            deadline=deadline,
-            context=partial(self._context, deadline=deadline),
-            on_result=partial(self._keep, gate),
-        ) as run:
-            for batch in _batches(spec, todo):
-                await self._run_batch(batch, run, gate)
-                verdict = gate.judge()
-                if not verdict.held or self.stop.requested:
-                    break
+        gate.withdraw = dispatcher.withdraw
+        # Ctrl-C: no new host starts, and the dispatcher gives back those it has not started.
+        self.stop.listeners.append(dispatcher.withdraw)
+        try:
+            async with WaveRun(
+                dispatcher,
+                gate.emit,
+                rollout_id=self.id,
+                wave=spec.name,
+                kind=RunKind.ROLLOUT,
+                concurrency=options.concurrency,
+                deadline=deadline,
+                context=partial(self._context, deadline=deadline),
+                on_result=partial(self._keep, gate),
+                sites=options.sites,
+            ) as run:
+                gate.run = run
+                for batch in _batches(spec, todo):
+                    await self._run_batch(batch, run, gate)
+                    verdict = gate.judge()
+                    if not verdict.held or self.stop.requested:
+                        break
+        finally:
+            self.stop.listeners.remove(dispatcher.withdraw)
         return verdict
 
     async def _run_batch(self, batch: list[str], run: WaveRun, gate: _Gate) -> None:
         """Start the batch's hosts while the gate can still hold and no stop was asked; wait
         for every host started."""
-        remaining = len(batch)
-        for name in batch:
-            # Wait for a free slot BEFORE deciding to start the next host, so that the
-            # decision sees every host that has finished by then.
-            await run.free_slot()
+        gate.unstarted = SiteQueue(self.inventory.targets[name] for name in batch)
+        while gate.unstarted:
+            # Wait for a free slot (of the run, and of a host's site) BEFORE deciding to start
+            # the next host, so that the decision sees every host that has finished by then.
+            target = await run.next_host(gate.unstarted)
             # Early halt: the batch cannot end within the gate any more.
-            if gate.lost_early(remaining + run.in_flight):
-                gate.lost = True
+            if gate.lost_early(len(gate.unstarted) + 1 + run.in_flight):
+                gate.lose()
             if gate.lost or self.stop.requested:
                 break
-            remaining -= 1
-            await run.start(self.inventory.targets[name])
+            await run.start(target)
+        gate.unstarted = SiteQueue(())
         await run.join()
 
     def _keep(self, gate: _Gate, target: Target, result: WorkResult) -> None:
         """What the controller keeps of a host's result: its changes and Windows in the
-        journal, its outcome for the gate."""
+        journal, its outcome for the gate (which may be lost with it: then the hosts the
+        dispatcher has not started are given back at once, not run)."""
         if result.applied is not None:
             self.journal.save_applied(self.id, target.name, result.applied)
         if result.platform is not None:
@@ -546,6 +565,10 @@ class Rollout:
                 self.id, target.name, platform.caption, platform.os_version, platform.profile
             )
         gate.done[target.name] = result.outcome
+        # This host is still counted in flight until its result is kept.
+        in_flight = 0 if gate.run is None else gate.run.in_flight - 1
+        if not gate.lost and gate.lost_early(len(gate.unstarted) + in_flight):
+            gate.lose()
 
     def _wave_state(self, spec: WaveSpec, gate: _Gate, verdict: wave_math.GateVerdict) -> WaveState:
         if not verdict.held:
@@ -577,6 +600,7 @@ class Rollout:
                 close_when_done=False,
                 passwords=options.passwords,
                 dispatcher=options.dispatcher,
+                sites=options.sites,
             ),
             stop=self.stop,
         )
@@ -599,6 +623,15 @@ class _Gate:
         self.earlier = dict(Counter(done.values()))
         self.emit = emit
         self.lost = False  # the batch could not end within the gate: no host starts any more
+        self.unstarted = SiteQueue(())  # the running batch's hosts not started yet
+        self.run: WaveRun | None = None
+        self.withdraw: Callable[[], None] = lambda: None  # the dispatcher's
+
+    def lose(self) -> None:
+        """The batch cannot end within the gate: no host starts any more, and the hosts the
+        dispatcher has not started yet (queued for a worker) are given back."""
+        self.lost = True
+        self.withdraw()
 
     def failed(self) -> int:
         skipped_fails = self.spec.skipped_counts_as_failed

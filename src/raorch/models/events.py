@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from raorch.models.inventory import DEFAULT_SITE
 from raorch.models.outcomes import Outcome, Reason, WaveState
 
 
@@ -55,6 +56,7 @@ class HostStarted:
     host: str
     at: float
     kind: RunKind = RunKind.ROLLOUT
+    site: str = DEFAULT_SITE  # where its work runs (the dashboard's per-site figures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class HostFinished:
     changes: int = 0  # writes made (rollout) or restored (rollback)
     details: tuple[str, ...] = ()  # e.g. a rollback conflict's differences
     kind: RunKind = RunKind.ROLLOUT
+    site: str = DEFAULT_SITE
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,22 @@ class RolloutFinished:
     kind: RunKind = RunKind.ROLLOUT
 
 
+@dataclass(frozen=True, slots=True)
+class SiteChecked:
+    """What the broker says of a site's queue while a run goes through workers (``raorch
+    rollout --broker``): emitted when it changes, at most once a second per site."""
+
+    rollout_id: str
+    site: str
+    workers: int  # consumers of the site's queue: its live workers' connections
+    queued: int  # tasks waiting in the queue, not yet taken by a worker
+    # When the site was seen without a worker, once that lasted --no-worker-after seconds;
+    # None: it has one (or not for that long).
+    no_worker_since: float | None
+    at: float
+    kind: RunKind = RunKind.ROLLOUT
+
+
 Event = (
     RolloutStarted
     | WaveStarted
@@ -110,6 +129,7 @@ Event = (
     | GateEvaluated
     | WaveFinished
     | RolloutFinished
+    | SiteChecked
 )
 
 
