@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raorch.engine.journal import JOURNAL_FILE, Journal
 from raorch.engine.paths import state_home
-from raorch.engine.store import JournalStore
+from raorch.engine.store import JournalStore, WorkerJournal
 from raorch.models.errors import RefusedError
 
 
@@ -50,3 +50,12 @@ def open_journal() -> JournalStore:
         )
     journal.close_interrupted(time.time())
     return journal
+
+
+def worker_journal(location: str | None) -> WorkerJournal:
+    """The journal a worker (``raorch worker``) shares with its controller: ``--journal``
+    (the SQLite file's path), else the state directory's, made if there is none yet (a
+    worker may start before the first rollout)."""
+    if location:
+        return Journal(Path(location).expanduser())
+    return Journal.open_default()

@@ -48,3 +48,29 @@ no_dashboard = click.option(
 as_json = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
 )
+
+
+# ---------------------------------------------------------------- workers (issue 20)
+
+broker = click.option(
+    "--broker",
+    default=None,
+    envvar="RAORCH_BROKER",
+    help="Run the hosts on workers per site (raorch worker) through this RabbitMQ broker, "
+    "amqp://USER:PASSWORD@HOST:PORT/VHOST (or RAORCH_BROKER). Default: in this process.",
+)
+site_concurrency = click.option(
+    "--site-concurrency",
+    "site_concurrency",
+    multiple=True,
+    metavar="[SITE=]N",
+    help="Hosts in flight per site, within --concurrency: N for every site, SITE=N for one "
+    "(repeatable).",
+)
+no_worker_after = click.option(
+    "--no-worker-after",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="With --broker: seconds a site may have no worker before the dashboard and status "
+    "show it so (default 30); its hosts wait for one until their deadline.",
+)

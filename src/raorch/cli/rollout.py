@@ -16,6 +16,8 @@ from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.journal import create_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
+from raorch.cli.workers import broker_dispatcher, refuse_prompted, report_sites, site_limits
+from raorch.engine.broker import CeleryDispatcher
 from raorch.engine.contents import PlaybookBook
 from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.rollback import RollbackResult
@@ -26,10 +28,11 @@ from raorch.engine.rollout import (
     RunOptions,
     WaveResult,
 )
+from raorch.engine.runner import SiteLimits
 from raorch.engine.store import JournalReader
 from raorch.engine.work import rollback_work, rollout_work
 from raorch.models.errors import ExitCode, RefusedError
-from raorch.models.events import Subscriber
+from raorch.models.events import RunKind, Subscriber
 from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome, WaveState
@@ -211,6 +214,9 @@ def run_rollout(
     as_json: bool,
     console: Console,
     go_on: bool = False,
+    broker: str | None = None,
+    sites: SiteLimits | None = None,
+    no_worker_after: float | None = None,
 ) -> ExitCode:
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
@@ -237,7 +243,19 @@ def run_rollout(
     except BaseException:
         journal.close()
         raise
-    passwords = passwords_for(inventory, spec.hosts)
+    targets = [inventory.targets[h] for h in spec.hosts]
+    dispatcher: CeleryDispatcher | None = None
+    if broker is not None:
+        # Workers resolve the references where they run: nothing is asked or read here.
+        refuse_prompted(targets)
+        try:
+            dispatcher = broker_dispatcher(broker, targets, no_worker_after)
+        except BaseException:
+            journal.close()
+            raise
+        passwords = None
+    else:
+        passwords = passwords_for(inventory, spec.hosts)
     notes = list(rollout.notes)
     if first:
         notes.append(SEPARATE_JOURNALS.format(path=journal.location))
@@ -255,6 +273,8 @@ def run_rollout(
         return book[0].playbooks(host)
 
     def engine(subscribers: list[Subscriber]) -> Awaitable[WaveResult]:
+        if dispatcher is not None:
+            report_sites(dispatcher, rollout_id, RunKind.ROLLOUT, subscribers)
         return rollout.run_wave(
             RunOptions(
                 wave=wave,
@@ -267,10 +287,16 @@ def run_rollout(
                 # each host with the playbook the journal says it was applied with.
                 rollback_work=rollback_work(playbook, inventory.domains, playbooks_of=applied_with),
                 passwords=passwords,
+                dispatcher=dispatcher,
+                sites=sites or SiteLimits(),
             )
         )
 
-    result = terminal.run(engine)
+    try:
+        result = terminal.run(engine)
+    finally:
+        if dispatcher is not None:
+            dispatcher.close()
     names = [w.name for w in inventory.waves]
     later = names[names.index(spec.name) + 1 :]
     steps = next_steps(
@@ -314,7 +340,10 @@ def run_rollout(
     "rollout and the changed content (recorded in the journal).",
 )
 @options.concurrency
+@options.site_concurrency
 @options.deadline
+@options.broker
+@options.no_worker_after
 @options.no_dashboard
 @options.as_json
 def rollout(
@@ -325,7 +354,10 @@ def rollout(
     force: bool,
     go_on: bool,
     concurrency: int,
+    site_concurrency: tuple[str, ...],
     deadline: float | None,
+    broker: str | None,
+    no_worker_after: float | None,
     no_dashboard: bool,
     as_json: bool,
 ) -> None:
@@ -335,9 +367,11 @@ def rollout(
     every earlier wave finished with its gate held. Killed? Run the same command again: it
     resumes the wave. Changed the inventory or playbook in the middle of a rollout? The run is
     refused with what changed, until you choose: --continue, or roll that rollout back first.
+    With --broker, each host runs on a worker of its site (raorch worker --site NAME).
     """
 
     console = Console()
+    sites = site_limits(site_concurrency)
     code = run_rollout(
         inventory_path,
         playbook_opt,
@@ -350,5 +384,8 @@ def rollout(
         as_json=as_json,
         console=console,
         go_on=go_on,
+        broker=broker,
+        sites=sites,
+        no_worker_after=no_worker_after,
     )
     raise click.exceptions.Exit(int(code))

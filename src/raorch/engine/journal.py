@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raorch.engine.journal_schema import migrate
-from raorch.engine.lock import is_running, run_lock
+from raorch.engine.lock import host_lock, is_running, run_lock
 from raorch.engine.paths import private_dir, private_file, state_home
 from raorch.engine.store import (
     Content,
     ContentRow,
     HostRow,
-    JournalStore,
     PlatformRow,
     RollbackRow,
     RolloutRow,
@@ -39,6 +38,7 @@ from raorch.engine.store import (
     TimelineRow,
     VerifyRow,
     WaveRow,
+    WorkerJournal,
     operator_account,
 )
 from raorch.models.events import (
@@ -61,7 +61,7 @@ JOURNAL_FILE = "state.db"  # in the state directory ($RAORCH_HOME)
 _NEXT_POSITION = "(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE rollout_id = ?)"
 
 
-class Journal(JournalStore):
+class Journal(WorkerJournal):
     """The journal store in one SQLite database (``engine/store.py`` has its two sides).
     Thread-safe: one connection behind a lock (the engine writes from the event loop, and
     snapshots from worker threads). The run lock is a ``flock`` beside it (``engine/lock.py``)."""
@@ -109,6 +109,14 @@ class Journal(JournalStore):
 
     def is_running(self, rollout_id: str) -> bool:
         return is_running(self.path.parent, rollout_id)
+
+    def host_lock(
+        self, rollout_id: str, host: str, wait: float | None
+    ) -> AbstractContextManager[None]:
+        """A ``flock`` beside the journal (engine/lock.py): the workers sharing this SQLite
+        file share its directory (one machine: SQLite's WAL needs it, sqlite.org, "Write-Ahead
+        Logging")."""
+        return host_lock(self.path.parent, rollout_id, host, wait)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

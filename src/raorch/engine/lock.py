@@ -10,7 +10,9 @@ the same command resumes at once.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +56,42 @@ def run_lock(home: Path, rollout_id: str) -> Iterator[None]:
                 f"(lock {path})",
                 "wait for it to finish (raorch status --last --watch), or stop it",
             ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _host_lock_path(home: Path, rollout_id: str, host: str) -> Path:
+    # A digest: a host's name is the inventory's key, not necessarily a safe file name.
+    digest = hashlib.sha256(host.encode("utf-8")).hexdigest()[:32]
+    return home / "rollouts" / rollout_id / "hosts" / f"{digest}.lock"
+
+
+@contextmanager
+def host_lock(home: Path, rollout_id: str, host: str, wait: float | None) -> Iterator[None]:
+    """One worker at a time on a host of a rollout (``raorch worker``): held while the host's
+    work runs. A second task for the same host (a redelivery while the first worker still
+    lives, a controller's rerun while its earlier tasks still run) waits for it, then finds
+    the host as the first left it. ``flock`` on a file per host: the kernel drops it with its
+    process (a SIGKILLed worker's host is free at once for the redelivered task), and two
+    threads of one process each open the file, so they exclude each other too. Raises
+    ``TimeoutError`` when another holder kept it ``wait`` seconds (None: wait for ever)."""
+    private_dir(home / "rollouts" / rollout_id / "hosts")
+    path = _host_lock_path(home, rollout_id, host)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        end = None if wait is None else time.monotonic() + wait
+        pause = 0.02
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"host {host} is held by another worker") from None
+                time.sleep(pause if left is None else min(pause, left))
+                pause = min(pause * 2, 0.5)
         yield
     finally:
         os.close(fd)

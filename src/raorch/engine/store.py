@@ -338,6 +338,19 @@ class JournalWriter(Protocol):
         ...
 
 
+class HostLocks(Protocol):
+    """What a worker needs of the journal beyond the store: one worker at a time per host of a
+    rollout, across the worker processes (and machines) sharing the journal, released when its
+    holder dies whatever the way (``raorch worker``, engine/workers.py)."""
+
+    def host_lock(
+        self, rollout_id: str, host: str, wait: float | None
+    ) -> AbstractContextManager[None]:
+        """Held while a host's work runs; raises ``TimeoutError`` after ``wait`` seconds (None:
+        waits for ever) while another live holder has it."""
+        ...
+
+
 class JournalStore(JournalReader, JournalWriter, Protocol):
     """Both sides: what the engine and the commands that run it hold."""
 
@@ -349,3 +362,7 @@ class JournalStore(JournalReader, JournalWriter, Protocol):
         for rollout_id in closed:
             self.mark_interrupted(rollout_id, now)
         return closed
+
+
+class WorkerJournal(JournalStore, HostLocks, Protocol):
+    """The journal as a worker holds it: the store and the per-host locks."""
