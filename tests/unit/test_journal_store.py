@@ -7,6 +7,8 @@ import dataclasses
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import typing
 from pathlib import Path
@@ -20,7 +22,7 @@ from raorch.cli.verify import record_verify
 from raorch.engine import journal_schema
 from raorch.engine.journal import Journal
 from raorch.engine.journal_schema import SCHEMA_VERSION
-from raorch.engine.store import Content, JournalStore, VerifyRow
+from raorch.engine.store import Content, JournalStore, SiteRow, VerifyRow
 from raorch.models import events
 from raorch.models.errors import ExitCode, RefusedError
 from raorch.models.events import (
@@ -30,6 +32,7 @@ from raorch.models.events import (
     RolloutFinished,
     RolloutStarted,
     RunKind,
+    SiteChecked,
     WaveFinished,
     WaveStarted,
 )
@@ -145,6 +148,54 @@ def test_a_verify_outcome_goes_on_the_timeline_only(journal: JournalStore) -> No
     assert [(t.kind, t.outcome) for t in journal.timeline(rid, "h0")] == [
         (RunKind.VERIFY, Outcome.DRIFTED)
     ]
+
+
+def test_a_sites_figures_are_its_last_ones_in_the_order_first_seen(journal: JournalStore) -> None:
+    rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary",)).id
+    journal.record(SiteChecked(rid, "paris", 2, 5, None, 1.0))
+    journal.record(SiteChecked(rid, "lyon", 0, 3, None, 1.5))
+    journal.record(SiteChecked(rid, "lyon", 0, 3, 1.5, 32.0))
+    journal.record(SiteChecked(rid, "paris", 1, 0, None, 33.0, RunKind.ROLLBACK))
+    assert journal.sites(rid) == [
+        SiteRow("paris", 1, 0, None, 33.0),
+        SiteRow("lyon", 0, 3, 1.5, 32.0),
+    ]
+    assert journal.sites("another") == []
+
+
+def test_one_holder_at_a_time_per_host_and_a_dead_holders_lock_is_free(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.db")
+    with journal.host_lock("r1", "ws-01", wait=None):
+        # another holder (a second open of the lock file, as another worker's) waits, then
+        # gives up; another host, or the same host of another rollout, is free
+        with pytest.raises(TimeoutError), journal.host_lock("r1", "ws-01", wait=0.1):
+            pass
+        with journal.host_lock("r1", "ws-02", wait=0), journal.host_lock("r2", "ws-01", wait=0):
+            pass
+    # A holder killed with SIGKILL: the kernel dropped its lock.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from raorch.engine.journal import "
+            "Journal; j = Journal(Path(sys.argv[1])); "
+            "l = j.host_lock('r1', 'ws-01', None); l.__enter__(); print('held', flush=True); "
+            "time.sleep(600)",
+            str(tmp_path / "state.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError), journal.host_lock("r1", "ws-01", wait=0.1):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+    with journal.host_lock("r1", "ws-01", wait=0):
+        pass
+    journal.close()
 
 
 # ---------------------------------------------------------------- versions and migrations

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from raorch.cli.view import LAST_FAILURES, LatencyHistogram, RolloutView, Throughput
+from raorch.cli.plain import summary_lines
+from raorch.cli.view import (
+    LAST_FAILURES,
+    LatencyHistogram,
+    RolloutView,
+    SiteFigures,
+    Throughput,
+)
+from raorch.engine.contents import target_to_json
+from raorch.engine.journal import Journal
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -15,9 +25,11 @@ from raorch.models.events import (
     RolloutFinished,
     RolloutStarted,
     RunKind,
+    SiteChecked,
     WaveFinished,
     WaveStarted,
 )
+from raorch.models.inventory import AuthMethod, Connection, Scheme, Target
 from raorch.models.outcomes import Outcome, Reason, Stage, WaveState
 
 T0 = 1_000_000.0
@@ -316,3 +328,63 @@ def test_a_rollback_inside_a_rollout_keeps_the_waves_rollout_figures() -> None:
     console = Console(record=True, width=80, height=24)
     console.print(DashboardFrame(view.figures(5.0)))
     assert "rolled_back" in console.export_text()
+
+
+# ---------------------------------------------------------------- sites (a run through workers)
+
+
+def site_events(rid: str) -> list[Event]:
+    def done(host: str, outcome: Outcome, at: float, site: str) -> HostFinished:
+        return HostFinished(rid, "canary", host, outcome, None, 1.0, at, site=site)
+
+    return [
+        RolloutStarted(rid, RunKind.ROLLOUT, "inv.yaml", "pb.yaml", ("canary",), T0),
+        WaveStarted(rid, "canary", 4, 50.0, T0, wave_hosts=4),
+        HostStarted(rid, "canary", "p1", T0 + 1, site="paris"),
+        HostStarted(rid, "canary", "p2", T0 + 1, site="paris"),
+        HostStarted(rid, "canary", "l1", T0 + 1, site="lyon"),
+        HostStarted(rid, "canary", "l2", T0 + 1, site="lyon"),
+        SiteChecked(rid, "paris", 2, 0, None, T0 + 2),
+        SiteChecked(rid, "lyon", 0, 2, None, T0 + 2),
+        done("p1", Outcome.CHANGED, T0 + 3, "paris"),
+        done("p2", Outcome.FAILED, T0 + 4, "paris"),
+        SiteChecked(rid, "lyon", 0, 2, T0 + 2, T0 + 40),
+    ]
+
+
+def test_a_run_through_workers_has_a_line_per_site() -> None:
+    figures = feed(RolloutView(), site_events(RID)).figures(T0 + 41)
+    assert figures.sites == (
+        SiteFigures("paris", 2, 0, None, 0, {Outcome.CHANGED: 1, Outcome.FAILED: 1}),
+        SiteFigures("lyon", 0, 2, T0 + 2, 2, {}),
+    )
+    lines = summary_lines(figures)
+    assert "site paris: 2 worker(s), 0 queued, 0 in flight; changed 1, failed 1" in lines
+    lyon = next(line for line in lines if line.startswith("site lyon"))
+    assert lyon.startswith("site lyon: NO WORKER since ") and "2 queued" in lyon
+    assert "raorch worker --site lyon" in lyon
+
+
+def test_a_run_without_workers_shows_no_site() -> None:
+    events = [e for e in site_events(RID) if not isinstance(e, SiteChecked)]
+    assert feed(RolloutView(), events).figures(T0 + 41).sites == ()
+
+
+def test_the_sites_read_the_same_from_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.db")
+    rid = journal.open_rollout("c" * 64, "inv.yaml", "pb.yaml", ("canary",)).id
+    conn = Connection(Scheme.HTTPS, 5986, AuthMethod.NTLM, True, None, 5, 30, False)
+    journal.save_targets(
+        rid,
+        {
+            h: target_to_json(Target(h, h, conn, None, "canary", site))
+            for h, site in (("p1", "paris"), ("p2", "paris"), ("l1", "lyon"), ("l2", "lyon"))
+        },
+    )
+    live = RolloutView(rid, "inv.yaml", "pb.yaml", ("canary",))
+    for event in site_events(rid):
+        journal.record(event)
+        live(event)
+    stored = RolloutView.from_journal(journal, rid).figures(T0 + 41)
+    assert stored.sites == live.figures(T0 + 41).sites
+    journal.close()

@@ -37,6 +37,7 @@ from raorch.cli.plain import (
     percent_text,
     rate_text,
     say,
+    site_text,
 )
 from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigures
 from raorch.models.events import (
@@ -295,12 +296,18 @@ class DashboardFrame:
             ),
             _one_line(Text(f"playbook {f.playbook}  inventory {f.inventory}", style="dim")),
         ]
-        fixed = len(lines) + 1  # header lines, the rates line
+        # A run through workers: a line per site (as many as the height allows), under the
+        # waves.
+        site_rows = min(len(f.sites), max(0, (height - len(lines) - 3) // 3))
+        fixed = len(lines) + 1 + site_rows  # header lines, the rates line, the sites
         # Waves take what they need (the table: a line each and its header), leaving at least
         # a few rows to the failures and refusals.
         reserve = 4 if f.failures or f.refusals else 0
         waves, wave_rows = _waves_view(f, max(2, height - fixed - reserve), width)
         lines.append(waves)
+        for site in f.sites[:site_rows]:
+            style = "bold red" if site.no_worker_since is not None else ""
+            lines.append(_one_line(Text(site_text(site), style=style)))
         lines.append(
             _one_line(
                 Text(

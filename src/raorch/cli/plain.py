@@ -12,7 +12,7 @@ import time
 
 from rich.console import Console
 
-from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, WaveFigures
+from raorch.cli.view import GateFigures, RolloutFigures, RolloutView, SiteFigures, WaveFigures
 from raorch.models.events import Event, HostFinished, RunKind
 from raorch.models.outcomes import Outcome, WaveState
 
@@ -82,6 +82,21 @@ def run_text(wave: WaveFigures) -> str:
     return f" ({wave.earlier} earlier, {wave.ran} this run)"
 
 
+def site_text(site: SiteFigures) -> str:
+    """``site paris: 2 worker(s), 0 queued, 3 in flight; changed 5, failed 1``, or the site
+    without a worker said first."""
+    parts = [f"{o.value.replace('_', ' ')} {site.counts[o]}" for o in Outcome if site.counts.get(o)]
+    done = ", ".join(parts) or "no host finished"
+    if site.no_worker_since is not None:
+        since = time.strftime("%H:%M:%S", time.localtime(site.no_worker_since))
+        return (
+            f"site {site.site}: NO WORKER since {since}; {site.queued} queued, their hosts wait "
+            f"for one until their deadline (raorch worker --site {site.site}); {done}"
+        )
+    workers = "workers not looked at yet" if site.workers < 0 else f"{site.workers} worker(s)"
+    return f"site {site.site}: {workers}, {site.queued} queued, {site.in_flight} in flight; {done}"
+
+
 def _resume_lines(figures: RolloutFigures) -> list[str]:
     """How to go on after a run that ended before its end: the same command resumes it (the
     journal keeps every finished host and every snapshot)."""
@@ -117,6 +132,7 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
             f"wave {wave.name}: {wave.state.value}, {wave.done}/{wave.total}{run_text(wave)}; "
             f"{counts_text(wave)}{gate}"
         )
+    lines += [site_text(site) for site in figures.sites]
     lines.append(
         f"{figures.finished_hosts} hosts finished in {clock_text(figures.elapsed)} "
         f"({rate_text(figures.throughput)}; per host p50 {duration_text(figures.latency_p50)}, "

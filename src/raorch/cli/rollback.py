@@ -32,12 +32,16 @@ from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
+from raorch.cli.workers import broker_dispatcher, refuse_prompted, report_sites, site_limits
+from raorch.engine.broker import CeleryDispatcher
 from raorch.engine.contents import target_from_json
+from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
+from raorch.engine.runner import SiteLimits
 from raorch.engine.store import JournalReader, JournalStore, RolloutRow
 from raorch.engine.work import rollback_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
-from raorch.models.events import Subscriber
+from raorch.models.events import RunKind, Subscriber
 from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory
 
@@ -174,6 +178,9 @@ class _Options:
     deadline: float | None
     dashboard: bool
     as_json: bool
+    broker: str | None = None  # through the workers of the hosts' sites
+    sites: SiteLimits = dataclasses.field(default_factory=SiteLimits)
+    no_worker_after: float | None = None
 
 
 def _nothing(
@@ -225,10 +232,18 @@ def _one(
         journal, row.id, engine_.stop, console, dashboard=opts.dashboard, as_json=opts.as_json
     )
 
+    dispatcher = options.dispatcher  # with --broker: the workers'
+
     def engine(subscribers: list[Subscriber]) -> Awaitable[RollbackResult]:
+        if isinstance(dispatcher, CeleryDispatcher):
+            report_sites(dispatcher, row.id, RunKind.ROLLBACK, subscribers)
         return engine_.run(dataclasses.replace(options, subscribers=subscribers))
 
-    result = terminal.run(engine)
+    try:
+        result = terminal.run(engine)
+    finally:
+        if dispatcher is not None:
+            dispatcher.close()
     conflicts = journal.rollback_details(row.id, result.conflict_hosts)
     if not opts.as_json:
         _print_one(console, terminal, journal, row, result, conflicts, engine_.stop.requested)
@@ -252,8 +267,17 @@ def _prepare(
     inventory, notes = reach(journal, row, opts.inventory_opt, names)
     engine_.inventory = inventory
     hosts = [h for h in names if h in inventory.targets]
-    passwords = passwords_for(inventory, hosts)
-    warn(notes + insecure_warnings([inventory.targets[h] for h in hosts]))
+    targets = [inventory.targets[h] for h in hosts]
+    dispatcher: CeleryDispatcher | None = None
+    passwords: ControllerPasswords | None = None
+    if opts.broker is not None:
+        # The workers read the playbooks and the snapshots from the journal they share, and
+        # the passwords where they run: nothing is asked here.
+        refuse_prompted(targets)
+        dispatcher = broker_dispatcher(opts.broker, targets, opts.no_worker_after)
+    else:
+        passwords = passwords_for(inventory, hosts)
+    warn(notes + insecure_warnings(targets))
     return RollbackOptions(
         work=rollback_work(playbook, inventory.domains, playbooks_of=book.playbooks),
         force=opts.force,
@@ -262,6 +286,8 @@ def _prepare(
         limit=opts.limit,
         concurrency=opts.concurrency,
         deadline=opts.deadline,
+        dispatcher=dispatcher,
+        sites=opts.sites,
     )
 
 
@@ -363,7 +389,10 @@ def _json_document(
     "it no longer names is reached as the journal recorded it).",
 )
 @options.concurrency
+@options.site_concurrency
 @options.deadline
+@options.broker
+@options.no_worker_after
 @options.no_dashboard
 @options.as_json
 @handle_errors
@@ -376,14 +405,18 @@ def rollback(
     force: bool,
     inventory_opt: str | None,
     concurrency: int,
+    site_concurrency: tuple[str, ...],
     deadline: float | None,
+    broker: str | None,
+    no_worker_after: float | None,
     no_dashboard: bool,
     as_json: bool,
 ) -> None:
     """Restore every host raorch changed in a rollout (or wave) from its snapshot.
 
     What raorch wrote is read from the journal (the snapshot and the playbook each host was
-    applied with): the playbook file may have changed or be gone.
+    applied with): the playbook file may have changed or be gone. With --broker, each host
+    is restored by a worker of its site (raorch worker --site NAME).
     """
     console = Console()
     journal = open_journal()
@@ -401,6 +434,9 @@ def rollback(
         deadline,
         not as_json and should_use_dashboard(no_dashboard, sys.stdout),
         as_json,
+        broker,
+        site_limits(site_concurrency),
+        no_worker_after,
     )
     code, docs = _each(journal, rows, console, opts)
     others = still_changed(journal, {r.id for r in rows})

@@ -42,9 +42,11 @@ from raorch.models.events import (
     RolloutFinished,
     RolloutStarted,
     RunKind,
+    SiteChecked,
     WaveFinished,
     WaveStarted,
 )
+from raorch.models.inventory import DEFAULT_SITE
 from raorch.models.outcomes import Outcome, Stage, WaveState
 
 # Outcomes listed under "last failures" and under "refusals". CONFLICT is rollback's failure
@@ -56,6 +58,14 @@ REFUSAL_OUTCOMES = frozenset({Outcome.SKIPPED, Outcome.REFUSED})
 LAST_FAILURES = 20  # kept in the model; the dashboard shows as many as fit
 THROUGHPUT_WINDOW = 30  # seconds: long enough to smooth batch boundaries, short enough to react
 NO_REASON = "(no reason given)"
+
+
+def _site_of(target_json: str) -> str:
+    """A host's site as the journal keeps how it is reached (before sites: default)."""
+    try:
+        return str(json.loads(target_json).get("site", DEFAULT_SITE))
+    except (ValueError, AttributeError):
+        return DEFAULT_SITE
 
 
 # ---------------------------------------------------------------- bounded statistics
@@ -180,6 +190,23 @@ class RefusalGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteFigures:
+    """A site of a run through workers (``raorch rollout --broker``): what the broker says of
+    its queue, and its hosts of the current (or last) run."""
+
+    site: str
+    workers: int  # live workers consuming its queue (-1: not looked at yet)
+    queued: int  # tasks waiting for a worker
+    no_worker_since: float | None  # it has had no worker for --no-worker-after s, since then
+    in_flight: int  # hosts of the run started and not finished (queued or running)
+    counts: dict[Outcome, int]  # its hosts finished in the run
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
 class RolloutFigures:
     rollout_id: str
     kind: RunKind
@@ -202,6 +229,7 @@ class RolloutFigures:
     # The last run ended before its end: Ctrl-C, or its controller died (SIGKILL, a crash),
     # recorded so by the next command that opened the journal (engine/lock.py).
     interrupted: bool = False
+    sites: tuple[SiteFigures, ...] = ()  # a run through workers: one per site, else none
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(asdict(self), indent=indent)
@@ -292,6 +320,26 @@ class _Wave:
         )
 
 
+@dataclass(slots=True)
+class _Site:
+    name: str
+    workers: int = -1
+    queued: int = 0
+    no_worker_since: float | None = None
+    in_flight: set[str] = field(default_factory=set)
+    counts: Counter[Outcome] = field(default_factory=Counter)
+
+    def figures(self) -> SiteFigures:
+        return SiteFigures(
+            self.name,
+            self.workers,
+            self.queued,
+            self.no_worker_since,
+            len(self.in_flight),
+            {o: n for o, n in sorted(self.counts.items()) if n},
+        )
+
+
 class RolloutView:
     """The aggregate of one rollout. Call it with each engine event (on the event-loop thread),
     or build it with ``from_journal``; read it with ``figures(now)``."""
@@ -312,6 +360,10 @@ class RolloutView:
         self.finished_at: float | None = None
         self.running = False
         self.interrupted = False
+        # Sites in the order first seen; shown once the broker has been looked at (a run
+        # through workers: ``_broker``).
+        self._sites: dict[str, _Site] = {}
+        self._broker = False
         self._new_run()
 
     def _new_run(self) -> None:
@@ -324,6 +376,15 @@ class RolloutView:
         for wave in getattr(self, "_waves", {}).values():
             wave.ran = None  # no wave has run in a run that just began
             wave.earlier = 0
+        for site in getattr(self, "_sites", {}).values():
+            site.in_flight.clear()
+            site.counts.clear()
+
+    def site(self, name: str) -> _Site:
+        found = self._sites.get(name)
+        if found is None:
+            found = self._sites[name] = _Site(name)
+        return found
 
     def wave(self, name: str) -> _Wave:
         """The wave of that name; one the view has not heard of yet is added at the end."""
@@ -335,6 +396,7 @@ class RolloutView:
     # ------------------------------------------------------------ the subscriber
 
     def __call__(self, event: Event) -> None:
+        self._site_event(event)
         if (
             not isinstance(event, RolloutStarted)
             and getattr(event, "kind", self.kind) is RunKind.ROLLBACK
@@ -396,6 +458,24 @@ class RolloutView:
                 self.interrupted = event.interrupted
                 for wave in self._waves.values():
                     wave.in_flight.clear()
+                for site in self._sites.values():
+                    site.in_flight.clear()
+
+    def _site_event(self, event: Event) -> None:
+        """A site's figures: of any run kind (the rollback inside a rollout goes through the
+        same workers)."""
+        match event:
+            case SiteChecked():
+                self._broker = True
+                site = self.site(event.site)
+                site.workers, site.queued = event.workers, event.queued
+                site.no_worker_since = event.no_worker_since
+            case HostStarted():
+                self.site(event.site).in_flight.add(event.host)
+            case HostFinished():
+                site = self.site(event.site)
+                site.in_flight.discard(event.host)
+                site.counts[event.outcome] += 1
 
     def _host_finished(
         self,
@@ -491,6 +571,7 @@ class RolloutView:
         view.running = any(w.state is WaveState.RUNNING for w in view._waves.values()) or (
             last_run is not None and last_run.finished_at is None
         )
+        view._sites_from_journal(journal, rollout_id, hosts, last_run)
         # Run-level figures: hosts finished in the last run, in the order they finished.
         since = last_run.started_at if last_run is not None else -math.inf
         recent = [h for h in hosts if h.outcome is not None and (h.finished_at or 0.0) >= since]
@@ -501,6 +582,35 @@ class RolloutView:
                 h.wave, h.host, h.outcome, h.stage, h.reason, h.duration, h.finished_at or 0.0
             )
         return view
+
+    def _sites_from_journal(
+        self,
+        journal: JournalReader,
+        rollout_id: str,
+        hosts: list[HostRow],
+        last_run: RunRow | None,
+    ) -> None:
+        """The sites the broker was last seen saying, and the last run's hosts per site (each
+        host's site as the journal keeps how it is reached). Nothing for a rollout that never
+        ran through workers."""
+        rows = journal.sites(rollout_id)
+        if not rows:
+            return
+        self._broker = True
+        for row in rows:
+            site = self.site(row.site)
+            site.workers, site.queued = row.workers, row.queued
+            site.no_worker_since = row.no_worker_since
+        site_of = {h: _site_of(data) for h, data in journal.targets(rollout_id).items()}
+        since = last_run.started_at if last_run is not None else -math.inf
+        for host in hosts:
+            if (host.started_at or 0.0) < since:
+                continue
+            site = self.site(site_of.get(host.host, DEFAULT_SITE))
+            if host.outcome is not None and (host.finished_at or 0.0) >= since:
+                site.counts[host.outcome] += 1
+            elif self.running and host.outcome is None:
+                site.in_flight.add(host.host)
 
     # ------------------------------------------------------------ reading
 
@@ -544,6 +654,7 @@ class RolloutView:
             ),
             conflict_hosts=self.conflict_hosts,
             interrupted=self.interrupted,
+            sites=tuple(s.figures() for s in self._sites.values()) if self._broker else (),
         )
 
     def to_json(self, now: float) -> str:

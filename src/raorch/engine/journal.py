@@ -35,6 +35,7 @@ from raorch.engine.store import (
     RollbackRow,
     RolloutRow,
     RunRow,
+    SiteRow,
     TimelineRow,
     VerifyRow,
     WaveRow,
@@ -49,6 +50,7 @@ from raorch.models.events import (
     RolloutFinished,
     RolloutStarted,
     RunKind,
+    SiteChecked,
     WaveFinished,
     WaveStarted,
 )
@@ -684,6 +686,15 @@ class Journal(WorkerJournal):
                 (WaveState.CANCELED.value, at, rollout_id, WaveState.RUNNING.value),
             )
 
+    def sites(self, rollout_id: str) -> list[SiteRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT site, workers, queued, no_worker_since, at FROM sites "
+                "WHERE rollout_id = ? ORDER BY position",
+                (rollout_id,),
+            ).fetchall()
+        return [SiteRow(str(r[0]), int(r[1]), int(r[2]), r[3], float(r[4])) for r in rows]
+
     def mark_forced(self, rollout_id: str, wave: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -863,6 +874,26 @@ _Handler = Callable[[sqlite3.Connection, Any], None]
 _E = TypeVar("_E", bound=Event)
 
 
+def _site_checked(db: sqlite3.Connection, event: SiteChecked) -> None:
+    """A site's last figures replace the ones before; its place is where it was first seen."""
+    db.execute(
+        "INSERT INTO sites (rollout_id, site, workers, queued, no_worker_since, at, position) "
+        f"VALUES (?, ?, ?, ?, ?, ?, {_NEXT_POSITION.format(table='sites')}) "
+        "ON CONFLICT (rollout_id, site) DO UPDATE SET workers = excluded.workers, "
+        "queued = excluded.queued, no_worker_since = excluded.no_worker_since, "
+        "at = excluded.at",
+        (
+            event.rollout_id,
+            event.site,
+            event.workers,
+            event.queued,
+            event.no_worker_since,
+            event.at,
+            event.rollout_id,
+        ),
+    )
+
+
 def _on(
     event_type: type[_E],
     kinds: Iterable[RunKind],
@@ -884,4 +915,5 @@ _HANDLERS: dict[tuple[type, RunKind], tuple[_Handler, ...]] = {
     **_on(GateEvaluated, [RunKind.ROLLOUT], _gate_evaluated),
     **_on(WaveFinished, [RunKind.ROLLOUT], _wave_finished),
     **_on(WaveFinished, [RunKind.ROLLBACK], _wave_rolled_back),
+    **_on(SiteChecked, [RunKind.ROLLOUT, RunKind.ROLLBACK], _site_checked),
 }

@@ -205,7 +205,24 @@ def _v1_positions(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE INDEX IF NOT EXISTS {table}_position ON {table} (rollout_id, position)")
 
 
-_STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_positions,)
+def _v2_sites(db: sqlite3.Connection) -> None:
+    """Version 2: what the broker last said of each site of a run through workers (``raorch
+    rollout --broker``): its workers, its queued tasks, since when it has had none."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS sites (
+    rollout_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    workers INTEGER NOT NULL,        -- consumers of the site's queue
+    queued INTEGER NOT NULL,         -- tasks waiting in it
+    no_worker_since REAL,            -- set once it had no worker for --no-worker-after s
+    at REAL NOT NULL,
+    position INTEGER,
+    PRIMARY KEY (rollout_id, site)
+)"""
+    )
+
+
+_STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_positions, _v2_sites)
 
 SCHEMA_VERSION = len(_STEPS)
 

@@ -158,6 +158,17 @@ class VerifyRow:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class SiteRow:
+    """What the broker last said of a site of a rollout's run through workers."""
+
+    site: str
+    workers: int
+    queued: int
+    no_worker_since: float | None  # it had no worker for --no-worker-after seconds, since then
+    at: float
+
+
 def operator_account() -> str:
     """Who runs this process, as ``user@machine``: the journal records it with every run
     (the change report's "by whom"). Never fails: a process without a user name (a container
@@ -280,6 +291,12 @@ class JournalReader(Protocol):
     def platforms(self, rollout_id: str) -> dict[str, PlatformRow]: ...
 
     def verifications(self, rollout_id: str) -> list[VerifyRow]: ...
+
+    # workers
+    def sites(self, rollout_id: str) -> list[SiteRow]:
+        """The sites of the rollout's runs through workers, in the order first seen (none for
+        a store that keeps no site figures)."""
+        return []
 
 
 class JournalWriter(Protocol):
