@@ -16,6 +16,11 @@
   fails. One DC per machine (Samba binds fixed ports): with ``RAORCH_TEST_SAMBA_DIR`` set, the DC
   provisioned there is reused (and left running if it was running), so that several test runs
   can share it; tests then give the objects they create unique names (``unique_name``).
+- ``rabbitmq``: session-scoped; a real RabbitMQ (Debian's ``rabbitmq-server``) on 127.0.0.1 in
+  a temporary directory (``rabbitmq.py``), stopped by its own process ids at the end. Without
+  it the test is skipped with the install command, except in CI (``CI=true``), where it fails.
+  ``broker``: a virtual host of it of the test's own (``broker.url``), so that no test sees
+  another's queues.
 - ``raorch_cli(handle)`` -> ``RaorchCli``: the real ``raorch`` command (``run``, ``start``) with
   ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
   reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rabbitmq as rabbitmq_server
 import yaml
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
@@ -97,6 +103,47 @@ def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
         yield dc
     finally:
         dc.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[rabbitmq_server.RabbitMQ]:
+    missing = rabbitmq_server.missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the worker tests: {missing}")
+        pytest.skip(missing)
+    server = rabbitmq_server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Broker:
+    """A virtual host of the test run's RabbitMQ, the test's own."""
+
+    server: rabbitmq_server.RabbitMQ
+    vhost: str
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.server.port}/{self.vhost}"
+
+    def ctl(self, *args: str) -> str:
+        return self.server.ctl(*args)
+
+
+@pytest.fixture
+def broker(rabbitmq: rabbitmq_server.RabbitMQ) -> Iterator[Broker]:
+    vhost = f"t{os.getpid()}x{next(_unique)}"
+    rabbitmq.ctl("add_vhost", vhost)
+    rabbitmq.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield Broker(rabbitmq, vhost)
+    finally:
+        with contextlib.suppress(RuntimeError):
+            rabbitmq.ctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,12 @@ def worker(site: str, broker: str, journal_opt: str | None, concurrency: int) ->
         f"raorch worker: site {site} (queue {name}), {concurrency} host(s) at a time; "
         f"broker {safe_url(broker)}; journal {journal.location}"
     )
+    from celery.signals import worker_ready
+
+    def ready(**_: object) -> None:
+        _say(f"raorch worker: ready (site {site})")
+
+    worker_ready.connect(ready, weak=False)
     process = app.Worker(
         hostname=f"raorch.{site}.{os.getpid()}@{socket.gethostname()}",
         pool_cls="threads",
