@@ -133,6 +133,19 @@ class Broker:
     def ctl(self, *args: str) -> str:
         return self.server.ctl(*args)
 
+    def queue(self, name: str) -> tuple[int, int]:
+        """A queue's (ready, unacknowledged) messages: (0, 0) once every task in it was
+        taken by a worker and acknowledged (run or dropped)."""
+        out = self.ctl(
+            "list_queues", "-p", self.vhost, "--no-table-headers", "--quiet",
+            "name", "messages_ready", "messages_unacknowledged",
+        )  # fmt: skip
+        for line in out.splitlines():
+            fields = line.split()
+            if fields and fields[0] == name:
+                return int(fields[1]), int(fields[2])
+        raise KeyError(name)
+
 
 @pytest.fixture
 def broker(rabbitmq: rabbitmq_server.RabbitMQ) -> Iterator[Broker]:
@@ -564,6 +577,18 @@ class Lines:
 
     def host_lines(self) -> list[str]:
         return [ln for ln in self.lines if ln.startswith("lab-")]
+
+    def drain(self) -> list[str]:
+        """Every line the child wrote so far, without waiting."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)  # the end stays for wait_for to see
+                return self.lines
+            self.lines.append(line)
 
     def wait_for(self, condition: Callable[[], bool]) -> None:
         deadline = time.monotonic() + CHILD_WAIT

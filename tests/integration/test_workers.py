@@ -44,6 +44,7 @@ from conftest import (
 from raorch.lab import LabHandle, running_lab
 
 SITES = ("paris", "lyon")
+REST = {"name": "later", "rest": True}  # the hosts a test's wave leaves out
 WRITES = frozenset(
     {
         "SetValue",
@@ -79,7 +80,7 @@ class Worker:
         self.lines.wait_for(lambda: condition(self.lines.lines))
 
     def said(self, text: str) -> bool:
-        return any(text in line for line in self.lines.lines)
+        return any(text in line for line in self.lines.drain())
 
 
 @dataclass
@@ -167,15 +168,17 @@ class Fleet:
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
+        err = (self.tmp / f"controller-{len(self.procs)}.err").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "raorch", *args],
             env=self.env(),
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=err,
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
         )
+        err.close()
         self.procs.append(process)
         return process
 
@@ -311,7 +314,8 @@ def _finished(lines: list[str], outcome: str) -> list[str]:
 
 # ---------------------------------------------------------------- a worker killed mid-host
 
-SLOW = {"faults": [{"share": 1.0, "latency_ms": 150}]}
+# Every request answered this late: a host's apply lasts long after its snapshot is committed.
+SLOW = {"faults": [{"share": 1.0, "latency_ms": 300}]}
 
 
 def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
@@ -319,21 +323,32 @@ def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
 ) -> None:
     with two_sites(broker, tmp_path, hosts=3, faults=SLOW) as fleet:
         paris = fleet.hosts("paris")
-        fleet.write_inventory([{"name": "w", "hosts": paris, "max_fail_percentage": 0}])
-        first = fleet.worker("paris")
+        fleet.write_inventory([{"name": "w", "hosts": paris, "max_fail_percentage": 0}, REST])
+        workers = [fleet.worker("paris"), fleet.worker("paris")]
         controller = fleet.start(*fleet.rollout("w", "--concurrency", "1", "--deadline", "120"))
         journal = fleet.journal
 
-        # The first host taken by the first worker: kill it once the host's snapshot is in
-        # the journal (committed before any write) and before its outcome is.
-        first.wait_for(lambda lines: any(": apply (" in ln for ln in lines))
+        # One host at a time (--concurrency 1): the first worker to take one is killed once
+        # the host's snapshot is in the journal (committed before any write) and before its
+        # outcome is; the other worker of the site is then the only one to redeliver it to.
+        def taken() -> Worker | None:
+            for worker in workers:
+                if any(": apply (" in ln for ln in worker.lines.drain()):
+                    return worker
+            return None
+
+        _wait(lambda: taken() is not None)
+        first = taken()
+        assert first is not None
+        second = next(w for w in workers if w is not first)
         host = next(ln for ln in first.lines.lines if ": apply (" in ln).split(":")[0]
         assert host == paris[0]
-        first.lines.wait_for(lambda: host in _snapshots(journal))
+        _wait(lambda: host in _snapshots(journal))
         original = journal.snapshots()[host]
-        second = fleet.worker("paris")  # started after: the redelivery can go only to it
         first.process.send_signal(signal.SIGKILL)
         assert first.process.wait(timeout=CHILD_WAIT) == -signal.SIGKILL
+        # the kill came before the host's outcome (else this test proves nothing)
+        assert journal.hosts()[host]["outcome"] is None
 
         assert controller.wait(timeout=CLI_WAIT) == 0
         rows = journal.hosts()
@@ -388,9 +403,10 @@ def test_a_site_without_workers_is_shown_so_and_its_hosts_fail_at_their_deadline
             assert row["outcome"] == "failed" and row["stage"] == "deadline", row
             assert "no worker of site lyon took it" in row["reason"], row
 
-        # A worker that comes later never runs the hosts the controller failed.
-        late = fleet.worker("lyon")
-        late.wait_for(lambda lines: True)
+        # A worker that comes later never runs the hosts the controller failed: it takes their
+        # tasks and drops them (each acknowledged only once dropped or run: acks late).
+        fleet.worker("lyon")
+        _wait(lambda: fleet.broker.queue("raorch.site.lyon") == (0, 0))
         for host in fleet.hosts("lyon"):
             lab, name = fleet.lab_of(host)
             assert lab.state(name)["runtime"]["requests"] == 0, host
@@ -420,7 +436,8 @@ def test_a_gate_failure_gives_back_the_queued_tasks_and_rolls_back_through_the_w
                     "hosts": paris,
                     "max_fail_percentage": 0,
                     "on_gate_failure": "rollback",
-                }
+                },
+                REST,
             ]
         )
         before = {h: fleet.lab_of(h)[0].state(fleet.lab_of(h)[1]) for h in paris}

@@ -214,6 +214,7 @@ class _Task:
     loop: asyncio.AbstractEventLoop
     site: str
     started: bool = False
+    withdrawing: bool = False  # revoked; given back once no worker can be running it
 
 
 @dataclass(slots=True)
@@ -236,10 +237,11 @@ class CeleryDispatcher:
 
     Every Celery call is made from one thread of its own (kombu's connections are not
     thread-safe); the event loop talks to it through a queue, and gets results back as its
-    futures' results. ``withdraw`` gives back the tasks no worker has taken yet (revoked, and
-    they expire anyway at their deadline); ``late`` says why a host had no result by its
-    deadline (its site had no worker, or its workers were busy). ``on_site`` is called (in the
-    event loop of the tasks) when a site's figures change, at most once a second per site.
+    futures' results. ``withdraw`` revokes the tasks no worker was seen taking, and gives each
+    back once no worker can be running it (``_withdraw``); ``late`` says why a host had no
+    result by its deadline (its site had no worker, or its workers were busy). ``on_site`` is
+    called (in the event loop of the tasks) when a site's figures change, at most once a
+    second per site.
     """
 
     def __init__(
@@ -375,11 +377,28 @@ class CeleryDispatcher:
                 if forgotten is not None and not forgotten.started:
                     self._revoke([arg])
             elif kind == "withdraw":
-                queued = [t for t in self._pending.tasks.values() if not t.started]
-                if queued:
-                    self._revoke([t.id for t in queued])
-                for task in queued:
-                    self._settle(task, error=Withdrawn(task.context.target.name))
+                self._withdraw()
+
+    def _withdraw(self) -> None:
+        """Revoke every task no worker was seen taking. Each is given back (``Withdrawn``)
+        only once no worker can be running it: its worker said it dropped it (REVOKED), or
+        its site has no worker at all (a task can be running only on a live consumer of its
+        queue). A worker that took it before the revocation reached it runs it: its STARTED,
+        then its result, come as for any host, and the host gets its outcome."""
+        queued = [t for t in self._pending.tasks.values() if not t.started and not t.withdrawing]
+        if not queued:
+            return
+        for task in queued:
+            task.withdrawing = True
+        self._revoke([t.id for t in queued])
+        self._give_back_where_no_worker()
+
+    def _give_back_where_no_worker(self) -> None:
+        with self._lock:
+            empty = {site for site, state in self._sites.items() if state.workers == 0}
+        for task in list(self._pending.tasks.values()):
+            if task.withdrawing and not task.started and task.site in empty:
+                self._settle(task, error=Withdrawn(task.context.target.name))
 
     def _publish(self, task: _Task) -> None:
         context = task.context
@@ -431,7 +450,10 @@ class CeleryDispatcher:
                 if isinstance(info, dict)
                 else str(info)
             )
-            if status == "REVOKED":
+            if status == "REVOKED" and task.withdrawing:
+                # The worker that received it dropped it: it never ran.
+                self._settle(task, error=Withdrawn(task.context.target.name))
+            elif status == "REVOKED":
                 # Still awaited: a worker received it after its expiry (the host's deadline,
                 # by the worker's clock): the deadline passed.
                 self._settle(task, error=TimeoutError(f"{task.context.target.name} expired"))
@@ -491,3 +513,4 @@ class CeleryDispatcher:
             if changed and self.on_site is not None and self._loop is not None:
                 with contextlib.suppress(RuntimeError):
                     self._loop.call_soon_threadsafe(self.on_site, status)
+        self._give_back_where_no_worker()
