@@ -37,6 +37,7 @@ from raorch.lab.samba import NETBIOS_DOMAIN, SambaError, samba_available
 from raorch.lab.server import LabConfig, LabServer
 from raorch.lab.state import host_file, lab_password, marker_file, read_json
 from raorch.models.errors import RaorchError
+from raorch.models.inventory import SITE_NAME
 
 DEFAULT_STATE_DIR = Path(".raorch") / "lab"
 
@@ -128,6 +129,12 @@ def lab() -> None:
     help="UI languages and weights (en-US, de-DE, fr-FR).",
 )
 @click.option(
+    "--sites",
+    default="",
+    help="Deal the hosts to these sites in turn, e.g. paris,lyon (a group per site in the "
+    "inventory), for raorch worker --site NAME.",
+)
+@click.option(
     "--exit-with",
     "parent_pid",
     type=int,
@@ -151,6 +158,7 @@ def up(
     seed: int,
     fresh: bool,
     languages: str,
+    sites: str,
     parent_pid: int | None,
 ) -> None:
     """Start the fleet in the foreground (Ctrl-C stops it) and write its inventory.
@@ -165,6 +173,12 @@ def up(
             "choose a lower --base-port",
         )
     methods = _auth_methods(auth, directory, refuse_ntlm, user)
+    site_names = tuple(s.strip() for s in sites.split(",") if s.strip())
+    if len(set(site_names)) != len(site_names) or not all(SITE_NAME.match(s) for s in site_names):
+        raise RaorchError(
+            f"--sites {sites!r} is not a list of distinct site names",
+            "letters, digits, '.', '_' and '-', comma-separated, e.g. paris,lyon",
+        )
     try:
         parse_mix(mix)
         parse_languages(languages)
@@ -204,6 +218,7 @@ def up(
                 password_ref=password_ref,
                 ca_bundle=server.ca_bundle,
                 domain=server.domain.to_json() if server.domain else None,
+                sites=site_names,
             ),
             inventory_out,
         )

@@ -29,6 +29,9 @@ class InventorySpec:
     domains: tuple[str, ...] = ("CORP",)
     # A domain lab's lab.json "domain" (realm, dns_domain, krb5_conf...): said in the header.
     domain: dict[str, Any] | None = None
+    # raorch lab up --sites: the hosts dealt to these sites in turn (a group per site), so
+    # that every wave spans them (raorch worker --site NAME, docs/workers.md).
+    sites: tuple[str, ...] = ()
 
 
 def find_playbook() -> Path | None:
@@ -74,6 +77,11 @@ def build_inventory(spec: InventorySpec, inventory_path: Path) -> dict[str, Any]
         "connection": connection,
         "credentials": {"username": spec.username, "password": spec.password_ref},
     }
+    if spec.sites:
+        data["groups"] = {
+            site: {"hosts": names[i :: len(spec.sites)], "site": site}
+            for i, site in enumerate(spec.sites)
+        }
     data["hosts"] = {
         name: {"address": "127.0.0.1", "connection": {"port": port}}
         for name, port in spec.ports.items()
