@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,18 @@ def test_a_target_round_trips_without_its_secret() -> None:
     assert "RAORCH_PW" in text  # the reference, which is no secret
     cert = Target("ws-02", "ws-02", CONN, None, "pilot")
     assert target_from_json(target_to_json(cert)) == cert
+
+
+def test_a_kerberos_target_round_trips_and_old_records_keep_their_digest() -> None:
+    kerberos = replace(CONN, auth=AuthMethod.KERBEROS, spn_host="ws-03.corp")
+    cached = Target("ws-03", "10.0.0.3", kerberos, Credentials("CORP\\ops", None), "pilot")
+    assert target_from_json(target_to_json(cached)) == cached
+    ticket_cache = Target("ws-04", "ws-04.corp", kerberos, None, "pilot")
+    assert target_from_json(target_to_json(ticket_cache)) == ticket_cache
+    # A target without spn_host is written as before spn_host existed: the journal's
+    # recorded hosts are not "reached differently" after an upgrade.
+    old = Target("ws-01", "ws-01.corp", CONN, CREDS, "pilot")
+    assert "spn_host" not in target_to_json(old)
 
 
 def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:

@@ -42,28 +42,36 @@ SHOWN = 5  # items listed per line of a diff; the rest are counted
 def target_to_json(target: Target) -> str:
     conn = target.connection
     creds = target.credentials
+    connection: dict[str, Any] = {
+        "scheme": conn.scheme.value,
+        "port": conn.port,
+        "auth": conn.auth.value,
+        "cert_validation": conn.cert_validation,
+        "ca_bundle": conn.ca_bundle,
+        "connect_timeout": conn.connect_timeout,
+        "operation_timeout": conn.operation_timeout,
+        "insecure": conn.insecure,
+        "certificate_pem": conn.certificate_pem,
+        "certificate_key_pem": conn.certificate_key_pem,
+    }
+    # Only when set: a host recorded before spn_host existed keeps the same JSON, and so the
+    # same reach digest (it is not "reached differently" after an upgrade).
+    if conn.spn_host is not None:
+        connection["spn_host"] = conn.spn_host
     return json.dumps(
         {
             "name": target.name,
             "address": target.address,
             "wave": target.wave,
-            "connection": {
-                "scheme": conn.scheme.value,
-                "port": conn.port,
-                "auth": conn.auth.value,
-                "cert_validation": conn.cert_validation,
-                "ca_bundle": conn.ca_bundle,
-                "connect_timeout": conn.connect_timeout,
-                "operation_timeout": conn.operation_timeout,
-                "insecure": conn.insecure,
-                "certificate_pem": conn.certificate_pem,
-                "certificate_key_pem": conn.certificate_key_pem,
-            },
+            "connection": connection,
             "credentials": None
             if creds is None
             else {
                 "username": creds.username,
-                "password": {"kind": creds.password.kind.value, "target": creds.password.target},
+                # None: Kerberos from the operator's ticket cache, no password.
+                "password": None
+                if creds.password is None
+                else {"kind": creds.password.kind.value, "target": creds.password.target},
             },
         },
         sort_keys=True,
@@ -84,14 +92,16 @@ def target_from_json(text: str) -> Target:
         bool(c["insecure"]),
         c.get("certificate_pem"),
         c.get("certificate_key_pem"),
+        c.get("spn_host"),
     )
     cr = data.get("credentials")
+    ref = None if cr is None else cr.get("password")
     credentials = (
         None
         if cr is None
         else Credentials(
             cr["username"],
-            SecretRef(SecretKind(cr["password"]["kind"]), cr["password"].get("target", "")),
+            None if ref is None else SecretRef(SecretKind(ref["kind"]), ref.get("target", "")),
         )
     )
     return Target(data["name"], data["address"], connection, credentials, data["wave"])
