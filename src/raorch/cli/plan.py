@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.host import HostMode, HostReport, run_host
@@ -267,8 +267,7 @@ def plan(
     inventory = load_inventory(inventory_path)
     playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
     targets = choose_targets(inventory, wave, limit)
-    secrets = resolver()
-    passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
     reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
     if as_json:

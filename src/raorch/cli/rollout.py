@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
@@ -61,9 +61,9 @@ def wave_spec(inventory: ResolvedInventory, wave: str) -> WaveSpec:
 
 
 def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> dict[str, str]:
-    """Resolved before any host is touched, once per account (``prompt`` asks once)."""
-    secrets = resolver()
-    return {h: secrets.password(inventory.targets[h].credentials) for h in hosts}
+    """Resolved before any host is touched, once per account (``prompt`` asks once); the
+    run's Kerberos logon too (``credentials_for``)."""
+    return credentials_for(inventory, (inventory.targets[h] for h in hosts))
 
 
 def exit_code_for(result: WaveResult) -> ExitCode:

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
 from raorch.cli.plan import (
     choose_targets,
@@ -152,8 +152,7 @@ def verify(
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
-    secrets = resolver()
-    passwords = {t.name: secrets.password(t.credentials) for t in targets}
+    passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
     reports = plan_hosts(
         targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY

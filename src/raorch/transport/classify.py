@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+from dataclasses import dataclass
 
 import requests
 from pypsrp.exceptions import (
@@ -20,8 +21,10 @@ from pypsrp.exceptions import (
 )
 from spnego.exceptions import SpnegoError
 
+from raorch.models.inventory import AuthMethod, Target
 from raorch.models.outcomes import Stage
 from raorch.transport.errors import TransportError
+from raorch.transport.kerberos import Account, KerberosProblem, explain, failure_of, spn_of
 
 _MASK = "********"
 _MAX_DETAIL = 300
@@ -62,6 +65,80 @@ _TLS_CUT = (
 _WSMAN_ACCESS_DENIED = 5
 
 
+@dataclass(frozen=True, slots=True)
+class AuthTrace:
+    """What a session's HTTP authentication showed, for telling why a host refused it."""
+
+    auth: AuthMethod
+    offered: str  # WWW-Authenticate of the host's last 401 ("" when none came)
+    protocol: str | None  # the mechanism the client used last: "ntlm", "kerberos", None
+    host_answered: bool  # the host sent an authentication token back at least once
+
+
+# pypsrp 0.9 (negotiate.py, HTTPNegotiateAuth.handle_401) when the host does not offer the
+# authentication asked for.
+_INCOMPATIBLE = re.compile(r"auth protocol '([^']*)' which is incompatible", re.IGNORECASE)
+
+_NTLM_REFUSED_HINT = (
+    "the domain or the host restricts NTLM (policy 'Network security: Restrict NTLM: Incoming "
+    "NTLM traffic'); use auth: kerberos (or negotiate) for this host, reached by its DNS name "
+    "(or connection.spn_host), with a ticket from kinit or a password reference "
+    "(docs/inventory.md, 'Kerberos and Negotiate')"
+)
+
+
+def _auth_refusal(
+    exc: BaseException, trace: AuthTrace | None, target: Target | None
+) -> tuple[str, str] | None:
+    """(message, hint) when the host refused the authentication itself rather than the
+    credentials: NTLM refused, or a mechanism the host does not offer; else None."""
+    if trace is None:
+        return None
+    offered = trace.offered or "nothing"
+    incompatible = _INCOMPATIBLE.search(str(exc)) if isinstance(exc, ValueError) else None
+    if incompatible is not None:
+        if trace.auth is AuthMethod.NTLM:
+            return (
+                f"the host refuses NTLM: it offers only {incompatible.group(1)}",
+                _NTLM_REFUSED_HINT,
+            )
+        return (
+            f"the host does not offer {trace.auth.value} authentication (it offers "
+            f"{incompatible.group(1)})",
+            "a host outside the domain offers no Kerberos: use auth: ntlm (or negotiate) for "
+            "it; else enable the method in WinRM (winrm set winrm/config/service/auth)",
+        )
+    refused = isinstance(exc, AuthenticationError) or (
+        isinstance(exc, WinRMTransportError) and exc.code == 401
+    )
+    if not refused:
+        return None
+    used_ntlm = trace.protocol == "ntlm" or (
+        trace.protocol is None and trace.auth is AuthMethod.NTLM
+    )
+    if used_ntlm and not trace.host_answered:
+        # The host did not even send an NTLM challenge: the password was never looked at.
+        return (
+            f"the host refuses NTLM: it answered the NTLM logon without a challenge, and "
+            f"offers {offered}",
+            _NTLM_REFUSED_HINT
+            + (
+                "; with auth: negotiate, Kerberos could not be used for this host first"
+                if trace.auth is AuthMethod.NEGOTIATE
+                else ""
+            ),
+        )
+    if trace.protocol == "kerberos" and target is not None:
+        return (
+            f"the host refused the Kerberos ticket for {spn_of(target)}",
+            "the host's clock may differ from the domain's by more than 5 minutes (w32tm "
+            "/resync on the host), or its key for the SPN is not the one the KDC used: the "
+            "SPN is registered on another account (setspn -Q SPN finds it), or the host's "
+            "computer account password changed (Test-ComputerSecureChannel -Repair)",
+        )
+    return None
+
+
 def scrub(text: str, secret: str) -> str:
     """``text`` with every occurrence of ``secret`` (as is, or escaped as repr() would write
     it) masked."""
@@ -100,17 +177,35 @@ def classify(
     stage: Stage | None,
     step: str,
     secret: str,
+    target: Target | None = None,
+    account: Account | None = None,
+    trace: AuthTrace | None = None,
 ) -> TransportError:
     """The ``TransportError`` for ``exc``, raised while doing ``step`` with ``host`` at ``url``.
 
     ``stage`` None means the session was being opened: the stage is then CONNECT, or AUTH when
     the credentials were refused. Otherwise it is the stage the caller ran the pipeline for.
+    ``target``, ``account`` and ``trace`` name the SPN, the Kerberos account and what the
+    host's authentication answers showed, for Kerberos and NTLM refusals.
     """
 
     def error(default: Stage, message: str, *, transient: bool, hint: str) -> TransportError:
         return TransportError(
             host, stage or default, f"{step}: {message}", transient=transient, hint=hint
         )
+
+    failure = failure_of(exc)
+    if failure is not None:
+        message, hint = explain(failure, account or Account(None, None, None), target)
+        return error(
+            Stage.AUTH,
+            scrub(message, secret),
+            transient=failure.problem is KerberosProblem.KDC_UNREACHABLE,
+            hint=scrub(hint, secret),
+        )
+    refusal = _auth_refusal(exc, trace, target)
+    if refusal is not None:
+        return error(Stage.AUTH, refusal[0], transient=False, hint=refusal[1])
 
     detail = _detail(exc, secret)
     reach_hint = (
