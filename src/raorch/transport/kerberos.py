@@ -338,10 +338,11 @@ def explain(failure: KerberosFailure, account: Account, target: Target | None) -
             "libkrb5-dev krb5-user, or dnf install krb5-devel krb5-workstation)",
         )
     if problem is KerberosProblem.KDC_UNREACHABLE:
+        port = settings.kdc_port if settings is not None else 88
         return (
             f"no KDC of realm {realm} answered ({failure.detail})",
-            f"check that the domain controller named in {where} is up and that port 88 "
-            "(TCP and UDP) is open from this machine to it",
+            f"check that the domain controller named in {where} is up and that its Kerberos "
+            f"port ({port}, TCP and UDP) is open from this machine",
         )
     if problem is KerberosProblem.WRONG_REALM:
         return (
