@@ -246,11 +246,16 @@ def test_ntlm_refused_is_told_from_a_wrong_password() -> None:
     )
     assert "the host refuses NTLM" in text and "auth: kerberos" in text
     assert "Restrict NTLM" in text
-    # A challenge came back, then a 401: the credentials (as before).
+    # A challenge came back, then a 401, from a host that offers Kerberos (a domain member):
+    # a wrong password, or NTLM refused at the AUTHENTICATE message, as Windows refuses it.
     text = classified(
         refused, AuthTrace(AuthMethod.NTLM, "Negotiate, Kerberos", "ntlm", host_answered=True)
     )
-    assert "refused the credentials" in text and "refuses NTLM" not in text
+    assert "the password is wrong, or the host refuses NTLM" in text
+    assert "auth: kerberos" in text
+    # The same from a host outside any domain (no Kerberos offered): the credentials.
+    text = classified(refused, AuthTrace(AuthMethod.NTLM, "Negotiate", "ntlm", True))
+    assert "refused the credentials" in text and "NTLM" not in text.split("(")[0]
     # The host offers only Kerberos: pypsrp refuses to send NTLM at all.
     incompatible = ValueError(
         "Server responded with the auth protocol 'Kerberos' which is incompatible with the "

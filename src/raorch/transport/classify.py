@@ -128,6 +128,16 @@ def _auth_refusal(
                 else ""
             ),
         )
+    if used_ntlm and "kerberos" in trace.offered.lower():
+        # A domain member offers Kerberos. Windows refusing NTLM ("Restrict NTLM") answers
+        # the complete handshake with a 401, as it answers a wrong password: on the wire the
+        # two are the same, so both are named.
+        return (
+            "the host refused the NTLM logon (HTTP 401): the password is wrong, or the host "
+            f"refuses NTLM, as domains that restrict it do; it offers {offered}",
+            "check the password reference of this host; if the password is right, "
+            + _NTLM_REFUSED_HINT,
+        )
     if trace.protocol == "kerberos" and target is not None:
         return (
             f"the host refused the Kerberos ticket for {spn_of(target)}",
