@@ -619,7 +619,11 @@ def logon(targets: Iterable[Target], passwords: Mapping[str, str]) -> list[str]:
             if not failure.problem.for_every_host:
                 continue
             negotiate = target.connection.auth is AuthMethod.NEGOTIATE
-            message, hint = explain(failure, account, None)
+            # Library texts never hold the password; masked anyway, as every message is.
+            message, hint = (
+                text.replace(password, "********") if password else text
+                for text in explain(failure, account, None)
+            )
             if negotiate and password and not failure.problem.ntlm_fails_too:
                 assert account.principal is not None
                 with _tickets_lock:
