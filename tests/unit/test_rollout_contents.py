@@ -14,6 +14,7 @@ import pytest
 
 from raorch.engine.contents import (
     PlaybookBook,
+    _reach_digest,
     content_of,
     describe_changes,
     target_from_json,
@@ -86,10 +87,12 @@ def test_a_kerberos_target_round_trips_and_old_records_keep_their_digest() -> No
     assert target_from_json(target_to_json(cached)) == cached
     ticket_cache = Target("ws-04", "ws-04.corp", kerberos, None, "pilot")
     assert target_from_json(target_to_json(ticket_cache)) == ticket_cache
-    # A target without spn_host is written as before spn_host existed: the journal's
-    # recorded hosts are not "reached differently" after an upgrade.
+    # A target without spn_host is digested as before spn_host existed: the journal's
+    # recorded hosts are not "reached differently" after an upgrade. (The digest of
+    # ws-01's connection as raorch wrote it before spn_host, computed then.)
     old = Target("ws-01", "ws-01.corp", CONN, CREDS, "pilot")
-    assert "spn_host" not in target_to_json(old)
+    assert _reach_digest(old) == "e47f8a62d978"
+    assert _reach_digest(replace(old, connection=kerberos)) != _reach_digest(old)
 
 
 def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ SHOWN = 5  # items listed per line of a diff; the rest are counted
 def target_to_json(target: Target) -> str:
     conn = target.connection
     creds = target.credentials
-    connection: dict[str, Any] = {
+    connection = {
         "scheme": conn.scheme.value,
         "port": conn.port,
         "auth": conn.auth.value,
@@ -53,11 +53,8 @@ def target_to_json(target: Target) -> str:
         "insecure": conn.insecure,
         "certificate_pem": conn.certificate_pem,
         "certificate_key_pem": conn.certificate_key_pem,
+        "spn_host": conn.spn_host,
     }
-    # Only when set: a host recorded before spn_host existed keeps the same JSON, and so the
-    # same reach digest (it is not "reached differently" after an upgrade).
-    if conn.spn_host is not None:
-        connection["spn_host"] = conn.spn_host
     return json.dumps(
         {
             "name": target.name,
@@ -111,6 +108,10 @@ def _reach_digest(target: Target) -> str:
     """A short digest of how a host is reached (to tell that it changed, not to show it)."""
     data = json.loads(target_to_json(target))
     data.pop("wave")
+    # Digested as before spn_host existed when it is not set: the hosts a journal recorded
+    # then are not "reached differently" after an upgrade.
+    if data["connection"].get("spn_host") is None:
+        data["connection"].pop("spn_host", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
