@@ -32,14 +32,14 @@ import itertools
 import json
 import os
 import queue
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ import yaml
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from raorch.engine.journal import Journal
+from raorch.engine.store import JournalReader
 from raorch.lab import LabHandle, running_lab
 from raorch.lab.samba import SambaDC, SambaError, samba_available
 from raorch.models.remote import FirewallProfile, RuleDirection, RuleIdentity
@@ -171,7 +173,7 @@ def lab_client() -> LabClient:
 
 # ---------------------------------------------------------------- raorch rollout against a lab
 # (issue 5) The real command runs in a subprocess with RAORCH_HOME in the test's tmp_path; its
-# journal is read with plain sqlite3 (SELECT only), the lab's hosts through its state API.
+# journal is read through the store's read side, the lab's hosts through its state API.
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK_FILE = REPO / "playbooks" / "offer-remote-assistance.yaml"
@@ -218,50 +220,86 @@ def lab_inventory(lab: LabHandle, path: Path, waves: list[dict[str, Any]]) -> Pa
 
 
 class JournalFile:
-    """Read-only look at a journal (``$RAORCH_HOME/state.db``), a new connection per query so
-    that nothing is held open while a command writes (WAL: readers never block it)."""
+    """A look at a command's journal (``$RAORCH_HOME/state.db``) through the journal store's read
+    side (``JournalReader``), the same questions a second backend would answer. Opened per
+    question, so that nothing is held open while a command writes (WAL: readers never block
+    it); never created (a missing journal raises ``FileNotFoundError``). Rows come as dicts of
+    the store's row fields (enums compare equal to their values), across the journal's
+    rollouts, oldest first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        db = sqlite3.connect(self.path, timeout=30)
+    def _read(self, question: Callable[[JournalReader], Any]) -> Any:
+        if not self.path.exists():
+            raise FileNotFoundError(self.path)
+        journal = Journal(self.path)
         try:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(sql, args).fetchall()]
+            return question(journal)
         finally:
-            db.close()
+            journal.close()
+
+    def _each(self, question: Callable[[JournalReader, str], list[Any]]) -> list[Any]:
+        """``question`` asked of every rollout, oldest first: the answers, one list."""
+        return self._read(lambda j: [x for r in j.rollouts() for x in question(j, r.id)])
 
     def exists(self) -> bool:
         return self.path.exists()
 
+    def rollouts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self._read(lambda j: j.rollouts())]
+
     def rollout_ids(self) -> list[str]:
-        return [r["id"] for r in self.query("SELECT id FROM rollouts ORDER BY created_at, rowid")]
+        return [r["id"] for r in self.rollouts()]
 
     def hosts(self, wave: str | None = None) -> dict[str, dict[str, Any]]:
-        sql = "SELECT * FROM hosts" + (" WHERE wave = ?" if wave else "") + " ORDER BY rowid"
-        return {r["host"]: r for r in self.query(sql, *([wave] if wave else []))}
+        return {r.host: asdict(r) for r in self._each(lambda j, rid: j.hosts(rid, wave))}
 
     def outcome_counts(self, wave: str) -> dict[str, int]:
-        rows = self.query(
-            "SELECT outcome, COUNT(*) AS n FROM hosts WHERE wave = ? AND outcome IS NOT NULL "
-            "GROUP BY outcome",
-            wave,
-        )
-        return {r["outcome"]: r["n"] for r in rows}
+        rows = self._each(lambda j, rid: j.hosts(rid, wave))
+        return dict(Counter(r.outcome.value for r in rows if r.outcome is not None))
 
     def waves(self) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in self.query("SELECT * FROM waves ORDER BY rowid")}
+        return {r.name: asdict(r) for r in self._each(lambda j, rid: j.waves(rid))}
 
     def runs(self) -> list[dict[str, Any]]:
-        return self.query("SELECT * FROM runs ORDER BY seq")
+        return sorted((asdict(r) for r in self._each(lambda j, rid: j.runs(rid))), key=seq)
 
     def snapshots(self) -> dict[str, tuple[float, str]]:
         """host -> (taken_at, data)."""
-        return {
-            r["host"]: (r["taken_at"], r["data"])
-            for r in self.query("SELECT host, taken_at, data FROM snapshots")
-        }
+        return {h: (at, data) for _, h, at, data in self.snapshot_rows()}
+
+    def snapshot_rows(self) -> list[tuple[str, str, float, str]]:
+        """(rollout id, host, taken_at, data) of every snapshot."""
+
+        def of(journal: JournalReader, rid: str) -> list[tuple[str, str, float, str]]:
+            return [
+                (rid, host, journal.snapshot_taken_at(rid, host) or 0.0, data)
+                for host, data in journal.snapshots(rid).items()
+            ]
+
+        return self._each(of)
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        """Each host's last rollback."""
+        return [asdict(r) for r in self._each(lambda j, rid: j.rollbacks(rid))]
+
+    def contents(self, rollout_id: str) -> list[dict[str, Any]]:
+        return [asdict(c) for c in self._read(lambda j: j.contents(rollout_id))]
+
+    def timeline(self, host: str) -> list[dict[str, Any]]:
+        return [asdict(t) for t in self._each(lambda j, rid: j.timeline(rid, host))]
+
+    def applied(self) -> dict[str, str]:
+        """host -> what raorch changed there (JSON)."""
+        return {h: d for h, d in self._each(lambda j, rid: list(j.applied_all(rid).items()))}
+
+    def platforms(self) -> list[dict[str, Any]]:
+        return [asdict(p) for p in self._each(lambda j, rid: list(j.platforms(rid).values()))]
+
+
+def seq(run: dict[str, Any]) -> int:
+    return int(run["seq"])
 
 
 class RaorchCli:

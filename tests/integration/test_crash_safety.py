@@ -74,13 +74,16 @@ class Campaign:
         if not self.journal.exists():
             return len(self.waves.get(command, self.lab.hosts))
         try:
+            hosts = self.journal.hosts()
             if command == "rollback":
-                changed = self.journal.query(
-                    "SELECT host FROM hosts WHERE outcome = 'changed' AND host NOT IN "
-                    "(SELECT host FROM rollbacks WHERE outcome = 'rolled_back')"
-                )
+                back = {
+                    r["host"] for r in self.journal.rollbacks() if r["outcome"] == "rolled_back"
+                }
+                changed = [
+                    h for h, r in hosts.items() if r["outcome"] == "changed" and h not in back
+                ]
                 return len(changed)
-            final = self.journal.query("SELECT host FROM hosts WHERE outcome IS NOT NULL")
+            final = [r for r in hosts.values() if r["outcome"] is not None]
         except Exception:  # the schema is not there yet
             return len(self.waves[command])
         return len(set(self.waves[command]) - {r["host"] for r in final})
@@ -126,29 +129,23 @@ class Campaign:
             assert all(r["outcome"] != "failed" for r in wave_rows.values()), wave_rows
         else:
             changed = {h for h, r in rows.items() if r["outcome"] == "changed"}
-            back = {
-                r["host"]: r["outcome"]
-                for r in self.journal.query("SELECT host, outcome FROM rollbacks")
-            }
+            back = {r["host"]: r["outcome"] for r in self.journal.rollbacks()}
             assert {h: back.get(h) for h in changed} == {h: "rolled_back" for h in changed}
 
     def check_snapshots(self) -> None:
         if not self.journal.exists():
             return
         try:
-            rows = self.journal.query("SELECT rollout_id, host, data FROM snapshots")
+            rows = self.journal.snapshot_rows()
         except Exception:  # killed before the schema was written
             return
-        for row in rows:
-            key = (row["rollout_id"], row["host"])
-            first = self.snapshots.setdefault(key, row["data"])
-            assert row["data"] == first, f"snapshot of {key} replaced"
+        for rollout_id, host, _, data in rows:
+            key = (rollout_id, host)
+            first = self.snapshots.setdefault(key, data)
+            assert data == first, f"snapshot of {key} replaced"
         stored = {h for _, h in self.snapshots}
         try:
-            changed = {
-                r["host"]
-                for r in self.journal.query("SELECT host FROM hosts WHERE outcome = 'changed'")
-            }
+            changed = {h for h, r in self.journal.hosts().items() if r["outcome"] == "changed"}
         except Exception:
             return
         assert changed <= stored, changed - stored  # no changed host without its snapshot

@@ -25,8 +25,8 @@ from pathlib import Path
 import pyte
 import pytest
 
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
-from raorch.engine.lock import run_lock
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
 from raorch.models.inventory import (
@@ -49,8 +49,8 @@ CREDS = Credentials("CORP\\svc", SecretRef(SecretKind.ENV, "X"))
 WAIT = 60.0  # a bound so that a hung child fails the test instead of hanging CI; not a timing
 
 
-def work(target: Target, ctx: WorkContext) -> WorkResult:
-    n = int(target.name.split("-")[1])
+def work(ctx: WorkContext, side: HostSide) -> WorkResult:
+    n = int(ctx.target.name.split("-")[1])
     if n % 9 == 4:
         return WorkResult(Outcome.SKIPPED, Reason(Stage.PREFLIGHT, "Home edition"))
     if n == 7:
@@ -186,7 +186,7 @@ def test_status_watch_follows_a_run_to_its_end(tmp_path: Path) -> None:
     # rollout's run lock, as `raorch rollout` does (a run without an end and without a lock
     # holder is a dead controller's, recorded as interrupted: test_interrupted_run.py).
     with terminal(["status", "--watch"], home) as term:
-        with run_lock(home, rollout.id):
+        with journal.lock(rollout.id):
             journal.record(
                 RolloutStarted(rollout.id, RunKind.ROLLOUT, "inv", "pb", (), time.time())
             )

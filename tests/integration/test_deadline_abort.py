@@ -27,6 +27,7 @@ from raorch.lab import running_lab
 from raorch.models.events import Event, HostFinished
 from raorch.models.load import load_inventory, load_playbook
 from raorch.models.outcomes import Outcome, Stage
+from raorch.models.secrets import SecretResolver
 
 OPERATION_TIMEOUT = 60  # s: a blocked read would last 70 s (pypsrp's read timeout)
 DEADLINE = 2.0
@@ -77,11 +78,16 @@ def test_threads_and_sockets_come_back_after_a_wave_of_hanging_hosts(tmp_path: P
             journal,
             inventory,
             PLAYBOOK_FILE,
-            rollout_work(playbook, inventory.domains, {h: lab.password for h in lab.hosts}),
+            rollout_work(playbook, inventory.domains),
         )
         asyncio.run(
             rollout.run_wave(
-                RunOptions(wave="w1", concurrency=8, subscribers=[journal.record, events.append])
+                RunOptions(
+                    wave="w1",
+                    concurrency=8,
+                    subscribers=[journal.record, events.append],
+                    passwords=SecretResolver(environ={"RAORCH_LAB_PASSWORD": lab.password}),
+                )
             )
         )
         finished = [e for e in events if isinstance(e, HostFinished)]

@@ -48,6 +48,7 @@ from raorch.lab import running_lab
 from raorch.models.events import Event, GateEvaluated, HostFinished
 from raorch.models.load import load_inventory, load_playbook
 from raorch.models.outcomes import Outcome, Stage, WaveState
+from raorch.models.secrets import SecretResolver
 
 OPERATION_TIMEOUT = 5  # s: pypsrp's read timeout is this + 10 (transport/endpoint.py)
 # s per host. A hanging host's three connect attempts would take ~46 s (3 x 15 s read timeout
@@ -159,13 +160,13 @@ def run_fleet(n: int, tmp_path: Path, seed: int, concurrency: int) -> None:
         inventory = load_inventory(inventory_path)
         assert inventory.targets[lab.hosts[0]].connection.operation_timeout == OPERATION_TIMEOUT
         playbook = load_playbook(PLAYBOOK_FILE)
-        passwords = {h: lab.password for h in lab.hosts}
+        passwords = SecretResolver(environ={"RAORCH_LAB_PASSWORD": lab.password})
         journal = Journal(tmp_path / "home" / "state.db")
         events: list[Event] = []
         threads_before, fds_before = threading.active_count(), fds()
 
         rollout = Rollout(
-            journal, inventory, PLAYBOOK_FILE, rollout_work(playbook, inventory.domains, passwords)
+            journal, inventory, PLAYBOOK_FILE, rollout_work(playbook, inventory.domains)
         )
         results = {}
         in_flight: dict[str, int] = {}
@@ -176,6 +177,7 @@ def run_fleet(n: int, tmp_path: Path, seed: int, concurrency: int) -> None:
                         wave=wave,
                         concurrency=concurrency,
                         subscribers=[journal.record, events.append],
+                        passwords=passwords,
                     )
                 )
             )

@@ -26,6 +26,7 @@ from raorch.lab import running_lab
 from raorch.models.events import Event, HostFinished
 from raorch.models.load import load_inventory, load_playbook
 from raorch.models.outcomes import Outcome
+from raorch.models.secrets import SecretResolver
 
 HOSTS = 300
 FAULTS = {
@@ -63,15 +64,16 @@ def test_no_host_loses_its_output_under_load(tmp_path: Path) -> None:
             journal,
             inventory,
             PLAYBOOK_FILE,
-            rollout_work(
-                load_playbook(PLAYBOOK_FILE),
-                inventory.domains,
-                {h: lab.password for h in lab.hosts},
-            ),
+            rollout_work(load_playbook(PLAYBOOK_FILE), inventory.domains),
         )
         asyncio.run(
             rollout.run_wave(
-                RunOptions(wave="all", concurrency=100, subscribers=[journal.record, events.append])
+                RunOptions(
+                    wave="all",
+                    concurrency=100,
+                    subscribers=[journal.record, events.append],
+                    passwords=SecretResolver(environ={"RAORCH_LAB_PASSWORD": lab.password}),
+                )
             )
         )
         finished = {e.host: e for e in events if isinstance(e, HostFinished)}

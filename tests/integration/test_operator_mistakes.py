@@ -1,6 +1,6 @@
 """Ordinary mistakes of a person between commands (issue 19, items 1, 2, 4 and 5), with the real
-``raorch`` command against a lab over real WinRM, the journal read with plain sqlite3 and the
-hosts through the lab's state API.
+``raorch`` command against a lab over real WinRM, the journal read through the store's read side
+and the hosts through the lab's state API.
 
 - The playbook or the inventory changed between waves: the run is refused with what changed and
   the choices, nothing is contacted or recorded; ``--continue`` goes on with the changed content
@@ -163,9 +163,7 @@ def test_continue_records_the_content_and_rollback_needs_no_file(
     assert went_on.returncode == 0, out(went_on)
     assert f"going on with rollout {rollout_id}" in went_on.stderr
     assert cli.journal.rollout_ids() == [rollout_id]
-    contents = cli.journal.query(
-        "SELECT revision, note FROM contents WHERE rollout_id = ? ORDER BY revision", rollout_id
-    )
+    contents = cli.journal.contents(rollout_id)
     assert [c["revision"] for c in contents] == [1, 2]
     assert "permission: view_and_control -> view" in contents[1]["note"]
     assert f"hosts removed (1): {gone}" in contents[1]["note"]
@@ -186,7 +184,7 @@ def test_continue_records_the_content_and_rollback_needs_no_file(
     back = cli.run("rollback", "--last", "--no-dashboard")
     assert back.returncode == 0, out(back)
     assert f"reached as the journal recorded them: {gone}" in back.stderr, back.stderr
-    rows = cli.journal.query("SELECT host, outcome FROM rollbacks")
+    rows = cli.journal.rollbacks()
     assert {r["host"]: r["outcome"] for r in rows} == dict.fromkeys(lab.hosts, "rolled_back")
     for host in lab.hosts:
         assert touchable(lab.state(host)) == before[host], host

@@ -185,7 +185,7 @@ def test_the_report_of_a_lab_rollout_in_a_real_browser(
     # ------------------------------------------------ the figures are the journal's
     journal = cli.journal
     hosts = journal.hosts()
-    rollbacks = {r["host"]: r["outcome"] for r in journal.query("SELECT * FROM rollbacks")}
+    rollbacks = {r["host"]: r["outcome"] for r in journal.rollbacks()}
     outcome = {h: r["outcome"] for h, r in hosts.items()}
     standing = {
         h: "rolled back" if rollbacks.get(h) == "rolled_back" else o for h, o in outcome.items()
@@ -238,11 +238,8 @@ def test_the_report_of_a_lab_rollout_in_a_real_browser(
     assert len(lines["rolled back"].attrs["points"].split()) == len(rollbacks) + 1
     assert len(lines) == len(waves) + 1
 
-    platforms = {
-        (r["profile"], r["caption"], r["os_version"])
-        for r in journal.query("SELECT * FROM platforms")
-    }
-    unread = set(hosts) - {r["host"] for r in journal.query("SELECT host FROM platforms")}
+    platforms = {(r["profile"], r["caption"], r["os_version"]) for r in journal.platforms()}
+    unread = set(hosts) - {r["host"] for r in journal.platforms()}
     bars = page.by_id("chart-platforms").all("g", **{"class": "bar"})
     assert len(bars) == len(platforms) + (1 if unread else 0)
     assert sum(int(b.attrs["data-total"]) for b in bars) == len(hosts)
@@ -270,7 +267,7 @@ def test_the_report_of_a_lab_rollout_in_a_real_browser(
     assert shown_verify == dict(verdicts)
     host_rows = page.by_id("hosts").rows()
     assert sorted(tr.all("td")[0].text() for tr in host_rows) == sorted(hosts)
-    applied = {r["host"] for r in journal.query("SELECT host FROM applied")}
+    applied = set(journal.applied())
     with_changes = {tr.all("td")[0].text() for tr in host_rows if tr.all("details")}
     assert with_changes == applied
     for details in page.by_id("hosts").all("details"):  # collapsed, and its list exists

@@ -1,5 +1,6 @@
 """``raorch rollback`` end to end: the real command in a subprocess against a lab, over real
-WinRM, with the journal read through plain sqlite3 and the hosts through the lab's state API.
+WinRM, with the journal read through the store's read side and the hosts through the lab's state
+API.
 
 - A mixed fleet (every lab profile, hosts that already had some of the settings, with other
   types and data, other helpers and other list entries, and hosts that had none) is rolled out
@@ -236,7 +237,7 @@ def test_rollback_restores_every_host_as_it_was(trip: RoundTrip) -> None:
     assert code == 0, doc
     assert doc["counts"] == {"rolled_back": len(changed)} and doc["ran"] == len(changed)
     assert doc["conflicts"] == {} and doc["failed_hosts"] == [] and doc["closed"] is True
-    rollbacks = journal.query("SELECT host, outcome FROM rollbacks")
+    rollbacks = journal.rollbacks()
     assert {r["host"]: r["outcome"] for r in rollbacks} == dict.fromkeys(changed, "rolled_back")
 
     for host in lab.hosts:
@@ -282,7 +283,7 @@ def test_rollback_restores_every_host_as_it_was(trip: RoundTrip) -> None:
         for h, s in trip.after.items()
     }
     # still one rollback record per host, still rolled_back
-    assert len(journal.query("SELECT host FROM rollbacks")) == len(changed)
+    assert len(journal.rollbacks()) == len(changed)
 
 
 # Keys raorch created (SetValue creates missing keys) are deleted again by DeleteKey.
@@ -401,16 +402,16 @@ def test_conflict_is_reported_left_alone_and_restored_with_force(
             OTHER_HELPER: {"type": "REG_SZ", "data": OTHER_HELPER}
         }
         assert left == values_of(fleet.before[added_to])
-        outcomes = {r["host"]: r for r in cli.journal.query("SELECT * FROM rollbacks")}
+        outcomes = {r["host"]: r for r in cli.journal.rollbacks()}
         assert {h: r["outcome"] for h, r in outcomes.items()} == {
             edited: "conflict",
             retyped: "conflict",
             **dict.fromkeys(others, "rolled_back"),
         }
-        assert json.loads(outcomes[edited]["details"]) == [
+        assert list(outcomes[edited]["details"]) == [
             f"{item}: expected REG_DWORD 1, found REG_DWORD 0"
         ]
-        assert cli.journal.query("SELECT closed_at FROM rollouts")[0]["closed_at"] is None
+        assert cli.journal.rollouts()[0]["closed_at"] is None
 
         # Again without --force: still a conflict, still untouched (conflicts are retried, the
         # hosts rolled back are not contacted again).
@@ -440,19 +441,19 @@ def test_conflict_is_reported_left_alone_and_restored_with_force(
 
 def check_history_and_show(cli: RaorchCli, host: str, runs: list[str]) -> None:
     journal = cli.journal
-    (rollout,) = journal.query("SELECT * FROM rollouts")
+    (rollout,) = journal.rollouts()
     proc = cli.run("history", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (doc,) = json.loads(proc.stdout)
     assert doc["id"] == rollout["id"] and doc["status"] == "closed (rolled back)"
     assert doc["inventory"] == rollout["inventory"] and doc["playbook"] == rollout["playbook"]
-    assert [w["name"] for w in doc["waves"]] == json.loads(rollout["waves"])
+    assert [w["name"] for w in doc["waves"]] == list(rollout["waves"])
     for wave in doc["waves"]:
         row = journal.waves()[wave["name"]]
         assert wave["state"] == row["state"] and wave["gate_held"] == bool(row["gate_held"])
         assert wave["counts"] == journal.outcome_counts(wave["name"])
     counts: dict[str, int] = {}
-    for r in journal.query("SELECT outcome FROM rollbacks"):
+    for r in journal.rollbacks():
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     assert doc["rollback"] == counts
     text = cli.run("history")
@@ -470,9 +471,7 @@ def check_history_and_show(cli: RaorchCli, host: str, runs: list[str]) -> None:
         row["outcome"],
         row["attempts"],
     )
-    timeline = journal.query(
-        "SELECT kind, outcome, stage, reason FROM timeline WHERE host = ? ORDER BY seq", host
-    )
+    timeline = journal.timeline(host)
     assert [t["kind"] for t in timeline] == runs
     assert [
         {"run": t["run"], "outcome": t["outcome"], "stage": t["stage"], "reason": t["reason"]}
@@ -481,8 +480,8 @@ def check_history_and_show(cli: RaorchCli, host: str, runs: list[str]) -> None:
         {"run": t["kind"], "outcome": t["outcome"], "stage": t["stage"], "reason": t["reason"]}
         for t in timeline
     ]
-    (applied,) = journal.query("SELECT data FROM applied WHERE host = ?", host)
-    assert len(shown["changes"]) == len(json.loads(applied["data"])) > 0
+    applied = journal.applied()[host]
+    assert len(shown["changes"]) == len(json.loads(applied)) > 0
     assert shown["snapshot_taken"] != "-"
     text = cli.run("show", rollout["id"], "--host", host)
     assert text.returncode == 0, text.stdout + text.stderr
@@ -520,7 +519,7 @@ def test_sigkill_during_rollback_then_the_same_command_completes(
         assert proc.wait(timeout=WAIT) == -signal.SIGKILL
 
         journal = cli.journal
-        done = {r["host"] for r in journal.query("SELECT host FROM rollbacks")}
+        done = {r["host"] for r in journal.rollbacks()}
         assert done < set(fleet.changed), done  # the kill left work to do
         if kill_point == "two-hosts-final":
             assert len(done) >= 2
@@ -529,7 +528,7 @@ def test_sigkill_during_rollback_then_the_same_command_completes(
             assert touchable(lab.state(first)) == touchable(fleet.before[first])
         runs = journal.runs()
         assert [r["kind"] for r in runs][-1] == "rollback" and runs[-1]["finished_at"] is None
-        assert journal.query("SELECT closed_at FROM rollouts")[0]["closed_at"] is None
+        assert journal.rollouts()[0]["closed_at"] is None
         requests = {h: lab.state(h)["runtime"]["requests"] for h in done}
         lab.set_faults(None)
 
@@ -539,7 +538,7 @@ def test_sigkill_during_rollback_then_the_same_command_completes(
         assert doc["counts"] == {"rolled_back": doc["ran"]} and doc["closed"] is True
         # hosts rolled back before the kill were not contacted again
         assert {h: lab.state(h)["runtime"]["requests"] for h in done} == requests
-        rows = {r["host"]: r["outcome"] for r in journal.query("SELECT * FROM rollbacks")}
+        rows = {r["host"]: r["outcome"] for r in journal.rollbacks()}
         assert rows == dict.fromkeys(fleet.changed, "rolled_back")
         for host in lab.hosts:
             assert values_of(lab.state(host)) == values_of(fleet.before[host]), host
@@ -548,9 +547,9 @@ def test_sigkill_during_rollback_then_the_same_command_completes(
         assert runs[-1]["kind"] == "rollback" and runs[-1]["finished_at"] is not None
         if kill_point == "restore-written":
             # its restore had landed: the resumed run found it done and wrote nothing
-            timeline = journal.query(
-                "SELECT kind, outcome FROM timeline WHERE host = ? ORDER BY seq", first
-            )
+            timeline = [
+                {"kind": t["kind"], "outcome": t["outcome"]} for t in journal.timeline(first)
+            ]
             assert timeline == [
                 {"kind": "rollout", "outcome": "changed"},
                 {"kind": "rollback", "outcome": "rolled_back"},
@@ -594,7 +593,7 @@ def test_failed_gate_rolls_the_wave_back(
         assert len(changed) >= 5, rows  # the wave had changed hosts to undo
         rollback = doc["rollback"]
         assert rollback["conflict_hosts"] == [] and rollback["failed_hosts"] == []
-        rolled = {r["host"]: r["outcome"] for r in cli.journal.query("SELECT * FROM rollbacks")}
+        rolled = {r["host"]: r["outcome"] for r in cli.journal.rollbacks()}
         # every host the wave may have written to (changed, and the failed one) is rolled back
         assert rolled == dict.fromkeys([*changed, denied], "rolled_back")
         assert rollback["counts"] == {"rolled_back": len(rolled)}

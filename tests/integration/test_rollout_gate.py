@@ -26,15 +26,16 @@ from conftest import (  # pytest puts this directory on sys.path
 )
 
 from raorch.cli.rollout import exit_code_for
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.engine.work import rollout_work
 from raorch.lab import LabHandle
 from raorch.models.errors import ExitCode
 from raorch.models.events import Event, HostFinished, HostStarted
-from raorch.models.inventory import Target
 from raorch.models.load import load_inventory, load_playbook
 from raorch.models.outcomes import Outcome, WaveState
+from raorch.models.secrets import SecretResolver
 
 LabFactory = Callable[..., LabHandle]
 CliFactory = Callable[[LabHandle], RaorchCli]
@@ -106,21 +107,19 @@ def test_failed_gate_in_process_exactly_the_hosts_in_flight_finish(
         lab, tmp_path / "gate.yaml", [{"name": "canary", "hosts": names, "max_fail_percentage": 0}]
     )
     inventory = load_inventory(inventory_path)
-    real = rollout_work(
-        load_playbook(PLAYBOOK_FILE), inventory.domains, {h: lab.password for h in names}
-    )
+    real = rollout_work(load_playbook(PLAYBOOK_FILE), inventory.domains)
     concurrency = 4
     all_started = threading.Event()  # the pool is full
     failure_seen = threading.Event()  # the engine has recorded lab-0002's failure
     started: list[str] = []
 
-    def work(target: Target, ctx: WorkContext) -> WorkResult:
+    def work(ctx: WorkContext, side: HostSide) -> WorkResult:
         # The real work over WinRM, ordered: every host waits until the pool is full; the
         # healthy ones then wait until the engine has seen the failure.
         assert all_started.wait(60), "the pool never filled"
-        if target.name != "lab-0002":
+        if ctx.target.name != "lab-0002":
             assert failure_seen.wait(60), "lab-0002's failure never arrived"
-        return real(target, ctx)
+        return real(ctx, side)
 
     events: list[Event] = []
 
@@ -137,7 +136,10 @@ def test_failed_gate_in_process_exactly_the_hosts_in_flight_finish(
     try:
         rollout = Rollout(journal, inventory, PLAYBOOK_FILE, work)
         options = RunOptions(
-            wave="canary", concurrency=concurrency, subscribers=[journal.record, watch]
+            wave="canary",
+            concurrency=concurrency,
+            subscribers=[journal.record, watch],
+            passwords=SecretResolver(environ={"RAORCH_LAB_PASSWORD": lab.password}),
         )
         result = asyncio.run(rollout.run_wave(options))
         rows = {r.host: r for r in journal.hosts(rollout.id)}

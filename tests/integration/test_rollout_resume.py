@@ -47,7 +47,7 @@ def journal_has_a_host(journal: JournalFile) -> Callable[[], bool]:
         if not journal.exists():
             return False
         try:
-            return bool(journal.query("SELECT host FROM hosts LIMIT 1"))
+            return bool(journal.hosts())
         except Exception:  # the schema is being created by the child
             return False
 

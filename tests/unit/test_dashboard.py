@@ -14,6 +14,7 @@ from rich.console import Console
 from raorch.cli.dashboard import Dashboard, DashboardFrame, live_output, should_use_dashboard
 from raorch.cli.plain import PlainLines, print_summary
 from raorch.cli.view import RolloutView
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import (
@@ -255,9 +256,9 @@ def test_dashboard_draws_on_the_event_loop_thread_only(tmp_path: Path) -> None:
     work_threads: set[str] = set()
     draw_threads: set[str] = set()
 
-    def work(target: Target, ctx: WorkContext) -> WorkResult:
+    def work(ctx: WorkContext, side: HostSide) -> WorkResult:
         work_threads.add(threading.current_thread().name)
-        if target.name.endswith("3"):
+        if ctx.target.name.endswith("3"):
             return WorkResult(Outcome.SKIPPED, Reason(Stage.PREFLIGHT, "Home edition"))
         return WorkResult(Outcome.CHANGED, changes=1)
 

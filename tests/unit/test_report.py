@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raorch.cli.main import main
-from raorch.engine.journal import Journal, VerifyRow
+from raorch.engine.journal import Journal
 from raorch.engine.report import (
     UNKNOWN_PLATFORM,
     ChangeReport,
@@ -26,6 +26,7 @@ from raorch.engine.report import (
     build_report,
 )
 from raorch.engine.report_html import MAX_POINTS, line_chart, render_report
+from raorch.engine.store import VerifyRow
 from raorch.models.events import (
     GateEvaluated,
     HostFinished,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from raorch import samples
 from raorch.engine.contents import (
     PlaybookBook,
     _reach_digest,
@@ -20,8 +21,12 @@ from raorch.engine.contents import (
     target_from_json,
     target_to_json,
 )
-from raorch.engine.journal import ContentRow, Journal
+from raorch.engine.dispatch import HostSide
+from raorch.engine.journal import Journal
+from raorch.engine.rollback import Rollback
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
+from raorch.engine.store import ContentRow
+from raorch.models.errors import RefusedError
 from raorch.models.inventory import (
     AuthMethod,
     Connection,
@@ -34,6 +39,7 @@ from raorch.models.inventory import (
     Target,
     WaveSpec,
 )
+from raorch.models.load import load_playbook
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Permission, Playbook
 
@@ -62,8 +68,8 @@ def inventory(tmp_path: Path, waves: list[WaveSpec], text: str = "inventory") ->
     return ResolvedInventory(str(path), None, ("CORP",), targets, tuple(waves))
 
 
-def changed(ctx: WorkContext, name: str) -> WorkResult:
-    ctx.on_snapshot(f"snapshot-of-{name}")
+def changed(ctx: WorkContext, side: HostSide) -> WorkResult:
+    side.commit_snapshot(f"snapshot-of-{ctx.target.name}")
     return WorkResult(Outcome.CHANGED, changes=1, applied="[]")
 
 
@@ -128,13 +134,11 @@ def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
     journal = Journal(tmp_path / "state.db")
-    first = Rollout(
-        journal, inventory(tmp_path, waves), pb, lambda t, c: changed(c, t.name), PLAYBOOK
-    )
+    first = Rollout(journal, inventory(tmp_path, waves), pb, changed, PLAYBOOK)
     run(first, "canary")
     # A comment added: another campaign, the same settings, waves and hosts.
     edited = inventory(tmp_path, waves, text="inventory # a comment")
-    second = Rollout(journal, edited, pb, lambda t, c: changed(c, t.name), PLAYBOOK)
+    second = Rollout(journal, edited, pb, changed, PLAYBOOK)
     result = run(second, "pilot")
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
     assert second.id == first.id and [r.id for r in journal.rollouts()] == [first.id]
@@ -150,7 +154,7 @@ def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
     pb.write_text("playbook")
     journal = Journal(tmp_path / "state.db")
     inv = inventory(tmp_path, waves)
-    first = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), PLAYBOOK)
+    first = Rollout(journal, inv, pb, changed, PLAYBOOK)
     run(first, "canary")
     pb.write_text("playbook, edited")
     view = PLAYBOOK.model_copy(
@@ -160,14 +164,14 @@ def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
             )
         }
     )
-    second = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), view)
+    second = Rollout(journal, inv, pb, changed, view)
     with pytest.raises(ContentChangedError) as refused:
         run(second, "pilot")
     assert refused.value.changes == [
         "playbook offer_remote_assistance.permission: view_and_control -> view"
     ]
     assert len(journal.rollouts()) == 1 and len(journal.contents(first.id)) == 1
-    going_on = Rollout(journal, inv, pb, lambda t, c: changed(c, t.name), view, go_on=True)
+    going_on = Rollout(journal, inv, pb, changed, view, go_on=True)
     run(going_on, "pilot")
     book = PlaybookBook.of(journal, first.id)
     assert book.playbooks("a") == (PLAYBOOK,) and book.playbooks("b") == (view,)
@@ -206,3 +210,38 @@ def test_a_journal_written_by_an_older_raorch_opens_and_goes_on(tmp_path: Path) 
     first, second = journal.contents("old-1")
     assert (first.playbook_sha, first.playbook_json, second.campaign) == ("sha0", "", "c1")
     assert journal.find_rollout("c1") is not None and journal.find_rollout("c0") is None
+
+
+def test_rollback_refuses_a_changed_playbook_only_where_the_journal_lacks_it(
+    tmp_path: Path,
+) -> None:
+    pb = tmp_path / "pb.yaml"
+    pb.write_bytes((Path(samples.__file__).parent / "offer-remote-assistance.yaml").read_bytes())
+    inv = inventory(tmp_path, [spec("canary", ["a"])])
+    journal = Journal(tmp_path / "state.db")
+    # No checked playbook given: the journal keeps the file's hash only, as an older raorch did.
+    old = Rollout(journal, inv, pb, changed)
+    run(old, "canary")
+    row = journal.rollout(old.id)
+    assert row is not None
+    engine = Rollback(journal, row, inv)
+    playbook, book = engine.playbooks(["a"])
+    assert playbook == load_playbook(pb) and book.playbooks("a") == ()
+    pb.write_text(pb.read_text(encoding="utf-8") + "\n# edited since\n", encoding="utf-8")
+    with pytest.raises(RefusedError, match="is missing or has changed since"):
+        engine.playbooks(["a"])
+    pb.unlink()
+    with pytest.raises(RefusedError, match="is missing or has changed since"):
+        engine.playbooks(["a"])
+    # A rollout whose playbook the journal keeps needs no file.
+    pb.write_text("playbook")
+    kept = Rollout(
+        journal, inventory(tmp_path, [spec("canary", ["b"])], "other"), pb, changed, PLAYBOOK
+    )
+    run(kept, "canary")
+    pb.unlink()
+    kept_row = journal.rollout(kept.id)
+    assert kept_row is not None
+    assert Rollback(journal, kept_row, inv).playbooks(["b"])[0] is None
+    assert Rollback(journal, kept_row, inv).playbooks(["b"])[1].playbooks("b") == (PLAYBOOK,)
+    journal.close()

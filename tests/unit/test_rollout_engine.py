@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.errors import RefusedError
@@ -58,11 +59,12 @@ class Script:
         self.snapshots_seen: dict[str, str | None] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, target: Target, ctx: WorkContext) -> WorkResult:
+    def __call__(self, ctx: WorkContext, side: HostSide) -> WorkResult:
+        target = ctx.target
         with self.lock:
             self.calls.append(target.name)
             self.snapshots_seen[target.name] = ctx.original_snapshot
-        ctx.on_snapshot(f"snapshot-of-{target.name}-{len(self.calls)}")
+        side.commit_snapshot(f"snapshot-of-{target.name}-{len(self.calls)}")
         if target.name in self.failing:
             return WorkResult(Outcome.FAILED, Reason(Stage.APPLY, "access denied"))
         return WorkResult(Outcome.CHANGED, changes=3, applied="[]")
@@ -188,8 +190,8 @@ def test_a_host_that_raises_is_that_hosts_failure(tmp_path: Path) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"], pct=100)])
     journal = Journal(tmp_path / "state.db")
 
-    def broken(target: Target, ctx: WorkContext) -> WorkResult:
-        if target.name == "a":
+    def broken(ctx: WorkContext, side: HostSide) -> WorkResult:
+        if ctx.target.name == "a":
             raise RuntimeError("boom")
         return WorkResult(Outcome.UNCHANGED)
 
@@ -218,7 +220,8 @@ class ScriptedRollback:
         self.calls: list[str] = []
         self.snapshots: dict[str, str | None] = {}
 
-    def __call__(self, target: Target, ctx: WorkContext) -> WorkResult:
+    def __call__(self, ctx: WorkContext, side: HostSide) -> WorkResult:
+        target = ctx.target
         self.calls.append(target.name)
         self.snapshots[target.name] = ctx.original_snapshot
         if target.name in self.conflicts:
@@ -288,12 +291,12 @@ def test_unchanged_and_skipped_hosts_are_not_rolled_back(tmp_path: Path) -> None
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b", "c"], pct=100)])
     journal = Journal(tmp_path / "state.db")
 
-    def mixed(target: Target, ctx: WorkContext) -> WorkResult:
-        if target.name == "a":
-            ctx.on_snapshot("snap-a")
+    def mixed(ctx: WorkContext, side: HostSide) -> WorkResult:
+        if ctx.target.name == "a":
+            side.commit_snapshot("snap-a")
             return WorkResult(Outcome.CHANGED, changes=1)
-        if target.name == "b":
-            ctx.on_snapshot("snap-b")
+        if ctx.target.name == "b":
+            side.commit_snapshot("snap-b")
             return WorkResult(Outcome.UNCHANGED)
         return WorkResult(Outcome.SKIPPED, Reason(Stage.PREFLIGHT, "Home edition"))
 
@@ -326,12 +329,10 @@ def test_gate_failure_rolls_back_the_wave_when_asked(tmp_path: Path) -> None:
 
 
 def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
-    from raorch.engine.lock import run_lock
-
     inv, pb = inventory(tmp_path, [wave("canary", ["a"])])
     journal = Journal(tmp_path / "state.db")
     r = Rollout(journal, inv, pb, Script())
-    with run_lock(tmp_path, r.id), pytest.raises(RefusedError, match="already being run"):
+    with journal.lock(r.id), pytest.raises(RefusedError, match="already being run"):
         run(r, wave="canary")
     result, _ = run(r, wave="canary")  # the lock is released with its holder
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]

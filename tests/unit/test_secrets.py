@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from raorch.models.inventory import Credentials, SecretKind, SecretRef
+from raorch.models.secretref import SecretSyntaxError, parse_secret_ref
 from raorch.models.secrets import (
     SecretError,
     SecretResolver,
-    SecretSyntaxError,
-    parse_secret_ref,
     read_secret_file,
     resolve_password,
 )

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from raorch.cli.main import main
 from raorch.cli.status import watch
 from raorch.cli.view import RolloutView
+from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
@@ -37,9 +38,9 @@ CONN = Connection(Scheme.HTTPS, 5986, AuthMethod.NTLM, True, None, 5, 30, False)
 CREDS = Credentials("CORP\\svc", SecretRef(SecretKind.ENV, "X"))
 
 
-def scripted(target: Target, ctx: WorkContext) -> WorkResult:
+def scripted(ctx: WorkContext, side: HostSide) -> WorkResult:
     """Outcomes by host number: every 7th fails, every 5th is refused (two reasons)."""
-    n = int(target.name.split("-")[1])
+    n = int(ctx.target.name.split("-")[1])
     if n % 7 == 3:
         return WorkResult(Outcome.FAILED, Reason(Stage.APPLY, f"access denied ({n % 2})"))
     if n % 5 == 1:

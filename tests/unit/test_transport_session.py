@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 import requests
-from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
+from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 
 from raorch.models.inventory import (
     AuthMethod,
@@ -209,6 +209,14 @@ def classified(exc: BaseException, stage: Stage | None = None) -> TransportError
             False,
             "settings",
         ),
+        (
+            requests.exceptions.ProxyError("Unable to connect to proxy: Connection refused"),
+            Stage.CONNECT,
+            True,
+            "the proxy failed: the connection was refused",
+        ),
+        (WinRMError("the shell closed"), Stage.CONNECT, False, "remoting protocol failed"),
+        (OSError("[Errno 113] No route"), Stage.CONNECT, True, "a network error happened"),
         (KeyError("x"), Stage.CONNECT, False, "unexpected KeyError"),
     ],
 )

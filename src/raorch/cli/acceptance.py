@@ -23,7 +23,7 @@ from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.acceptance import AcceptanceReport, Check, CheckStatus, run_acceptance
-from raorch.engine.journal import state_home
+from raorch.engine.paths import state_home
 from raorch.models.errors import ExitCode, InputError, Location, Problem
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 
@@ -150,7 +150,7 @@ def acceptance(
             ]
         )
     [target] = targets
-    password = credentials_for(inventory, targets)[target.name]
+    password = credentials_for(inventory, targets).password(target.credentials)
     warn(insecure_warnings(targets))
 
     def progress(check: Check) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 import click
 
 from raorch.cli.session import warn
-from raorch.engine.journal import state_home
+from raorch.engine.dispatch import ControllerPasswords
+from raorch.engine.paths import state_home
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.secrets import SecretResolver
 from raorch.transport import kerberos
@@ -24,16 +25,16 @@ def resolver() -> SecretResolver:
     return SecretResolver(prompt=_ask if sys.stdin.isatty() else None)
 
 
-def credentials_for(inventory: ResolvedInventory, targets: Iterable[Target]) -> dict[str, str]:
+def credentials_for(inventory: ResolvedInventory, targets: Iterable[Target]) -> ControllerPasswords:
     """Each host's password ("" for none), resolved once per account; then, when a host uses
     Kerberos or Negotiate, raorch's krb5.conf (``defaults.kerberos``) and one Kerberos logon
     per account (``transport.kerberos.logon``): a wrong password, an expired ticket, a KDC out
     of reach or a clock off stop the command here (``KerberosLogonError``, exit 2), before
     any host is contacted or anything is recorded."""
     chosen = list(targets)
-    secrets = resolver()
-    passwords = {t.name: secrets.password(t.credentials) for t in chosen}
+    passwords = ControllerPasswords(resolver(), chosen)
     if any(t.connection.auth.kerberos for t in chosen):
         kerberos.configure(inventory.kerberos, state_home())
-        warn(kerberos.logon(chosen, passwords))
+        by_host = {t.name: passwords.password(t.credentials) for t in chosen}
+        warn(kerberos.logon(chosen, by_host))
     return passwords

@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from raorch.cli.errors import handle_errors
-from raorch.cli.rollback import open_journal
-from raorch.engine.journal import Journal, RolloutRow
+from raorch.cli.journal import open_journal
+from raorch.engine.store import JournalReader, RolloutRow
 from raorch.models.errors import RefusedError
 from raorch.planning.plan import changes_from_json
 
@@ -25,7 +25,7 @@ def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def rollout_document(journal: Journal, row: RolloutRow) -> dict[str, Any]:
+def rollout_document(journal: JournalReader, row: RolloutRow) -> dict[str, Any]:
     hosts = journal.hosts(row.id)
     rollbacks = journal.rollback_outcomes(row.id)
     waves = []
@@ -91,7 +91,7 @@ def history(as_json: bool) -> None:
             )
 
 
-def host_document(journal: Journal, row: RolloutRow, host: str) -> dict[str, Any]:
+def host_document(journal: JournalReader, row: RolloutRow, host: str) -> dict[str, Any]:
     found = next((h for h in journal.hosts(row.id) if h.host.casefold() == host.casefold()), None)
     if found is None:
         raise RefusedError(
@@ -133,7 +133,9 @@ def show(rollout_id: str, host: str | None, as_json: bool) -> None:
     journal = open_journal()
     row = journal.rollout(rollout_id)
     if row is None:
-        raise RefusedError(f"no rollout {rollout_id!r} in {journal.path}", "see `raorch history`")
+        raise RefusedError(
+            f"no rollout {rollout_id!r} in {journal.location}", "see `raorch history`"
+        )
     if host is None:
         doc = rollout_document(journal, row)
         doc["hosts"] = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,17 @@ from raorch.cli import options
 from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
-from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.models.errors import ExitCode, InputError, Location, Problem
+from raorch.engine.contents import content_sha
+from raorch.engine.host import HostMode, HostReport
+from raorch.engine.work import read_hosts
+from raorch.models.errors import ExitCode
 from raorch.models.inventory import ResolvedInventory, Target
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
-from raorch.models.playbook import Playbook
 from raorch.planning.gpo import GpoFinding
-from raorch.planning.plan import Change, MemberChange, RuleChange, ValueChange, describe_value
+from raorch.planning.plan import Change
 from raorch.planning.rsop import RsopStatus
-from raorch.planning.selection import select_hosts, unmatched_patterns
-from raorch.planning.snapshot import encode_rule
+from raorch.planning.selection import require_matches, select_hosts
 
 
 def choose_targets(
@@ -43,52 +42,9 @@ def choose_targets(
     """The hosts of ``--wave`` (or all), narrowed by ``--limit``; a typo is an input error."""
     names = list(inventory.targets)
     if wave is not None:
-        spec = inventory.wave(wave)
-        if spec is None:
-            known = ", ".join(w.name for w in inventory.waves)
-            raise InputError(
-                [
-                    Problem(
-                        Location(inventory.path, path="waves"),
-                        f"no wave named {wave!r}",
-                        f"known waves: {known}",
-                    )
-                ]
-            )
-        names = list(spec.hosts)
-    missing = unmatched_patterns(names, limit)
-    if missing:
-        raise InputError(
-            [
-                Problem(
-                    Location("--limit"),
-                    f"no host matches {', '.join(missing)}",
-                    "patterns are fnmatch patterns on host names, comma-separated",
-                )
-            ]
-        )
+        names = list(inventory.require_wave(wave).hosts)
+    require_matches(names, limit, "of the inventory" if wave is None else f"of wave {wave}")
     return [inventory.targets[n] for n in select_hosts(names, limit)]
-
-
-def plan_hosts(
-    targets: Sequence[Target],
-    passwords: dict[str, str],
-    playbook: Playbook,
-    domains: Sequence[str],
-    concurrency: int,
-    mode: HostMode = HostMode.PLAN,
-) -> list[HostReport]:
-    """One read-only session per host (PLAN or VERIFY), ``concurrency`` at a time; reports in
-    target order."""
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
-        return list(
-            pool.map(
-                lambda t: run_host(t, passwords[t.name], playbook, domains, mode),
-                targets,
-            )
-        )
 
 
 def exit_code(reports: Sequence[HostReport]) -> ExitCode:
@@ -104,17 +60,7 @@ def exit_code(reports: Sequence[HostReport]) -> ExitCode:
 
 
 def change_line(change: Change) -> str:
-    if isinstance(change, ValueChange):
-        verb = "delete" if change.after is None else "set"
-        return (
-            f"{verb} {change.key} | {change.name}: "
-            f"{describe_value(change.before)} -> {describe_value(change.after)}"
-        )
-    if isinstance(change, MemberChange):
-        verb = "add member" if change.after else "remove member"
-        return f"{verb} {change.account} ({change.sid}) of group {change.group_sid}"
-    verb = "enable" if change.after else "disable"
-    return f"{verb} firewall rule {change.rule.describe()} ({change.group})"
+    return change.action()
 
 
 # Lines per host for its changes or refusals: a playbook of 10,000 helpers must not print
@@ -193,32 +139,7 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 
 def change_json(change: Change) -> dict[str, Any]:
-    out: dict[str, Any] = {"item": change.item, "description": change_line(change)}
-    if isinstance(change, ValueChange):
-        out |= {
-            "kind": "value",
-            "key": change.key,
-            "name": change.name,
-            "before": describe_value(change.before),
-            "after": describe_value(change.after),
-        }
-    elif isinstance(change, MemberChange):
-        out |= {
-            "kind": "member",
-            "group_sid": change.group_sid,
-            "account": change.account,
-            "sid": change.sid,
-            "add": change.after,
-        }
-    elif isinstance(change, RuleChange):
-        out |= {
-            "kind": "rule",
-            "group": change.group,
-            "rule": encode_rule(change.rule),
-            "before": change.before,
-            "after": change.after,
-        }
-    return out
+    return {"item": change.item, "description": change.action(), **change.action_json()}
 
 
 def report_json(report: HostReport) -> dict[str, Any]:
@@ -265,11 +186,20 @@ def plan(
     host could not be read.
     """
     inventory = load_inventory(inventory_path)
-    playbook = load_playbook(resolve_playbook_path(inventory, playbook_opt))
+    playbook_path = resolve_playbook_path(inventory, playbook_opt)
+    playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
     passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
-    reports = plan_hosts(targets, passwords, playbook, inventory.domains, concurrency)
+    reports = read_hosts(
+        targets,
+        playbook,
+        content_sha(playbook_path),
+        inventory.domains,
+        HostMode.PLAN,
+        concurrency=concurrency,
+        passwords=passwords,
+    )
     if as_json:
         document = {
             "playbook": playbook.name,

@@ -15,12 +15,13 @@ from pathlib import Path
 import click
 
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.main import describe_playbook
-from raorch.cli.status import open_journal, pick_rollout
-from raorch.engine.journal import RolloutRow
+from raorch.cli.status import pick_rollout
+from raorch.engine.contents import content_sha
 from raorch.engine.report import build_report
 from raorch.engine.report_html import render_report
-from raorch.engine.rollout import content_sha
+from raorch.engine.store import RolloutRow
 from raorch.models.errors import RaorchError, RefusedError
 from raorch.models.load import load_playbook
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -29,39 +28,23 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
-from raorch.engine.contents import PlaybookBook, target_from_json
-from raorch.engine.journal import Journal, RolloutRow, state_home
-from raorch.engine.lock import close_interrupted
+from raorch.engine.contents import target_from_json
 from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
-from raorch.engine.rollout import content_sha
+from raorch.engine.store import JournalReader, JournalStore, RolloutRow
 from raorch.engine.work import rollback_work
 from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
 from raorch.models.events import Subscriber
 from raorch.models.inventory import ResolvedInventory
-from raorch.models.load import load_inventory, load_playbook
-from raorch.models.playbook import Playbook
+from raorch.models.load import load_inventory
 
 SHOWN_HOSTS = 5  # host names listed per rollout; the rest are counted
 
 
-def open_journal() -> Journal:
-    """The existing journal; a missing one is a refusal, never silently created."""
-    path = state_home() / "state.db"
-    if not path.exists():
-        raise RefusedError(
-            f"there is no raorch journal at {path}",
-            "run raorch from the directory where the rollout ran, or set RAORCH_HOME",
-        )
-    journal = Journal(path)
-    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
-    close_interrupted(journal, path.parent, time.time())
-    return journal
-
-
-def choose_rollout(journal: Journal, rollout_id: str | None, last: bool) -> RolloutRow:
+def choose_rollout(journal: JournalReader, rollout_id: str | None, last: bool) -> RolloutRow:
     if rollout_id is None and not last:
         raise RefusedError(
             "say which rollout: --rollout ID or --last", "list them with `raorch history`"
@@ -69,9 +52,9 @@ def choose_rollout(journal: Journal, rollout_id: str | None, last: bool) -> Roll
     row = journal.last_rollout() if rollout_id is None else journal.rollout(rollout_id)
     if row is None:
         raise RefusedError(
-            f"no rollout {rollout_id!r} in {journal.path}"
+            f"no rollout {rollout_id!r} in {journal.location}"
             if rollout_id
-            else f"no rollout in {journal.path}",
+            else f"no rollout in {journal.location}",
             "list them with `raorch history`",
         )
     return row
@@ -90,7 +73,7 @@ def _hosts_text(hosts: list[str]) -> str:
     return shown + (f" and {len(hosts) - SHOWN_HOSTS} more" if len(hosts) > SHOWN_HOSTS else "")
 
 
-def still_changed(journal: Journal, besides: set[str]) -> dict[str, list[str]]:
+def still_changed(journal: JournalReader, besides: set[str]) -> dict[str, list[str]]:
     """Rollouts of the journal (other than ``besides``) with hosts they changed and no rollback
     restored, newest first: rollout id -> those hosts."""
     out: dict[str, list[str]] = {}
@@ -103,7 +86,7 @@ def still_changed(journal: Journal, besides: set[str]) -> dict[str, list[str]]:
     return out
 
 
-def still_changed_lines(journal: Journal, others: dict[str, list[str]]) -> list[str]:
+def still_changed_lines(journal: JournalReader, others: dict[str, list[str]]) -> list[str]:
     if not others:
         return []
     lines = ["other rollouts in this journal still hold hosts they changed (not restored):"]
@@ -118,7 +101,7 @@ def still_changed_lines(journal: Journal, others: dict[str, list[str]]) -> list[
 
 
 def reach(
-    journal: Journal, row: RolloutRow, inventory_opt: str | None, hosts: list[str]
+    journal: JournalReader, row: RolloutRow, inventory_opt: str | None, hosts: list[str]
 ) -> tuple[ResolvedInventory, list[str]]:
     """How to reach the hosts to restore: the inventory given (else the rollout's, if it still
     loads); a host it does not name, as the journal recorded it when it was changed."""
@@ -160,29 +143,8 @@ def reach(
     return inventory, notes
 
 
-def playbook_for(
-    journal: Journal, row: RolloutRow, hosts: list[str]
-) -> tuple[Playbook | None, PlaybookBook]:
-    """The journal's playbooks of the hosts; the playbook file only for a rollout recorded by
-    an older raorch, which kept the playbook's hash and not its settings."""
-    book = PlaybookBook.of(journal, row.id)
-    if book.complete(hosts):
-        return None, book
-    playbook_path = Path(row.playbook)
-    if not playbook_path.exists() or (
-        row.playbook_sha and content_sha(playbook_path) != row.playbook_sha
-    ):
-        raise RefusedError(
-            f"rollout {row.id} was recorded by an older raorch, which kept no copy of its "
-            f"playbook, and the playbook it used ({row.playbook}) is missing or has changed "
-            "since; rollback works out what raorch wrote from it",
-            "put the playbook back as it was for that rollout",
-        )
-    return load_playbook(playbook_path), book
-
-
 def choose_rollouts(
-    journal: Journal, rollout_id: str | None, last: bool, all_open: bool
+    journal: JournalReader, rollout_id: str | None, last: bool, all_open: bool
 ) -> list[RolloutRow]:
     if all_open:
         if rollout_id is not None or last:
@@ -215,7 +177,7 @@ class _Options:
 
 
 def _nothing(
-    journal: Journal, row: RolloutRow, engine_: Rollback, console: Console, opts: _Options
+    journal: JournalReader, row: RolloutRow, engine_: Rollback, console: Console, opts: _Options
 ) -> tuple[ExitCode, dict[str, Any]]:
     restored_before = bool(journal.rolled_back(row.id))
     left = journal.unrestored(row.id)
@@ -251,46 +213,25 @@ def _nothing(
 
 
 def _one(
-    journal: Journal, row: RolloutRow, console: Console, opts: _Options
+    journal: JournalStore, row: RolloutRow, console: Console, opts: _Options
 ) -> tuple[ExitCode, dict[str, Any]]:
     """Roll back one rollout: its exit code and its JSON document."""
     engine_ = Rollback(journal, row, ResolvedInventory(row.inventory, None, (), {}, ()))
     todo = engine_.candidates(opts.wave, opts.limit)
     if not todo:
         return _nothing(journal, row, engine_, console, opts)
-    names = [h for h, _ in todo]
-    playbook, book = playbook_for(journal, row, names)
-    inventory, notes = reach(journal, row, opts.inventory_opt, names)
-    engine_.inventory = inventory
-    hosts = [h for h in names if h in inventory.targets]
-    passwords = passwords_for(inventory, hosts)
-    warn(notes + insecure_warnings([inventory.targets[h] for h in hosts]))
+    options = _prepare(journal, row, engine_, [h for h, _ in todo], opts)
     terminal = Terminal(
         journal, row.id, engine_.stop, console, dashboard=opts.dashboard, as_json=opts.as_json
     )
-    work = rollback_work(
-        playbook,
-        inventory.domains,
-        passwords,
-        force=opts.force,
-        playbooks_of=book.playbooks,
-    )
 
     def engine(subscribers: list[Subscriber]) -> Awaitable[RollbackResult]:
-        return engine_.run(
-            RollbackOptions(
-                work=work,
-                wave=opts.wave,
-                limit=opts.limit,
-                concurrency=opts.concurrency,
-                deadline=opts.deadline,
-                subscribers=subscribers,
-            )
-        )
+        return engine_.run(dataclasses.replace(options, subscribers=subscribers))
 
     result = terminal.run(engine)
-    code = exit_code_for(result, engine_.stop.requested)
     conflicts = journal.rollback_details(row.id, result.conflict_hosts)
+    if not opts.as_json:
+        _print_one(console, terminal, journal, row, result, conflicts, engine_.stop.requested)
     doc = {
         "rollout": row.id,
         "ran": result.ran,
@@ -299,31 +240,107 @@ def _one(
         "failed_hosts": list(result.failed_hosts),
         "closed": result.closed,
     }
-    if not opts.as_json:
-        print_summary(console, terminal.view)
-        counts = ", ".join(f"{n} {o.value}" for o, n in sorted(result.counts.items()))
-        say(console, f"rollback of {row.id}: {counts}")
-        for host, details in conflicts.items():
-            say(console, f"conflict on {host}:")
-            for line in details:
-                say(console, f"    {line}")
-        if conflicts:
-            say(console, "left alone; run again with --force to restore them anyway")
-        left = journal.unrestored(row.id)
-        if result.closed:
-            say(
-                console,
-                f"every host rollout {row.id} changed is restored; the rollout is closed "
-                "(a new rollout starts afresh)",
-            )
-        elif left and not engine_.stop.requested:
-            say(
-                console,
-                f"rollout {row.id} still holds {len(left)} host(s) it changed: "
-                f"{_hosts_text(left)}; raorch rollback --rollout {row.id}",
-            )
-        terminal.print_where()
-    return code, doc
+    return exit_code_for(result, engine_.stop.requested), doc
+
+
+def _prepare(
+    journal: JournalStore, row: RolloutRow, engine_: Rollback, names: list[str], opts: _Options
+) -> RollbackOptions:
+    """Before any host is touched: the playbooks (the engine refuses what it cannot restore
+    from), how each host is reached, the passwords (asked now), the warnings."""
+    playbook, book = engine_.playbooks(names)
+    inventory, notes = reach(journal, row, opts.inventory_opt, names)
+    engine_.inventory = inventory
+    hosts = [h for h in names if h in inventory.targets]
+    passwords = passwords_for(inventory, hosts)
+    warn(notes + insecure_warnings([inventory.targets[h] for h in hosts]))
+    return RollbackOptions(
+        work=rollback_work(playbook, inventory.domains, playbooks_of=book.playbooks),
+        force=opts.force,
+        passwords=passwords,
+        wave=opts.wave,
+        limit=opts.limit,
+        concurrency=opts.concurrency,
+        deadline=opts.deadline,
+    )
+
+
+def _print_one(
+    console: Console,
+    terminal: Terminal,
+    journal: JournalStore,
+    row: RolloutRow,
+    result: RollbackResult,
+    conflicts: dict[str, list[str]],
+    stopped: bool,
+) -> None:
+    print_summary(console, terminal.view)
+    counts = ", ".join(f"{n} {o.value}" for o, n in sorted(result.counts.items()))
+    say(console, f"rollback of {row.id}: {counts}")
+    for host, details in conflicts.items():
+        say(console, f"conflict on {host}:")
+        for line in details:
+            say(console, f"    {line}")
+    if conflicts:
+        say(console, "left alone; run again with --force to restore them anyway")
+    left = journal.unrestored(row.id)
+    if result.closed:
+        say(
+            console,
+            f"every host rollout {row.id} changed is restored; the rollout is closed "
+            "(a new rollout starts afresh)",
+        )
+    elif left and not stopped:
+        say(
+            console,
+            f"rollout {row.id} still holds {len(left)} host(s) it changed: "
+            f"{_hosts_text(left)}; raorch rollback --rollout {row.id}",
+        )
+    terminal.print_where()
+
+
+def _each(
+    journal: JournalStore, rows: list[RolloutRow], console: Console, opts: _Options
+) -> tuple[ExitCode, list[dict[str, Any]]]:
+    """Roll back each rollout in turn (stopping at an interrupted one): the worst exit code
+    and each one's JSON document."""
+    code = ExitCode.OK
+    docs: list[dict[str, Any]] = []
+    for row in rows:
+        one, doc = _one(journal, row, console, opts)
+        docs.append(doc)
+        code = max(code, one)
+        if one is ExitCode.INTERRUPTED:
+            break
+    return code, docs
+
+
+def _final_code(
+    code: ExitCode, docs: list[dict[str, Any]], others: dict[str, list[str]], all_open: bool
+) -> ExitCode:
+    """The rollout chosen never changed a host, while others hold hosts they changed: "nothing
+    to roll back" would be read as "nothing is changed", so it is not a success."""
+    if (
+        not all_open
+        and docs
+        and docs[0]["ran"] == 0
+        and docs[0].get("changed_none")
+        and others
+        and code is ExitCode.OK
+    ):
+        return ExitCode.REFUSED
+    return code
+
+
+def _json_document(
+    docs: list[dict[str, Any]], others: dict[str, list[str]], code: ExitCode, all_open: bool
+) -> str:
+    for doc in docs:
+        doc.pop("changed_none", None)
+    out: dict[str, Any] = {"rollouts": docs} if all_open else dict(docs[0])
+    out["still_changed"] = others
+    out["exit_code"] = int(code)
+    return json.dumps(out, indent=2)
 
 
 @click.command("rollback")
@@ -385,36 +402,14 @@ def rollback(
         not as_json and should_use_dashboard(no_dashboard, sys.stdout),
         as_json,
     )
-    code = ExitCode.OK
-    docs: list[dict[str, Any]] = []
-    for row in rows:
-        one, doc = _one(journal, row, console, opts)
-        docs.append(doc)
-        code = max(code, one)
-        if one is ExitCode.INTERRUPTED:
-            break
+    code, docs = _each(journal, rows, console, opts)
     others = still_changed(journal, {r.id for r in rows})
-    if (
-        not all_open
-        and docs
-        and docs[0]["ran"] == 0
-        and docs[0].get("changed_none")
-        and others
-        and code is ExitCode.OK
-    ):
-        # The rollout chosen never changed a host, while others hold hosts they changed:
-        # "nothing to roll back" would be read as "nothing is changed".
-        code = ExitCode.REFUSED
-    if all_open and not rows and not as_json:
-        say(console, "nothing to roll back: no rollout in this journal holds a host it changed")
+    code = _final_code(code, docs, others, all_open)
     if as_json:
-        for doc in docs:
-            doc.pop("changed_none", None)
-        out: dict[str, Any] = {"rollouts": docs} if all_open else dict(docs[0])
-        out["still_changed"] = others
-        out["exit_code"] = int(code)
-        click.echo(json.dumps(out, indent=2))
+        click.echo(_json_document(docs, others, code, all_open))
     else:
+        if all_open and not rows:
+            say(console, "nothing to roll back: no rollout in this journal holds a host it changed")
         for line in still_changed_lines(journal, others):
             say(console, line)
     journal.close()

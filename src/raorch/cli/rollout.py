@@ -13,10 +13,11 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.credentials import credentials_for
 from raorch.cli.dashboard import should_use_dashboard
+from raorch.cli.journal import create_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.session import Terminal, insecure_warnings, warn
 from raorch.engine.contents import PlaybookBook
-from raorch.engine.journal import Journal
+from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.rollback import RollbackResult
 from raorch.engine.rollout import (
     FAILED_SELECTOR,
@@ -25,10 +26,11 @@ from raorch.engine.rollout import (
     RunOptions,
     WaveResult,
 )
+from raorch.engine.store import JournalReader
 from raorch.engine.work import rollback_work, rollout_work
-from raorch.models.errors import ExitCode, InputError, Location, Problem, RefusedError
+from raorch.models.errors import ExitCode, RefusedError
 from raorch.models.events import Subscriber
-from raorch.models.inventory import ResolvedInventory, WaveSpec
+from raorch.models.inventory import ResolvedInventory
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Playbook
@@ -45,25 +47,11 @@ SEPARATE_JOURNALS = (
 )
 
 
-def wave_spec(inventory: ResolvedInventory, wave: str) -> WaveSpec:
-    spec = inventory.wave(wave)
-    if spec is None:
-        raise InputError(
-            [
-                Problem(
-                    Location(inventory.path, path="waves"),
-                    f"there is no wave named {wave!r}",
-                    "the inventory's waves are: " + ", ".join(w.name for w in inventory.waves),
-                )
-            ]
-        )
-    return spec
-
-
-def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> dict[str, str]:
-    """Resolved before any host is touched, once per account (``prompt`` asks once); the
-    run's Kerberos logon too (``credentials_for``)."""
-    return credentials_for(inventory, (inventory.targets[h] for h in hosts))
+def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> ControllerPasswords:
+    """Resolved before any host is touched, once per account (``prompt`` asks once), and kept
+    in this process: the hosts' work gets them here, never through its context. The run's
+    Kerberos logon too (``credentials_for``)."""
+    return credentials_for(inventory, [inventory.targets[h] for h in hosts])
 
 
 def exit_code_for(result: WaveResult) -> ExitCode:
@@ -146,7 +134,7 @@ def next_steps(result: WaveResult, command: str, next_wave: str | None) -> list[
     return lines
 
 
-def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
+def summary_json(result: WaveResult, journal: JournalReader, log: Path) -> str:
     gate = result.gate
     return json.dumps(
         {
@@ -175,7 +163,7 @@ def summary_json(result: WaveResult, journal: Journal, log: Path) -> str:
                 "conflict_hosts": list(result.rollback.conflict_hosts),
                 "failed_hosts": list(result.rollback.failed_hosts),
             },
-            "journal": str(journal.path),
+            "journal": journal.location,
             "log": str(log),
             "exit_code": int(exit_code_for(result)),
         },
@@ -228,16 +216,16 @@ def run_rollout(
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
-    spec = wave_spec(inventory, wave)
+    spec = inventory.require_wave(wave)
     command = wave_command(inventory_path, playbook_opt, wave)
 
-    journal = Journal.open_default()
+    journal = create_journal()
     first = not journal.rollouts()
     rollout = Rollout(
         journal,
         inventory,
         playbook_path,
-        rollout_work(playbook, inventory.domains, {}),
+        rollout_work(playbook, inventory.domains),
         playbook,
         go_on=go_on,
     )
@@ -251,10 +239,9 @@ def run_rollout(
         journal.close()
         raise
     passwords = passwords_for(inventory, spec.hosts)
-    rollout.work = rollout_work(playbook, inventory.domains, passwords)
     notes = list(rollout.notes)
     if first:
-        notes.append(SEPARATE_JOURNALS.format(path=journal.path))
+        notes.append(SEPARATE_JOURNALS.format(path=journal.location))
     warn(notes + insecure_warnings([inventory.targets[h] for h in spec.hosts]))
     terminal = Terminal(
         journal, rollout.id, rollout.stop, console, dashboard=dashboard, as_json=as_json
@@ -279,13 +266,8 @@ def run_rollout(
                 subscribers=subscribers,
                 # on_gate_failure: rollback undoes the halted wave's changes in the same run,
                 # each host with the playbook the journal says it was applied with.
-                rollback_work=rollback_work(
-                    playbook,
-                    inventory.domains,
-                    passwords,
-                    force=False,
-                    playbooks_of=applied_with,
-                ),
+                rollback_work=rollback_work(playbook, inventory.domains, playbooks_of=applied_with),
+                passwords=passwords,
             )
         )
 

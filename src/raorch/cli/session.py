@@ -19,9 +19,9 @@ from rich.console import Console
 
 from raorch.cli.dashboard import live_output
 from raorch.cli.view import RolloutView
-from raorch.engine.journal import Journal
 from raorch.engine.log import RolloutLog, log_path
 from raorch.engine.runner import Stop
+from raorch.engine.store import JournalStore
 from raorch.models.errors import ExitCode
 from raorch.models.events import Event, Subscriber
 from raorch.models.inventory import Target
@@ -52,7 +52,7 @@ class Terminal:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         rollout_id: str,
         stop: Stop,
         console: Console,
@@ -65,7 +65,7 @@ class Terminal:
         self.console = console
         self.dashboard = dashboard
         self.as_json = as_json
-        self.log = RolloutLog(log_path(rollout_id, journal.path.parent))
+        self.log = RolloutLog(log_path(rollout_id))  # $RAORCH_HOME, wherever the journal is
         self.view = RolloutView.from_journal(journal, rollout_id)
 
     def run(self, engine: Callable[[list[Subscriber]], Awaitable[T]]) -> T:
@@ -109,7 +109,7 @@ class Terminal:
         try:
             return asyncio.run(main())
         except asyncio.CancelledError:
-            err.print(f"aborted; the journal keeps every finished host: {self.journal.path}")
+            err.print(f"aborted; the journal keeps every finished host: {self.journal.location}")
             self.log.close()
             self.journal.close()
             sys.stdout.flush()
@@ -119,5 +119,5 @@ class Terminal:
             self.log.close()
 
     def print_where(self) -> None:
-        self.console.print(f"journal: {self.journal.path}", highlight=False, soft_wrap=True)
+        self.console.print(f"journal: {self.journal.location}", highlight=False, soft_wrap=True)
         self.console.print(f"log:     {self.log.path}", highlight=False, soft_wrap=True)

@@ -17,43 +17,28 @@ from rich.console import Console
 
 from raorch.cli.dashboard import Dashboard, DashboardFrame, should_use_dashboard
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import open_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.view import RolloutView
-from raorch.engine.journal import Journal, state_home
-from raorch.engine.lock import close_interrupted
+from raorch.engine.store import JournalReader
 from raorch.models.errors import RefusedError
 
 WATCH_INTERVAL = 1.0  # seconds between reads of the journal: a 10,000-host read takes ~50 ms
 
 
-def open_journal() -> Journal:
-    """The journal where ``raorch rollout`` keeps it, without creating one where none is."""
-    path = state_home() / "state.db"  # Journal.open_default's file
-    if not path.exists():
-        raise RefusedError(
-            f"there is no journal at {path}: no rollout has run with this state directory",
-            "run raorch status in the directory where raorch rollout ran, or set RAORCH_HOME "
-            "to the state directory it used",
-        )
-    journal = Journal(path)
-    # A run whose controller died (SIGKILL) is recorded as interrupted before anything reads it.
-    close_interrupted(journal, path.parent, time.time())
-    return journal
-
-
-def pick_rollout(journal: Journal, rollout_id: str | None) -> str:
+def pick_rollout(journal: JournalReader, rollout_id: str | None) -> str:
     if rollout_id is None:
         last = journal.last_rollout()
         if last is None:
             raise RefusedError(
-                f"the journal {journal.path} holds no rollout yet",
+                f"the journal {journal.location} holds no rollout yet",
                 "start one with raorch rollout --inventory FILE --wave NAME",
             )
         return last.id
     if journal.rollout(rollout_id) is None:
         known = [r.id for r in journal.rollouts()][-5:]
         raise RefusedError(
-            f"there is no rollout {rollout_id!r} in the journal {journal.path}",
+            f"there is no rollout {rollout_id!r} in the journal {journal.location}",
             "the latest rollouts are: " + ", ".join(reversed(known))
             if known
             else "the journal holds no rollout yet",
@@ -98,7 +83,7 @@ def status(
 
         def read() -> RolloutView:
             # While watching: the controller may die between two reads.
-            close_interrupted(journal, journal.path.parent, time.time())
+            journal.close_interrupted(time.time())
             return RolloutView.from_journal(journal, chosen)
 
         console = Console()

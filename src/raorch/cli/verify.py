@@ -26,18 +26,18 @@ import click
 from raorch.cli import options
 from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
+from raorch.cli.journal import find_journal
 from raorch.cli.plan import (
     choose_targets,
     gpo_json,
     group_policy_json,
     group_policy_lines,
-    plan_hosts,
 )
 from raorch.cli.session import insecure_warnings, warn
+from raorch.engine.contents import content_sha
 from raorch.engine.host import HostMode, HostReport
-from raorch.engine.journal import Journal, state_home
 from raorch.engine.rollout import campaign_key
-from raorch.engine.work import verify_rows
+from raorch.engine.work import read_hosts, verify_rows
 from raorch.models.errors import ExitCode
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
 from raorch.models.outcomes import Outcome
@@ -106,10 +106,9 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[HostReport]) -> str:
     """Record the verdicts with the latest rollout of this inventory and playbook, if the
     journal has one (never creating a journal): its id, or ""."""
-    path = state_home() / "state.db"  # Journal.open_default's file
-    if not path.exists():
+    journal = find_journal()
+    if journal is None:
         return ""
-    journal = Journal(path)
     try:
         row = journal.latest_rollout_of(campaign_key(inventory_path, playbook_path))
         if row is None:
@@ -154,8 +153,14 @@ def verify(
     targets = choose_targets(inventory, wave, limit)
     passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
-    reports = plan_hosts(
-        targets, passwords, playbook, inventory.domains, concurrency, HostMode.VERIFY
+    reports = read_hosts(
+        targets,
+        playbook,
+        content_sha(playbook_path),
+        inventory.domains,
+        HostMode.VERIFY,
+        concurrency=concurrency,
+        passwords=passwords,
     )
     code = exit_code(reports, allow_unreachable)
     recorded = record_verify(Path(inventory.path), playbook_path, reports)

@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from raorch.engine.journal import HostRow, Journal, RunRow
+from raorch.engine.store import HostRow, JournalReader, RunRow
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -438,7 +438,7 @@ class RolloutView:
     # ------------------------------------------------------------ from the journal
 
     @classmethod
-    def from_journal(cls, journal: Journal, rollout_id: str) -> RolloutView:
+    def from_journal(cls, journal: JournalReader, rollout_id: str) -> RolloutView:
         """The same figures, read from the journal (``raorch status``, or to seed a live view
         with the waves that ran before)."""
         row = journal.rollout(rollout_id)

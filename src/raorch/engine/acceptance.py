@@ -31,7 +31,7 @@ from pathlib import Path
 
 from raorch import __version__
 from raorch.engine.host import HostMode, HostReport, SessionFactory, run_host
-from raorch.engine.journal import private_dir, private_file
+from raorch.engine.paths import private_dir, private_file
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Stage
 from raorch.models.playbook import Playbook

@@ -18,9 +18,10 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from raorch.engine.journal import Content, ContentRow, Journal
+from raorch.engine.store import Content, ContentRow, JournalReader
 from raorch.models.inventory import (
     AuthMethod,
     Connection,
@@ -116,6 +117,11 @@ def _reach_digest(target: Target) -> str:
 
 
 # ---------------------------------------------------------------- the content
+
+
+def content_sha(path: Path) -> str:
+    """The sha-256 of a file's bytes: how the journal tells that a file changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def inventory_json(inventory: ResolvedInventory) -> str:
@@ -282,7 +288,7 @@ class PlaybookBook:
     host_revisions: Mapping[str, Sequence[int]]
 
     @classmethod
-    def of(cls, journal: Journal, rollout_id: str) -> PlaybookBook:
+    def of(cls, journal: JournalReader, rollout_id: str) -> PlaybookBook:
         return cls(
             {
                 r.revision: Playbook.model_validate_json(r.playbook_json)

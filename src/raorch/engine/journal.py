@@ -7,23 +7,40 @@ WAL mode: readers (``raorch status`` in another terminal) never block the writer
 survives the process being killed (SIGKILL) at any moment.
 
 The store lives in ``$RAORCH_HOME`` (default ``./.raorch``): the directory is 0700 and the
-files 0600, because snapshots describe the security settings of every host.
+files 0600, because snapshots describe the security settings of every host. Its schema has a
+version (``engine/journal_schema.py``): a journal of an older raorch is migrated when opened,
+one of a newer raorch refused. Order is a value (``position``), never the rowid.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
+from raorch.engine.journal_schema import migrate
+from raorch.engine.lock import is_running, run_lock
+from raorch.engine.paths import private_dir, private_file, state_home
+from raorch.engine.store import (
+    Content,
+    ContentRow,
+    HostRow,
+    JournalStore,
+    PlatformRow,
+    RollbackRow,
+    RolloutRow,
+    RunRow,
+    TimelineRow,
+    VerifyRow,
+    WaveRow,
+    operator_account,
+)
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -37,318 +54,17 @@ from raorch.models.events import (
 )
 from raorch.models.outcomes import Outcome, Stage, WaveState
 
-SCHEMA_VERSION = 1
+JOURNAL_FILE = "state.db"  # in the state directory ($RAORCH_HOME)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rollouts (
-    id TEXT PRIMARY KEY,
-    campaign TEXT NOT NULL,          -- hash of inventory + playbook content
-    inventory TEXT NOT NULL,
-    playbook TEXT NOT NULL,
-    playbook_sha TEXT NOT NULL DEFAULT '',  -- the playbook's content, for rollback's check
-    waves TEXT NOT NULL,             -- JSON list of wave names, inventory order
-    created_at REAL NOT NULL,
-    closed_at REAL                   -- set when the rollout was rolled back entirely
-);
-CREATE TABLE IF NOT EXISTS waves (
-    rollout_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    total INTEGER NOT NULL DEFAULT 0,
-    max_fail_percentage REAL NOT NULL DEFAULT 0,
-    forced INTEGER NOT NULL DEFAULT 0,
-    gate_held INTEGER,
-    failure_percentage REAL,
-    started_at REAL,
-    finished_at REAL,
-    PRIMARY KEY (rollout_id, name)
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    wave TEXT NOT NULL,
-    outcome TEXT,                    -- NULL while in flight (or killed in flight)
-    stage TEXT,
-    reason TEXT,
-    changes INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    finished_at REAL,
-    duration REAL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    taken_at REAL NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS applied (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    recorded_at REAL NOT NULL,
-    data TEXT NOT NULL,              -- the changes raorch made, JSON (for rollback and show)
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS timeline (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- rollout | rollback | verify
-    outcome TEXT NOT NULL,
-    stage TEXT,
-    reason TEXT,
-    at REAL NOT NULL,
-    duration REAL
-);
-CREATE TABLE IF NOT EXISTS rollbacks (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,           -- rolled_back | conflict | failed
-    stage TEXT,
-    reason TEXT,
-    details TEXT,                    -- JSON list: a conflict's differences
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE INDEX IF NOT EXISTS timeline_host ON timeline (rollout_id, host);
--- The content a rollout ran with: revision 1 when it began, one more each time the operator
--- chose to go on with a changed inventory or playbook (rollout --continue). Rollback reads the
--- playbook from here, never from the file.
-CREATE TABLE IF NOT EXISTS contents (
-    rollout_id TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    campaign TEXT NOT NULL,
-    inventory_sha TEXT NOT NULL,
-    playbook TEXT NOT NULL,          -- its path then
-    playbook_sha TEXT NOT NULL,
-    playbook_json TEXT NOT NULL,     -- the checked playbook ('' when recorded by an older raorch)
-    inventory_json TEXT NOT NULL,    -- domains, waves, hosts (for the diff shown on a change)
-    note TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, revision)
-);
--- The revision(s) each host was applied with (recorded with its snapshot, before any write).
-CREATE TABLE IF NOT EXISTS host_contents (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    PRIMARY KEY (rollout_id, host, revision)
-);
--- How each host was reached (address, connection, credential reference; never a secret), so
--- that a rollback reaches a host the inventory no longer names.
-CREATE TABLE IF NOT EXISTS targets (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollout_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    wave TEXT,
-    forced INTEGER NOT NULL DEFAULT 0,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    interrupted INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS platforms (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    caption TEXT NOT NULL,           -- Win32_OperatingSystem.Caption, as the host reported it
-    os_version TEXT NOT NULL,
-    profile TEXT NOT NULL,           -- legacy | modern | '' (not understood)
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE IF NOT EXISTS verifications (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,           -- compliant | drifted | refused | unreachable | failed
-    stage TEXT,
-    reason TEXT,
-    details TEXT,                    -- JSON list: each difference, expected vs found
-    at REAL NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-"""
-
-# Columns added after SCHEMA_VERSION 1 shipped: a journal written by an older raorch gets them
-# (NULL for its old rows) when it is opened, since CREATE TABLE IF NOT EXISTS leaves it as it is.
-_ADDED_COLUMNS = (("runs", "account", "TEXT"),)
+# A new row's place in its rollout: after the last (journal_schema.POSITIONED). An upsert keeps
+# the place of the row it updates. ``table`` is always this module's constant, never input.
+_NEXT_POSITION = "(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE rollout_id = ?)"
 
 
-def state_home() -> Path:
-    """``$RAORCH_HOME`` or ``./.raorch``."""
-    return Path(os.environ.get("RAORCH_HOME") or Path.cwd() / ".raorch")
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and make it 0700: snapshots and logs are sensitive. Parents it has to
-    create are 0700 too (``rollouts/`` above ``rollouts/<id>``), whatever the umask."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists() and current.parent != current:
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: Path) -> Path:
-    """Create ``path`` empty if absent, owner read/write only."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
-    return path
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutRow:
-    id: str
-    campaign: str
-    inventory: str
-    playbook: str
-    waves: tuple[str, ...]
-    created_at: float
-    closed_at: float | None
-    playbook_sha: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRow:
-    """One revision of a rollout's content (table ``contents``)."""
-
-    rollout_id: str
-    revision: int
-    campaign: str
-    inventory_sha: str
-    playbook: str
-    playbook_sha: str
-    playbook_json: str  # '' when unknown (a rollout begun by an older raorch)
-    inventory_json: str
-    note: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Content:
-    """What a rollout runs with, as the journal keeps it (``ContentRow`` without the ids)."""
-
-    campaign: str
-    inventory_sha: str
-    playbook: str
-    playbook_sha: str
-    playbook_json: str
-    inventory_json: str
-
-
-@dataclass(frozen=True, slots=True)
-class WaveRow:
-    rollout_id: str
-    name: str
-    state: WaveState
-    total: int
-    max_fail_percentage: float
-    forced: bool
-    gate_held: bool | None
-    failure_percentage: float | None
-    started_at: float | None
-    finished_at: float | None
-    size: int | None = None  # hosts in the wave (None: recorded by an older raorch)
-
-
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    rollout_id: str
-    host: str
-    wave: str
-    outcome: Outcome | None
-    stage: Stage | None
-    reason: str | None
-    changes: int
-    attempts: int
-    started_at: float | None
-    finished_at: float | None
-    duration: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run of a command against a rollout (one ``RolloutStarted`` .. ``RolloutFinished``)."""
-
-    seq: int
-    rollout_id: str
-    kind: RunKind
-    forced: bool
-    started_at: float
-    finished_at: float | None  # None while it runs, or when the controller died
-    interrupted: bool
-    account: str = ""  # who ran it (operator_account()); "" in a journal of an older raorch
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineRow:
-    kind: RunKind
-    outcome: Outcome
-    stage: Stage | None
-    reason: str | None
-    at: float
-    duration: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformRow:
-    """The Windows a host reported (its facts), recorded when it finished a rollout run,
-    refused hosts included (they have no snapshot)."""
-
-    host: str
-    caption: str
-    os_version: str
-    profile: str  # "legacy", "modern", or "" when raorch did not understand the host
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackRow:
-    host: str
-    outcome: Outcome  # rolled_back | conflict | failed
-    stage: Stage | None
-    reason: str | None
-    details: tuple[str, ...]  # a conflict's differences
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyRow:
-    """A host's latest ``raorch verify`` verdict against a rollout's inventory and playbook."""
-
-    host: str
-    outcome: Outcome
-    stage: Stage | None
-    reason: str | None
-    details: tuple[str, ...]  # each difference, "item: expected X, found Y"
-    at: float
-
-
-def operator_account() -> str:
-    """Who runs this process, as ``user@machine``: the journal records it with every run
-    (the change report's "by whom"). Never fails: a process without a user name (a container
-    with an unknown uid) is recorded as ``uid N``."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
-
-
-class Journal:
-    """One SQLite database. Thread-safe: one connection behind a lock (the engine writes from
-    the event loop, and snapshots from worker threads)."""
+class Journal(JournalStore):
+    """The journal store in one SQLite database (``engine/store.py`` has its two sides).
+    Thread-safe: one connection behind a lock (the engine writes from the event loop, and
+    snapshots from worker threads). The run lock is a ``flock`` beside it (``engine/lock.py``)."""
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
@@ -362,45 +78,37 @@ class Journal:
         # NORMAL is durable against a killed process (WAL is fsynced at checkpoints only, which
         # matters for power loss, not for SIGKILL).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        for table, column, kind in _ADDED_COLUMNS:
-            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                try:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                except sqlite3.OperationalError:
-                    # Another process opening the same old journal added it first.
-                    again = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                    if column not in again:
-                        raise
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
-        self._add_columns()
+        try:
+            # A new journal, or one of an older raorch, is brought to this raorch's version; a
+            # newer raorch's is refused (engine/journal_schema.py).
+            migrate(self._db, path)
+        except BaseException:
+            self._db.close()
+            raise
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)
             if side.exists():
                 os.chmod(side, 0o600)
 
-    def _add_columns(self) -> None:
-        """Columns added since the first release: a journal written by an older raorch gets
-        them (with their defaults) when it is opened."""
-        have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(waves)").fetchall()}
-        if "size" not in have:
-            try:
-                self._db.execute("ALTER TABLE waves ADD COLUMN size INTEGER")
-            except sqlite3.OperationalError as error:
-                # Another raorch (a status in another terminal) opened it at the same moment.
-                if "duplicate column" not in str(error):
-                    raise
-
     @classmethod
     def open_default(cls) -> Journal:
-        return cls(private_dir(state_home()) / "state.db")
+        return cls(private_dir(state_home()) / JOURNAL_FILE)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ------------------------------------------------------------ the run lock
+
+    def lock(self, rollout_id: str) -> AbstractContextManager[None]:
+        return run_lock(self.path.parent, rollout_id)
+
+    def is_running(self, rollout_id: str) -> bool:
+        return is_running(self.path.parent, rollout_id)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -420,14 +128,10 @@ class Journal:
         with self._lock:
             row = self._db.execute(
                 "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
         return None if row is None else self.rollout(str(row[0]))
-
-    def open_rollouts(self) -> list[RolloutRow]:
-        """Rollouts not rolled back entirely, oldest first."""
-        return [r for r in self.rollouts() if r.closed_at is None]
 
     def open_rollout(
         self,
@@ -442,7 +146,7 @@ class Journal:
         with self._tx() as db:
             row = db.execute(
                 "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
             if row is None:
@@ -452,7 +156,8 @@ class Journal:
                 rollout_id = f"{stamp}-{campaign[:8]}-{n + 1}"
                 db.execute(
                     "INSERT INTO rollouts (id, campaign, inventory, playbook, playbook_sha, "
-                    "waves, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "waves, created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(position), 0) + 1 FROM rollouts))",
                     (
                         rollout_id,
                         campaign,
@@ -463,10 +168,10 @@ class Journal:
                         now,
                     ),
                 )
-                for name in waves:
+                for position, name in enumerate(waves, 1):  # the inventory's order
                     db.execute(
-                        "INSERT INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
-                        (rollout_id, name, WaveState.PENDING.value),
+                        "INSERT INTO waves (rollout_id, name, state, position) VALUES (?, ?, ?, ?)",
+                        (rollout_id, name, WaveState.PENDING.value, position),
                     )
                 if content is not None:
                     _insert_content(db, rollout_id, 1, content, "began", now)
@@ -505,8 +210,9 @@ class Journal:
             added = [w for w in waves if w not in known]
             for name in added:
                 db.execute(
-                    "INSERT OR IGNORE INTO waves (rollout_id, name, state) VALUES (?, ?, ?)",
-                    (rollout_id, name, WaveState.PENDING.value),
+                    "INSERT OR IGNORE INTO waves (rollout_id, name, state, position) "
+                    f"VALUES (?, ?, ?, {_NEXT_POSITION.format(table='waves')})",
+                    (rollout_id, name, WaveState.PENDING.value, rollout_id),
                 )
             db.execute(
                 "UPDATE rollouts SET campaign = ?, playbook = ?, playbook_sha = ?, waves = ? "
@@ -600,7 +306,7 @@ class Journal:
                 "ON s.rollout_id = h.rollout_id AND s.host = h.host "
                 "WHERE h.rollout_id = ? AND (h.outcome IS NULL OR h.outcome IN (?, ?)) "
                 "AND NOT EXISTS (SELECT 1 FROM rollbacks b WHERE b.rollout_id = h.rollout_id "
-                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.rowid",
+                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.position",
                 (
                     rollout_id,
                     Outcome.CHANGED.value,
@@ -613,10 +319,6 @@ class Journal:
     def close_rollout(self, rollout_id: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE rollouts SET closed_at = ? WHERE id = ?", (time.time(), rollout_id))
-
-    def rollout_closed(self, rollout_id: str) -> bool:
-        row = self.rollout(rollout_id)
-        return row is not None and row.closed_at is not None
 
     def rollout(self, rollout_id: str) -> RolloutRow | None:
         with self._lock:
@@ -633,13 +335,9 @@ class Journal:
             rows = self._db.execute(
                 "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
                 "playbook_sha "
-                "FROM rollouts ORDER BY created_at, rowid"
+                "FROM rollouts ORDER BY created_at, position"
             ).fetchall()
         return [_rollout_row(r) for r in rows]
-
-    def last_rollout(self) -> RolloutRow | None:
-        rows = self.rollouts()
-        return rows[-1] if rows else None
 
     # ------------------------------------------------------------ waves and hosts
 
@@ -648,7 +346,7 @@ class Journal:
             rows = self._db.execute(
                 "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
                 "failure_percentage, started_at, finished_at, size FROM waves "
-                "WHERE rollout_id = ? ORDER BY rowid",
+                "WHERE rollout_id = ? ORDER BY position",
                 (rollout_id,),
             ).fetchall()
         return [
@@ -678,7 +376,7 @@ class Journal:
             sql += " AND wave = ?"
             args = (rollout_id, wave)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY rowid", args).fetchall()
+            rows = self._db.execute(sql + " ORDER BY position", args).fetchall()
         return [
             HostRow(
                 r[0],
@@ -787,10 +485,11 @@ class Journal:
         """What raorch changed on a host (a resumed run merges into the first record)."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO applied (rollout_id, host, recorded_at, data) VALUES (?, ?, ?, ?) "
+                "INSERT INTO applied (rollout_id, host, recorded_at, data, position) "
+                f"VALUES (?, ?, ?, ?, {_NEXT_POSITION.format(table='applied')}) "
                 "ON CONFLICT (rollout_id, host) DO UPDATE SET data = excluded.data, "
                 "recorded_at = excluded.recorded_at",
-                (rollout_id, host, time.time(), data),
+                (rollout_id, host, time.time(), data, rollout_id),
             )
 
     def applied(self, rollout_id: str, host: str) -> str | None:
@@ -836,21 +535,24 @@ class Journal:
         """The most recent rollout of a campaign (inventory + playbook content), open or not."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id FROM rollouts WHERE campaign = ? ORDER BY created_at DESC, rowid DESC "
-                "LIMIT 1",
+                "SELECT id FROM rollouts WHERE campaign = ? "
+                "ORDER BY created_at DESC, position DESC LIMIT 1",
                 (campaign,),
             ).fetchone()
         return None if row is None else self.rollout(str(row[0]))
 
     def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
         """Each host's last rollback in this rollout, in the order they were restored."""
-        return [RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, rowid")]
+        return [
+            RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, position")
+        ]
 
     def applied_all(self, rollout_id: str) -> dict[str, str]:
         """Every host's ``applied`` record (JSON), by host: one query for a whole report."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY rowid", (rollout_id,)
+                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY position",
+                (rollout_id,),
             ).fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
@@ -882,8 +584,10 @@ class Journal:
             for row in rows:
                 stage = None if row.stage is None else row.stage.value
                 db.execute(
+                    # REPLACE: the latest verdict goes last (a new position, as a new row).
                     "INSERT OR REPLACE INTO verifications (rollout_id, host, outcome, stage, "
-                    "reason, details, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "reason, details, at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    f"{_NEXT_POSITION.format(table='verifications')})",
                     (
                         rollout_id,
                         row.host,
@@ -892,6 +596,7 @@ class Journal:
                         row.reason,
                         json.dumps(list(row.details), ensure_ascii=False),
                         row.at,
+                        rollout_id,
                     ),
                 )
                 db.execute(
@@ -909,7 +614,7 @@ class Journal:
                 )
 
     def verifications(self, rollout_id: str) -> list[VerifyRow]:
-        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "rowid")]
+        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "position")]
 
     def _verdicts(
         self, table: str, rollout_id: str, order: str
@@ -937,127 +642,15 @@ class Journal:
     # ------------------------------------------------------------ the event subscriber
 
     def record(self, event: Event) -> None:
-        """Subscriber: make an engine event durable. Rollout events update the rollout's
-        waves and hosts; rollback events the ``rollbacks`` table; both the timeline."""
-        kind = getattr(event, "kind", RunKind.ROLLOUT)
+        """Subscriber: make an engine event durable, in one transaction. Each kind of event
+        has its handlers (``_HANDLERS``): rollout events update the rollout's waves and hosts,
+        rollback events the ``rollbacks`` table, both the timeline."""
+        handlers = _HANDLERS.get((type(event), event.kind), ())
+        if not handlers:
+            return
         with self._tx() as db:
-            match event:
-                case RolloutStarted():
-                    # The account is this process's: the journal is written by the process
-                    # that runs the command.
-                    db.execute(
-                        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (
-                            event.rollout_id,
-                            event.kind.value,
-                            int(event.forced),
-                            event.at,
-                            operator_account(),
-                        ),
-                    )
-                case WaveStarted() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
-                        "started_at = COALESCE(started_at, ?), finished_at = NULL, "
-                        "size = COALESCE(?, size) WHERE rollout_id = ? AND name = ?",
-                        (
-                            WaveState.RUNNING.value,
-                            event.total_hosts,
-                            event.max_fail_percentage,
-                            event.at,
-                            event.wave_hosts,
-                            event.rollout_id,
-                            event.wave,
-                        ),
-                    )
-                case HostStarted() if kind is RunKind.ROLLOUT:
-                    # Applied again after a rollback: a later rollback must take it on again.
-                    db.execute(
-                        "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?",
-                        (event.rollout_id, event.host),
-                    )
-                    db.execute(
-                        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
-                        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                        "attempts = attempts + 1, started_at = excluded.started_at",
-                        (event.rollout_id, event.host, event.wave, event.at),
-                    )
-                case HostFinished():
-                    if kind is RunKind.ROLLBACK:
-                        db.execute(
-                            "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, "
-                            "details, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                            "outcome = excluded.outcome, stage = excluded.stage, "
-                            "reason = excluded.reason, details = excluded.details, "
-                            "at = excluded.at",
-                            (
-                                event.rollout_id,
-                                event.host,
-                                event.outcome.value,
-                                None if event.reason is None else event.reason.stage.value,
-                                None if event.reason is None else event.reason.message,
-                                json.dumps(list(event.details)),
-                                event.at,
-                            ),
-                        )
-                    if kind is RunKind.ROLLOUT:
-                        db.execute(
-                            "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
-                            "finished_at = ?, duration = ? WHERE rollout_id = ? AND host = ?",
-                            (
-                                event.outcome.value,
-                                None if event.reason is None else event.reason.stage.value,
-                                None if event.reason is None else event.reason.message,
-                                event.changes,
-                                event.at,
-                                event.duration,
-                                event.rollout_id,
-                                event.host,
-                            ),
-                        )
-                    db.execute(
-                        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, "
-                        "at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            event.rollout_id,
-                            event.host,
-                            kind.value,
-                            event.outcome.value,
-                            None if event.reason is None else event.reason.stage.value,
-                            None if event.reason is None else event.reason.message,
-                            event.at,
-                            event.duration,
-                        ),
-                    )
-                case GateEvaluated() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET gate_held = ?, failure_percentage = ? "
-                        "WHERE rollout_id = ? AND name = ?",
-                        (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
-                    )
-                case WaveFinished() if kind is RunKind.ROLLBACK:
-                    if event.counts.get(Outcome.ROLLED_BACK):
-                        db.execute(
-                            "UPDATE waves SET state = ?, finished_at = ? "
-                            "WHERE rollout_id = ? AND name = ?",
-                            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
-                        )
-                case WaveFinished() if kind is RunKind.ROLLOUT:
-                    db.execute(
-                        "UPDATE waves SET state = ?, finished_at = ? "
-                        "WHERE rollout_id = ? AND name = ?",
-                        (event.state.value, event.at, event.rollout_id, event.wave),
-                    )
-                case RolloutFinished():
-                    db.execute(
-                        "UPDATE runs SET finished_at = ?, interrupted = ? WHERE seq = "
-                        "(SELECT MAX(seq) FROM runs WHERE rollout_id = ?)",
-                        (event.at, int(event.interrupted), event.rollout_id),
-                    )
-                case _:
-                    pass
+            for handle in handlers:
+                handle(db, event)
 
     def unfinished_runs(self) -> list[str]:
         """Rollouts whose last run has no end: running now, or its controller died."""
@@ -1071,7 +664,7 @@ class Journal:
         """Record that the runs of a rollout without an end ended (their controller died:
         SIGKILL, a crash, a power loss): they end ``at`` as interrupted, and a wave left
         running is canceled, as Ctrl-C leaves it (running the same command again resumes).
-        Called only when no process holds the rollout's lock (engine/lock.py)."""
+        Called only when no process holds the rollout's lock (``close_interrupted``)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, interrupted = 1 "
@@ -1124,3 +717,163 @@ def _rollout_row(r: tuple[object, ...]) -> RolloutRow:
         None if r[6] is None else float(str(r[6])),
         str(r[7] or ""),
     )
+
+
+# ---------------------------------------------------------------- the events, one handler each
+
+
+def _run_started(db: sqlite3.Connection, event: RolloutStarted) -> None:
+    # The account is this process's: the journal is written by the process that runs the
+    # command.
+    db.execute(
+        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) VALUES (?, ?, ?, ?, ?)",
+        (event.rollout_id, event.kind.value, int(event.forced), event.at, operator_account()),
+    )
+
+
+def _wave_started(db: sqlite3.Connection, event: WaveStarted) -> None:
+    db.execute(
+        "UPDATE waves SET state = ?, total = ?, max_fail_percentage = ?, "
+        "started_at = COALESCE(started_at, ?), finished_at = NULL, "
+        "size = COALESCE(?, size) WHERE rollout_id = ? AND name = ?",
+        (
+            WaveState.RUNNING.value,
+            event.total_hosts,
+            event.max_fail_percentage,
+            event.at,
+            event.wave_hosts,
+            event.rollout_id,
+            event.wave,
+        ),
+    )
+
+
+def _host_started(db: sqlite3.Connection, event: HostStarted) -> None:
+    # Applied again after a rollback: a later rollback must take it on again.
+    db.execute(
+        "DELETE FROM rollbacks WHERE rollout_id = ? AND host = ?", (event.rollout_id, event.host)
+    )
+    db.execute(
+        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at, position) "
+        f"VALUES (?, ?, ?, 1, ?, {_NEXT_POSITION.format(table='hosts')}) "
+        # A host started again keeps its place: the order is the order hosts first started.
+        "ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "attempts = attempts + 1, started_at = excluded.started_at",
+        (event.rollout_id, event.host, event.wave, event.at, event.rollout_id),
+    )
+
+
+def _host_finished(db: sqlite3.Connection, event: HostFinished) -> None:
+    db.execute(
+        "UPDATE hosts SET outcome = ?, stage = ?, reason = ?, changes = ?, "
+        "finished_at = ?, duration = ? WHERE rollout_id = ? AND host = ?",
+        (
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            event.changes,
+            event.at,
+            event.duration,
+            event.rollout_id,
+            event.host,
+        ),
+    )
+
+
+def _host_restored(db: sqlite3.Connection, event: HostFinished) -> None:
+    """A host's rollback: its last one replaces the one before (``rollbacks``)."""
+    db.execute(
+        "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, details, at, position) "
+        f"VALUES (?, ?, ?, ?, ?, ?, ?, {_NEXT_POSITION.format(table='rollbacks')}) "
+        "ON CONFLICT (rollout_id, host) DO UPDATE SET "
+        "outcome = excluded.outcome, stage = excluded.stage, reason = excluded.reason, "
+        "details = excluded.details, at = excluded.at",
+        (
+            event.rollout_id,
+            event.host,
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            json.dumps(list(event.details)),
+            event.at,
+            event.rollout_id,
+        ),
+    )
+
+
+def _timeline_entry(db: sqlite3.Connection, event: HostFinished) -> None:
+    """Every outcome a host had, whatever the run (``raorch show --host``)."""
+    db.execute(
+        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, at, duration) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.rollout_id,
+            event.host,
+            event.kind.value,
+            event.outcome.value,
+            None if event.reason is None else event.reason.stage.value,
+            None if event.reason is None else event.reason.message,
+            event.at,
+            event.duration,
+        ),
+    )
+
+
+def _gate_evaluated(db: sqlite3.Connection, event: GateEvaluated) -> None:
+    db.execute(
+        "UPDATE waves SET gate_held = ?, failure_percentage = ? WHERE rollout_id = ? AND name = ?",
+        (int(event.held), event.failure_percentage, event.rollout_id, event.wave),
+    )
+
+
+def _wave_finished(db: sqlite3.Connection, event: WaveFinished) -> None:
+    db.execute(
+        "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND name = ?",
+        (event.state.value, event.at, event.rollout_id, event.wave),
+    )
+
+
+def _wave_rolled_back(db: sqlite3.Connection, event: WaveFinished) -> None:
+    """A rollback's wave: rolled back once it restored a host (a rollback that restored none
+    leaves the wave as the rollout left it)."""
+    if event.counts.get(Outcome.ROLLED_BACK):
+        db.execute(
+            "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND name = ?",
+            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
+        )
+
+
+def _run_finished(db: sqlite3.Connection, event: RolloutFinished) -> None:
+    db.execute(
+        "UPDATE runs SET finished_at = ?, interrupted = ? WHERE seq = "
+        "(SELECT MAX(seq) FROM runs WHERE rollout_id = ?)",
+        (event.at, int(event.interrupted), event.rollout_id),
+    )
+
+
+_Handler = Callable[[sqlite3.Connection, Any], None]
+_E = TypeVar("_E", bound=Event)
+
+
+def _on(
+    event_type: type[_E],
+    kinds: Iterable[RunKind],
+    *handlers: Callable[[sqlite3.Connection, _E], None],
+) -> dict[tuple[type, RunKind], tuple[_Handler, ...]]:
+    return {(event_type, kind): handlers for kind in kinds}
+
+
+# (the event's type, its kind) -> what the journal does with it, in order, in one transaction.
+# An event not named here is not recorded (a rollback's hosts starting, a plan's events...).
+_HANDLERS: dict[tuple[type, RunKind], tuple[_Handler, ...]] = {
+    **_on(RolloutStarted, RunKind, _run_started),
+    **_on(RolloutFinished, RunKind, _run_finished),
+    **_on(WaveStarted, [RunKind.ROLLOUT], _wave_started),
+    **_on(HostStarted, [RunKind.ROLLOUT], _host_started),
+    **_on(HostFinished, [RunKind.ROLLOUT], _host_finished, _timeline_entry),
+    **_on(HostFinished, [RunKind.ROLLBACK], _host_restored, _timeline_entry),
+    **_on(HostFinished, [RunKind.VERIFY, RunKind.PLAN], _timeline_entry),
+    **_on(GateEvaluated, [RunKind.ROLLOUT], _gate_evaluated),
+    **_on(WaveFinished, [RunKind.ROLLOUT], _wave_finished),
+    **_on(WaveFinished, [RunKind.ROLLBACK], _wave_rolled_back),
+}

@@ -1,4 +1,5 @@
-"""One run at a time per rollout: an advisory file lock in the state home.
+"""One run at a time per rollout: an advisory file lock in the state home (the SQLite
+journal's ``lock(rollout_id)``, ``engine/journal.py``).
 
 Two `raorch rollout` (or a rollout and a rollback) working on the same hosts of the same
 rollout would race each other's snapshots and writes. The lock is ``flock(2)``: the kernel
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from raorch.engine.journal import Journal, private_dir
+from raorch.engine.paths import private_dir
 from raorch.models.errors import RefusedError
 
 
@@ -37,16 +38,6 @@ def is_running(home: Path, rollout_id: str) -> bool:
     finally:
         os.close(fd)  # closing releases the shared lock, if it was taken
     return False
-
-
-def close_interrupted(journal: Journal, home: Path, now: float) -> list[str]:
-    """Record as interrupted every run without an end whose controller is gone (no process
-    holds its lock): a rollout killed with SIGKILL would otherwise read as running for ever
-    (``raorch status`` and ``--watch``). Returns the rollouts closed so."""
-    closed = [r for r in journal.unfinished_runs() if not is_running(home, r)]
-    for rollout_id in closed:
-        journal.mark_interrupted(rollout_id, now)
-    return closed
 
 
 @contextmanager

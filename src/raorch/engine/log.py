@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import structlog
 
-from raorch.engine.journal import private_dir, private_file, state_home
+from raorch.engine.paths import private_dir, private_file, state_home
 from raorch.models.events import Event
 from raorch.models.outcomes import Reason
 

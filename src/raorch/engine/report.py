@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from raorch.engine.journal import (
+from raorch.engine.store import (
     HostRow,
-    Journal,
+    JournalReader,
     PlatformRow,
     RollbackRow,
     RolloutRow,
@@ -34,14 +34,7 @@ from raorch.engine.journal import (
 )
 from raorch.models.events import RunKind
 from raorch.models.outcomes import Outcome, Stage, WaveState
-from raorch.planning.plan import (
-    Change,
-    MemberChange,
-    RuleChange,
-    ValueChange,
-    changes_from_json,
-    describe_value,
-)
+from raorch.planning.plan import Change, changes_from_json
 from raorch.planning.profile import HostProfile, host_profile
 from raorch.planning.snapshot import Snapshot, SnapshotFormatError
 
@@ -221,7 +214,7 @@ class ChangeReport:
 
 
 def build_report(
-    journal: Journal,
+    journal: JournalReader,
     rollout_id: str,
     *,
     generated_at: float,
@@ -392,7 +385,7 @@ def _rollout_status(
 
 
 def _platforms(
-    journal: Journal, rollout_id: str, hosts: Sequence[HostRow]
+    journal: JournalReader, rollout_id: str, hosts: Sequence[HostRow]
 ) -> dict[str, PlatformRow]:
     """Each host's Windows: recorded with its outcome; for a journal of an older raorch, from
     the facts of the snapshot (hosts refused by pre-flight have none there)."""
@@ -494,20 +487,7 @@ def _verify(rows: Sequence[VerifyRow], entries: dict[str, HostEntry]) -> VerifyS
 
 
 def change_line(change: Change) -> ChangeLine:
-    if isinstance(change, ValueChange):
-        return ChangeLine(change.item, describe_value(change.before), describe_value(change.after))
-    if isinstance(change, MemberChange):
-        return ChangeLine(change.item, _member(change.before), _member(change.after))
-    assert isinstance(change, RuleChange)
-    return ChangeLine(change.item, _enabled(change.before), _enabled(change.after))
-
-
-def _member(present: bool) -> str:
-    return "member" if present else "not a member"
-
-
-def _enabled(on: bool) -> str:
-    return "enabled" if on else "disabled"
+    return ChangeLine(change.item, change.found, change.expected)
 
 
 def _change_sets(applied: dict[str, str]) -> tuple[tuple[ChangeSet, ...], dict[str, int]]:

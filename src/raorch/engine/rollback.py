@@ -17,23 +17,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from asyncio_pool import AioPool
-
-from raorch.engine.cancel import Cancel
-from raorch.engine.journal import Journal, RolloutRow
-from raorch.engine.lock import run_lock
-from raorch.engine.runner import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DEADLINE,
-    HostRunner,
+from raorch.engine.contents import PlaybookBook, content_sha
+from raorch.engine.dispatch import (
+    Dispatcher,
     HostWork,
-    Stop,
+    PasswordSource,
+    ThreadPoolDispatcher,
     WorkContext,
-    fanout,
+    WorkResult,
+    in_use,
 )
+from raorch.engine.host import HostMode
+from raorch.engine.runner import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, Stop, WaveRun, fanout
+from raorch.engine.store import JournalStore, RolloutRow
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 from raorch.models.events import (
     Event,
@@ -45,8 +45,11 @@ from raorch.models.events import (
     WaveStarted,
 )
 from raorch.models.inventory import ResolvedInventory, Target
+from raorch.models.load import load_playbook
 from raorch.models.outcomes import Outcome, WaveState
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.models.playbook import Playbook
+from raorch.models.secrets import SecretResolver
+from raorch.planning.selection import require_matches, select_hosts
 
 # Outcomes after which raorch may have written to a host (None: killed while in flight).
 _MAY_HAVE_WRITTEN = (Outcome.CHANGED, Outcome.FAILED, None)
@@ -65,6 +68,10 @@ class RollbackOptions:
     # Close the rollout once no host is left to roll back, however the runs were narrowed
     # (--wave, --limit). False inside a rollout (on_gate_failure: rollback): the rollout goes on.
     close_when_done: bool = True
+    force: bool = False  # restore over settings someone else changed since raorch set them
+    # As RunOptions: where the passwords come from; where the work runs (None: a thread pool).
+    passwords: PasswordSource | None = None
+    dispatcher: Dispatcher[WorkResult] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,9 @@ class RollbackResult:
 
 
 class Rollback:
-    def __init__(self, journal: Journal, row: RolloutRow, inventory: ResolvedInventory) -> None:
+    def __init__(
+        self, journal: JournalStore, row: RolloutRow, inventory: ResolvedInventory
+    ) -> None:
         self.journal = journal
         self.row = row
         self.inventory = inventory
@@ -109,21 +118,39 @@ class Rollback:
         ]
         names = [r.host for r in rows]
         if limit:
-            missing = unmatched_patterns(names, limit)
-            if missing:
-                raise InputError(
-                    [
-                        Problem(
-                            Location("--limit"),
-                            f"pattern(s) {', '.join(missing)} match no host raorch changed "
-                            f"in rollout {self.id}",
-                            "check the host names with `raorch show ROLLOUT`",
-                        )
-                    ]
-                )
+            require_matches(
+                names,
+                limit,
+                f"raorch changed in rollout {self.id}",
+                "check the host names with `raorch show ROLLOUT`",
+            )
             chosen = set(select_hosts(names, limit))
             rows = [r for r in rows if r.host in chosen]
         return [(r.host, r.wave) for r in rows if r.host not in done]
+
+    def playbooks(self, hosts: Sequence[str]) -> tuple[Playbook | None, PlaybookBook]:
+        """The playbooks ``hosts`` were applied with: what raorch wrote is worked out from them.
+
+        The journal's (``PlaybookBook``), whatever became of the playbook file. The file only
+        for a rollout recorded by an older raorch, which kept the playbook's hash and not its
+        settings: then it must be there and unchanged (its hash), else the rollback is refused,
+        since a changed playbook would restore other items than raorch wrote. Returns that
+        file's playbook (None when the journal has every host's) and the journal's book.
+        """
+        book = PlaybookBook.of(self.journal, self.id)
+        if book.complete(hosts):
+            return None, book
+        path = Path(self.row.playbook)
+        if not path.exists() or (
+            self.row.playbook_sha and content_sha(path) != self.row.playbook_sha
+        ):
+            raise RefusedError(
+                f"rollout {self.id} was recorded by an older raorch, which kept no copy of its "
+                f"playbook, and the playbook it used ({self.row.playbook}) is missing or has "
+                "changed since; rollback works out what raorch wrote from it",
+                "put the playbook back as it was for that rollout",
+            )
+        return load_playbook(path), book
 
     def close_if_done(self) -> bool:
         """Close the rollout when every host raorch changed in it is rolled back (also when
@@ -139,7 +166,7 @@ class Rollback:
         if not options.emit_rollout_events:
             # Inside a rollout (on_gate_failure: rollback), which holds the run lock already.
             return await self._run(options, stop)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._run(options, stop)
 
     async def _run(self, options: RollbackOptions, stop: Stop | None) -> RollbackResult:
@@ -178,7 +205,7 @@ class Rollback:
                 await self._wave(wave, by_wave[wave], options, emit, outcome_of)
         finally:
             if options.emit_rollout_events:
-                emit(RolloutFinished(self.id, time.time(), self.stop.requested))
+                emit(RolloutFinished(self.id, time.time(), self.stop.requested, RunKind.ROLLBACK))
         counts.update(outcome_of.values())
         closed = False
         if options.close_when_done and not self.stop.requested:
@@ -201,35 +228,44 @@ class Rollback:
         outcome_of: dict[str, Outcome],
     ) -> None:
         emit(WaveStarted(self.id, wave, len(hosts), 100.0, time.time(), RunKind.ROLLBACK))
-        concurrency = max(1, options.concurrency)
+        deadline = options.deadline or DEFAULT_DEADLINE
 
-        def context(target: Target, cancel: Cancel) -> WorkContext:
+        def context(target: Target) -> WorkContext:
+            snapshot = self.journal.snapshot(self.id, target.name)
             return WorkContext(
-                self.id, lambda _data: None, self.journal.snapshot(self.id, target.name), cancel
+                self.id, HostMode.ROLLBACK, target, snapshot, deadline, force=options.force
             )
 
-        runner = HostRunner(
-            self.id,
-            wave,
-            options.work,
-            emit,
-            concurrency=concurrency,
-            deadline=options.deadline or DEFAULT_DEADLINE,
-            context=context,
-            kind=RunKind.ROLLBACK,
-        )
+        def keep(target: Target, result: WorkResult) -> None:
+            outcome_of[target.name] = result.outcome
 
-        async def one(name: str) -> None:
-            result = await runner.run(self.inventory.targets[name])
-            outcome_of[name] = result.outcome
-
-        with runner:
-            async with AioPool(size=concurrency) as pool:
+        with in_use(options.dispatcher, lambda: _thread_pool(options)) as dispatcher:
+            async with WaveRun(
+                dispatcher,
+                emit,
+                rollout_id=self.id,
+                wave=wave,
+                kind=RunKind.ROLLBACK,
+                concurrency=options.concurrency,
+                deadline=deadline,
+                context=context,
+                on_result=keep,
+            ) as run:
                 for name in hosts:
                     if self.stop.requested:
                         break
-                    await pool.spawn(one(name))
+                    await run.start(self.inventory.targets[name])
         state = WaveState.CANCELED if self.stop.requested else WaveState.DONE
         counts = Counter(outcome_of[h] for h in hosts if h in outcome_of)
         emit(WaveFinished(self.id, wave, state, dict(counts), time.time(), RunKind.ROLLBACK))
         await asyncio.sleep(0)
+
+
+def _thread_pool(options: RollbackOptions) -> ThreadPoolDispatcher[WorkResult]:
+    """The default dispatcher: the rollback's work in threads of this process (it commits no
+    snapshot: it restores from the one the journal kept)."""
+    return ThreadPoolDispatcher(
+        {HostMode.ROLLBACK: options.work},
+        concurrency=options.concurrency,
+        passwords=SecretResolver() if options.passwords is None else options.passwords,
+    )

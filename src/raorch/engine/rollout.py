@@ -1,9 +1,9 @@
 """The rollout engine: one wave of one rollout, hosts concurrently, the gate, resume.
 
-asyncio drives the wave; asyncio-pool bounds the hosts in flight; pypsrp is synchronous, so each
-host session runs in a thread of an executor sized to the concurrency (the default executor has
-only a handful of threads on 2 cores). Every state change is an event; the journal, the JSON log
-and the CLI's views subscribe. Nothing here prints.
+asyncio drives the wave (``runner.WaveRun``: the hosts in flight, their deadlines and events);
+each host's work goes through a dispatcher (engine/dispatch.py: a thread pool unless
+``RunOptions.dispatcher`` gives another). Every state change is an event; the journal, the JSON
+log and the CLI's views subscribe. Nothing here prints.
 
 Resume: the journal knows which hosts have a final outcome (never touched again) and which were
 in flight when the controller died (run again; the operations are idempotent, and the snapshot
@@ -18,32 +18,30 @@ refused run leaves no record: the rollout's record is made only once every check
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from asyncio_pool import AioPool
-
-from raorch.engine.cancel import Cancel
-from raorch.engine.contents import content_of, describe_changes, target_to_json
-from raorch.engine.journal import ContentRow, Journal, RolloutRow, WaveRow
-from raorch.engine.lock import run_lock
-from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
-from raorch.engine.runner import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DEADLINE,
-    HostRunner,
+from raorch.engine.contents import content_of, content_sha, describe_changes, target_to_json
+from raorch.engine.dispatch import (
+    Dispatcher,
     HostWork,
-    Stop,
+    PasswordSource,
+    PlaybookRef,
+    ThreadPoolDispatcher,
     WorkContext,
     WorkResult,
-    fanout,
+    in_use,
 )
-from raorch.models.errors import InputError, Location, Problem, RefusedError
+from raorch.engine.host import HostMode
+from raorch.engine.rollback import Rollback, RollbackOptions, RollbackResult
+from raorch.engine.runner import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE, Stop, WaveRun, fanout
+from raorch.engine.store import ContentRow, JournalStore, RolloutRow, WaveRow
+from raorch.models.errors import RefusedError
 from raorch.models.events import (
     Event,
     GateEvaluated,
@@ -57,8 +55,9 @@ from raorch.models.events import (
 from raorch.models.inventory import GateAction, ResolvedInventory, Target, WaveSpec
 from raorch.models.outcomes import Outcome, WaveState
 from raorch.models.playbook import Playbook
+from raorch.models.secrets import SecretResolver
 from raorch.planning import waves as wave_math
-from raorch.planning.selection import select_hosts, unmatched_patterns
+from raorch.planning.selection import PATTERN_HINT, require_matches, select_hosts
 
 FAILED_SELECTOR = "@failed"
 
@@ -104,6 +103,12 @@ class RunOptions:
     subscribers: list[Subscriber] = field(default_factory=list)
     # What `on_gate_failure: rollback` runs on the wave's changed hosts; None = halt only.
     rollback_work: HostWork | None = None
+    # Where the hosts' passwords come from, where the work runs; None: the references resolved
+    # there (env, file, keyring; never a prompt).
+    passwords: PasswordSource | None = None
+    # Where the hosts' work runs (and its rollback's); None: a thread pool of this process,
+    # sized to the concurrency, running the rollout's work (and ``rollback_work``).
+    dispatcher: Dispatcher[WorkResult] | None = None
 
 
 class ContentChangedError(RefusedError):
@@ -130,26 +135,11 @@ def campaign_key(inventory: Path, playbook: Path) -> str:
     return digest.hexdigest()
 
 
-def content_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check_limit(inventory: ResolvedInventory, hosts: Sequence[str], limit: str | None) -> None:
     """A ``--limit`` pattern that selects no host of the run is almost always a typo."""
     if limit is None or limit == FAILED_SELECTOR:
         return
-    missing = unmatched_patterns(hosts, limit)
-    if missing:
-        raise InputError(
-            [
-                Problem(
-                    Location("--limit"),
-                    f"pattern(s) {', '.join(missing)} match no host of this run",
-                    "patterns are comma-separated fnmatch patterns on host names "
-                    "(e.g. 'ws-01*,srv-?'), or @failed",
-                )
-            ]
-        )
+    require_matches(hosts, limit, "of this run", PATTERN_HINT + ", or @failed")
 
 
 class Rollout:
@@ -157,7 +147,7 @@ class Rollout:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         inventory: ResolvedInventory,
         playbook_path: Path,
         work: HostWork,
@@ -322,19 +312,7 @@ class Rollout:
             )
 
     def wave_spec(self, name: str) -> WaveSpec:
-        spec = self.inventory.wave(name)
-        if spec is None:
-            names = ", ".join(w.name for w in self.inventory.waves)
-            raise InputError(
-                [
-                    Problem(
-                        Location(self.inventory.path, path="waves"),
-                        f"there is no wave named {name!r}",
-                        f"the inventory's waves are: {names}",
-                    )
-                ]
-            )
-        return spec
+        return self.inventory.require_wave(name)
 
     def check_order(self, name: str, force: bool) -> None:
         """A later wave (in the inventory's order) is refused until every earlier wave finished
@@ -398,7 +376,7 @@ class Rollout:
 
     async def run_wave(self, options: RunOptions) -> WaveResult:
         self.check(options.wave, options.limit, options.force)
-        with run_lock(self.journal.path.parent, self.id):
+        with self.journal.lock(self.id):
             return await self._locked_run_wave(options)
 
     async def _locked_run_wave(self, options: RunOptions) -> WaveResult:
@@ -439,20 +417,7 @@ class Rollout:
         emit: Callable[[Event], None],
         before: WaveState = WaveState.PENDING,
     ) -> WaveResult:
-        # Hosts of this wave already final count towards its gate (a resumed wave); a host a
-        # rollback restored is not final (pending again).
-        taking_on = set(todo)
-        rolled_back = self.journal.rolled_back(self.id)
-        members = set(spec.hosts)
-        done: dict[str, Outcome] = {
-            r.host: r.outcome
-            for r in self.journal.hosts(self.id)
-            if r.host in members
-            and r.outcome is not None
-            and r.host not in taking_on
-            and r.host not in rolled_back
-        }
-        earlier = dict(Counter(done.values()))
+        gate = _Gate(self.id, spec, self._finished_before(spec, todo), emit)
         emit(
             WaveStarted(
                 self.id,
@@ -461,138 +426,17 @@ class Rollout:
                 spec.max_fail_percentage,
                 time.time(),
                 wave_hosts=len(spec.hosts),
-                earlier=earlier,
+                earlier=gate.earlier,
             )
         )
-        deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE
-        concurrency = max(1, options.concurrency)
-        gate_lost = False
-
-        def failed_count() -> int:
-            return sum(
-                1
-                for o in done.values()
-                if wave_math.counts_as_failed(o, spec.skipped_counts_as_failed)
-            )
-
-        def context(target: Target, cancel: Cancel) -> WorkContext:
-            return WorkContext(
-                self.id,
-                lambda data: self.journal.save_snapshot(self.id, target.name, data, self.revision),
-                self.journal.snapshot(self.id, target.name),
-                cancel,
-            )
-
-        runner = HostRunner(
-            self.id,
-            spec.name,
-            self.work,
-            emit,
-            concurrency=concurrency,
-            deadline=deadline,
-            context=context,
-        )
-        slot_freed = asyncio.Event()
-
-        async def one(target: Target) -> None:
-            try:
-                result = await runner.run(target)
-                if result.applied is not None:
-                    self.journal.save_applied(self.id, target.name, result.applied)
-                if result.platform is not None:
-                    platform = result.platform
-                    self.journal.save_platform(
-                        self.id,
-                        target.name,
-                        platform.caption,
-                        platform.os_version,
-                        platform.profile,
-                    )
-                done[target.name] = result.outcome
-            finally:
-                slot_freed.set()
-
-        def judge() -> wave_math.GateVerdict:
-            """The gate on what the wave's hosts have done so far, recorded as an event."""
-            verdict = wave_math.evaluate(len(done), failed_count(), spec.max_fail_percentage)
-            emit(
-                GateEvaluated(
-                    self.id,
-                    spec.name,
-                    verdict.finished,
-                    verdict.failed,
-                    verdict.failure_percentage,
-                    verdict.max_fail_percentage,
-                    verdict.held,
-                    time.time(),
-                )
-            )
-            return verdict
-
-        batches = _batches(spec, todo)
-        verdict: wave_math.GateVerdict | None = None
-        try:
-            async with AioPool(size=concurrency) as pool:
-                for batch in batches:
-                    remaining = len(batch)
-                    for name in batch:
-                        # Wait for a free slot BEFORE deciding to start the next host, so
-                        # that the decision sees every host that has finished by then.
-                        while pool.is_full:
-                            slot_freed.clear()
-                            await slot_freed.wait()
-                        # Early halt: the batch cannot end within the gate any more.
-                        in_batch_unfinished = remaining + pool.n_active
-                        if wave_math.lost_early(
-                            len(done),
-                            failed_count(),
-                            in_batch_unfinished,
-                            spec.max_fail_percentage,
-                        ):
-                            gate_lost = True
-                        if gate_lost or self.stop.requested:
-                            break
-                        remaining -= 1
-                        await pool.spawn(one(self.inventory.targets[name]))
-                    await pool.join()
-                    verdict = judge()
-                    if not verdict.held or self.stop.requested:
-                        break
-        finally:
-            runner.__exit__(None, None, None)
-
-        counts = Counter(done.values())
+        with in_use(options.dispatcher, lambda: self._thread_pool(options)) as dispatcher:
+            verdict = await self._run_batches(spec, todo, options, gate, dispatcher)
         if verdict is None:  # nothing to run: judge the wave on what the journal holds
-            verdict = judge()
-        all_final = all(h in done for h in spec.hosts)
-        if not verdict.held:
-            state = WaveState.HALTED
-        elif self.stop.requested:
-            state = WaveState.CANCELED
-        elif all_final:
-            state = WaveState.DONE
-        else:
-            state = WaveState.PARTIAL
+            verdict = gate.judge()
+        state = self._wave_state(spec, gate, verdict)
+        counts = Counter(gate.done.values())
         emit(WaveFinished(self.id, spec.name, state, dict(counts), time.time()))
-        rollback: RollbackResult | None = None
-        if (
-            state is WaveState.HALTED
-            and spec.on_gate_failure is GateAction.ROLLBACK
-            and options.rollback_work is not None
-        ):
-            # The wave's gate failed and the inventory asks to undo what it changed.
-            rollback = await Rollback(self.journal, self.row, self.inventory).run(
-                RollbackOptions(
-                    wave=spec.name,
-                    concurrency=concurrency,
-                    deadline=options.deadline,
-                    subscribers=options.subscribers,
-                    work=options.rollback_work,
-                    emit_rollout_events=False,
-                    close_when_done=False,
-                ),
-                stop=self.stop,
-            )
+        done = gate.done
         return WaveResult(
             self.id,
             spec.name,
@@ -602,12 +446,185 @@ class Rollout:
             len(todo),
             tuple(h for h in spec.hosts if done.get(h) is Outcome.FAILED),
             tuple(h for h in spec.hosts if done.get(h) is Outcome.CHANGED),
-            rollback,
+            await self._rollback_if_asked(spec, state, options),
             before=before,
             wave_hosts=len(spec.hosts),
-            earlier=earlier,
+            earlier=gate.earlier,
             not_started=tuple(h for h in spec.hosts if h not in done),
         )
+
+    def _finished_before(self, spec: WaveSpec, todo: list[str]) -> dict[str, Outcome]:
+        """Hosts of this wave already final: they count towards its gate (a resumed wave); a
+        host a rollback restored is not final (pending again)."""
+        taking_on = set(todo)
+        rolled_back = self.journal.rolled_back(self.id)
+        members = set(spec.hosts)
+        return {
+            r.host: r.outcome
+            for r in self.journal.hosts(self.id)
+            if r.host in members
+            and r.outcome is not None
+            and r.host not in taking_on
+            and r.host not in rolled_back
+        }
+
+    def _thread_pool(self, options: RunOptions) -> ThreadPoolDispatcher[WorkResult]:
+        """The default dispatcher: the rollout's work in threads of this process, each host's
+        snapshot committed to the journal."""
+        return ThreadPoolDispatcher(
+            {HostMode.APPLY: self.work},
+            concurrency=options.concurrency,
+            passwords=SecretResolver() if options.passwords is None else options.passwords,
+            snapshots=self.journal,
+        )
+
+    def _context(self, target: Target, deadline: float) -> WorkContext:
+        return WorkContext(
+            self.id,
+            HostMode.APPLY,
+            target,
+            self.journal.snapshot(self.id, target.name),
+            deadline,
+            PlaybookRef(self.content.playbook_sha, self.revision),
+        )
+
+    async def _run_batches(
+        self,
+        spec: WaveSpec,
+        todo: list[str],
+        options: RunOptions,
+        gate: _Gate,
+        dispatcher: Dispatcher[WorkResult],
+    ) -> wave_math.GateVerdict | None:
+        """The batches in order, the gate judged after each; the last verdict (None: no batch
+        ran)."""
+        deadline = options.deadline or spec.deadline or DEFAULT_DEADLINE
+        verdict: wave_math.GateVerdict | None = None
+        async with WaveRun(
+            dispatcher,
+            gate.emit,
+            rollout_id=self.id,
+            wave=spec.name,
+            kind=RunKind.ROLLOUT,
+            concurrency=options.concurrency,
+            deadline=deadline,
+            context=partial(self._context, deadline=deadline),
+            on_result=partial(self._keep, gate),
+        ) as run:
+            for batch in _batches(spec, todo):
+                await self._run_batch(batch, run, gate)
+                verdict = gate.judge()
+                if not verdict.held or self.stop.requested:
+                    break
+        return verdict
+
+    async def _run_batch(self, batch: list[str], run: WaveRun, gate: _Gate) -> None:
+        """Start the batch's hosts while the gate can still hold and no stop was asked; wait
+        for every host started."""
+        remaining = len(batch)
+        for name in batch:
+            # Wait for a free slot BEFORE deciding to start the next host, so that the
+            # decision sees every host that has finished by then.
+            await run.free_slot()
+            # Early halt: the batch cannot end within the gate any more.
+            if gate.lost_early(remaining + run.in_flight):
+                gate.lost = True
+            if gate.lost or self.stop.requested:
+                break
+            remaining -= 1
+            await run.start(self.inventory.targets[name])
+        await run.join()
+
+    def _keep(self, gate: _Gate, target: Target, result: WorkResult) -> None:
+        """What the controller keeps of a host's result: its changes and Windows in the
+        journal, its outcome for the gate."""
+        if result.applied is not None:
+            self.journal.save_applied(self.id, target.name, result.applied)
+        if result.platform is not None:
+            platform = result.platform
+            self.journal.save_platform(
+                self.id, target.name, platform.caption, platform.os_version, platform.profile
+            )
+        gate.done[target.name] = result.outcome
+
+    def _wave_state(self, spec: WaveSpec, gate: _Gate, verdict: wave_math.GateVerdict) -> WaveState:
+        if not verdict.held:
+            return WaveState.HALTED
+        if self.stop.requested:
+            return WaveState.CANCELED
+        if all(h in gate.done for h in spec.hosts):
+            return WaveState.DONE
+        return WaveState.PARTIAL
+
+    async def _rollback_if_asked(
+        self, spec: WaveSpec, state: WaveState, options: RunOptions
+    ) -> RollbackResult | None:
+        """The wave's gate failed and the inventory asks to undo what it changed."""
+        if not (
+            state is WaveState.HALTED
+            and spec.on_gate_failure is GateAction.ROLLBACK
+            and options.rollback_work is not None
+        ):
+            return None
+        return await Rollback(self.journal, self.row, self.inventory).run(
+            RollbackOptions(
+                wave=spec.name,
+                concurrency=options.concurrency,
+                deadline=options.deadline,
+                subscribers=options.subscribers,
+                work=options.rollback_work,
+                emit_rollout_events=False,
+                close_when_done=False,
+                passwords=options.passwords,
+                dispatcher=options.dispatcher,
+            ),
+            stop=self.stop,
+        )
+
+
+class _Gate:
+    """A wave's gate on what its hosts have done so far (``done``: hosts finished in earlier
+    runs, then those of this run as they finish)."""
+
+    def __init__(
+        self,
+        rollout_id: str,
+        spec: WaveSpec,
+        done: dict[str, Outcome],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self.rollout_id = rollout_id
+        self.spec = spec
+        self.done = done
+        self.earlier = dict(Counter(done.values()))
+        self.emit = emit
+        self.lost = False  # the batch could not end within the gate: no host starts any more
+
+    def failed(self) -> int:
+        skipped_fails = self.spec.skipped_counts_as_failed
+        return sum(1 for o in self.done.values() if wave_math.counts_as_failed(o, skipped_fails))
+
+    def lost_early(self, unfinished: int) -> bool:
+        return wave_math.lost_early(
+            len(self.done), self.failed(), unfinished, self.spec.max_fail_percentage
+        )
+
+    def judge(self) -> wave_math.GateVerdict:
+        """The gate on what the wave's hosts have done so far, recorded as an event."""
+        verdict = wave_math.evaluate(len(self.done), self.failed(), self.spec.max_fail_percentage)
+        self.emit(
+            GateEvaluated(
+                self.rollout_id,
+                self.spec.name,
+                verdict.finished,
+                verdict.failed,
+                verdict.failure_percentage,
+                verdict.max_fail_percentage,
+                verdict.held,
+                time.time(),
+            )
+        )
+        return verdict
 
 
 def _wave_text(wave: WaveRow) -> str:

@@ -1,9 +1,11 @@
-"""Running one host's work with a deadline, in a worker thread, with its events.
+"""The controller's side of running hosts: one wave's hosts in flight, with their deadlines.
 
-Shared by the rollout and the rollback: pypsrp is synchronous, so each host session runs in a
-thread of an executor sized to the concurrency (the default executor has only a handful of
-threads on 2 cores), while the event loop keeps the deadline and emits the events. No
-exception escapes a host: a bug in a host's work is that host's failure.
+Shared by the rollout and the rollback (``WaveRun``), and by plan and verify (``dispatch_all``).
+Each host's work goes through a ``Dispatcher`` (engine/dispatch.py), which runs it elsewhere (a
+worker thread, today) and gives its result back as a value; what stays here, in the event
+loop, is everything the controller decides: how many hosts are in flight, each host's deadline
+(the controller gives up on a host by cancelling its ``submit``), and the events. No exception
+escapes a host: a failure of its work, or of the dispatcher, is that host's failure.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
-from raorch.engine.cancel import Cancel
+from asyncio_pool import AioPool
+
+from raorch.engine.dispatch import Dispatcher, WorkContext, WorkResult
 from raorch.models.events import Event, HostFinished, HostStarted, RunKind, Subscriber
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome, Reason, Stage
@@ -23,37 +26,7 @@ from raorch.models.outcomes import Outcome, Reason, Stage
 DEFAULT_CONCURRENCY = 32  # Invoke-Command's default ThrottleLimit
 DEFAULT_DEADLINE = 300.0  # seconds per host
 
-
-@dataclass(frozen=True, slots=True)
-class WorkContext:
-    """What the engine hands a host's work, in its worker thread."""
-
-    rollout_id: str
-    on_snapshot: Callable[[str], None]  # commit the snapshot (JSON) before the first write
-    original_snapshot: str | None  # kept from an earlier, interrupted attempt
-    cancel: Cancel  # set when the host's deadline passed or the run was aborted
-
-
-@dataclass(frozen=True, slots=True)
-class HostPlatform:
-    """The Windows a host reported (its facts) and the profile raorch gave it."""
-
-    caption: str
-    os_version: str
-    profile: str  # "legacy", "modern", or "" when raorch did not understand the host
-
-
-@dataclass(frozen=True, slots=True)
-class WorkResult:
-    outcome: Outcome
-    reason: Reason | None = None
-    changes: int = 0
-    applied: str | None = None  # the changes made, JSON, kept for rollback and `show`
-    details: tuple[str, ...] = ()  # e.g. a conflict's differences, expected vs found
-    platform: HostPlatform | None = None  # None when the host's facts were never read
-
-
-HostWork = Callable[[Target, WorkContext], WorkResult]
+R = TypeVar("R")
 
 
 class Stop:
@@ -77,59 +50,81 @@ def fanout(subscribers: Sequence[Subscriber]) -> Callable[[Event], None]:
     return emit
 
 
-class HostRunner:
-    """Runs hosts' work in threads with a per-host deadline; emits HostStarted/HostFinished."""
+class WaveRun:
+    """One wave's hosts through a dispatcher: at most ``concurrency`` in flight, each with
+    ``deadline`` seconds, ``HostStarted`` / ``HostFinished`` emitted for each, its result handed
+    to ``on_result`` (in the event loop, after its ``HostFinished``).
+
+    ``start`` waits for a free slot, then starts the host; ``free_slot`` only waits (the rollout
+    decides whether to start the next host once it knows every host finished by then); ``join``
+    waits for every host started.
+    """
 
     def __init__(
         self,
-        rollout_id: str,
-        wave: str,
-        work: HostWork,
+        dispatcher: Dispatcher[WorkResult],
         emit: Callable[[Event], None],
         *,
+        rollout_id: str,
+        wave: str,
+        kind: RunKind,
         concurrency: int,
         deadline: float,
-        context: Callable[[Target, Cancel], WorkContext],
-        kind: RunKind = RunKind.ROLLOUT,
+        context: Callable[[Target], WorkContext],
+        on_result: Callable[[Target, WorkResult], None],
     ) -> None:
-        self.kind = kind
+        self.dispatcher = dispatcher
+        self.emit = emit
         self.rollout_id = rollout_id
         self.wave = wave
-        self.work = work
-        self.emit = emit
+        self.kind = kind
         self.deadline = deadline
         self.context = context
-        # Headroom over the concurrency for threads still unwinding after a host's deadline
-        # passed: pypsrp cannot be interrupted, its own socket timeouts end those threads.
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, concurrency) * 2, thread_name_prefix="raorch-host"
-        )
+        self.on_result = on_result
+        self._pool = AioPool(size=max(1, concurrency))
+        self._slot_freed = asyncio.Event()
 
-    def __enter__(self) -> HostRunner:
+    async def __aenter__(self) -> WaveRun:
+        await self._pool.__aenter__()
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._pool.__aexit__(exc_type, exc, tb)
+
+    @property
+    def in_flight(self) -> int:
+        return int(self._pool.n_active)
+
+    async def free_slot(self) -> None:
+        while self._pool.is_full:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    async def start(self, target: Target) -> None:
+        await self._pool.spawn(self._host(target))
+
+    async def join(self) -> None:
+        await self._pool.join()
+
+    async def _host(self, target: Target) -> None:
+        try:
+            self.on_result(target, await self.run(target))
+        finally:
+            self._slot_freed.set()
 
     async def run(self, target: Target) -> WorkResult:
-        loop = asyncio.get_running_loop()
-        cancel = Cancel()
+        """One host: its events, its deadline; never raises."""
         started = time.monotonic()
         self.emit(HostStarted(self.rollout_id, self.wave, target.name, time.time(), self.kind))
-        ctx = self.context(target, cancel)
-        fut = loop.run_in_executor(self._executor, _guarded, self.work, target, ctx)
         try:
-            result = await asyncio.wait_for(fut, timeout=self.deadline)
+            submitted = self.dispatcher.submit(self.context(target))
+            result = await asyncio.wait_for(submitted, timeout=self.deadline)
         except TimeoutError:
-            # No write starts after this (run_host checks it), and the host's session is
-            # aborted: its sockets are shut down, so its thread ends now, not at pypsrp's
-            # read timeouts.
-            cancel.set()
             result = WorkResult(
                 Outcome.FAILED,
                 Reason(
@@ -137,6 +132,11 @@ class HostRunner:
                     f"no result within the host deadline of {self.deadline:g} s"
                     " (the host may hang; check WinRM on it, or raise --deadline)",
                 ),
+            )
+        except Exception as exc:  # the host boundary (nornir's rule)
+            result = WorkResult(
+                Outcome.FAILED,
+                Reason(Stage.APPLY, f"internal error in raorch: {type(exc).__name__}: {exc}"),
             )
         self.emit(
             HostFinished(
@@ -155,11 +155,15 @@ class HostRunner:
         return result
 
 
-def _guarded(work: HostWork, target: Target, ctx: WorkContext) -> WorkResult:
-    try:
-        return work(target, ctx)
-    except Exception as exc:  # the host boundary (nornir's rule)
-        return WorkResult(
-            Outcome.FAILED,
-            Reason(Stage.APPLY, f"internal error in raorch: {type(exc).__name__}: {exc}"),
-        )
+async def dispatch_all(
+    dispatcher: Dispatcher[R], contexts: Sequence[WorkContext], concurrency: int
+) -> list[R]:
+    """Every context's work through ``dispatcher``, ``concurrency`` at a time; the results in
+    the order of ``contexts``. No deadline, no events: plan and verify, which only read."""
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(context: WorkContext) -> R:
+        async with slots:
+            return await dispatcher.submit(context)
+
+    return list(await asyncio.gather(*(one(c) for c in contexts)))

@@ -1,18 +1,32 @@
-"""What the rollout engine runs on each host: ``run_host`` in a mode, bound to the journal.
+"""What the engine runs on each host: ``run_host`` in a mode, where the work runs.
 
 The engine (``raorch.engine.rollout``) knows nothing of snapshots' contents: it hands each
-host's work a ``WorkContext`` (commit a snapshot, the original snapshot of an earlier attempt,
-a cancel flag) and receives a ``WorkResult``. These adapters translate between that and
-``run_host``'s typed ``HostReport``.
+host's work a ``WorkContext`` (the target, the original snapshot of an earlier attempt...) and
+the dispatcher a ``HostSide`` (commit a snapshot, the cancel flag, the passwords); it receives a
+``WorkResult``. These adapters translate between that and ``run_host``'s typed ``HostReport``.
+Plan and verify (``read_hosts``) go through a dispatcher too, and keep the whole report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
+from raorch.engine.dispatch import (
+    Dispatcher,
+    HostPlatform,
+    HostSide,
+    HostWork,
+    PasswordSource,
+    PlaybookRef,
+    ThreadPoolDispatcher,
+    WorkContext,
+    WorkResult,
+    in_use,
+)
 from raorch.engine.host import HostMode, HostReport, run_host
-from raorch.engine.journal import VerifyRow
-from raorch.engine.runner import HostPlatform, HostWork, WorkContext, WorkResult
+from raorch.engine.runner import dispatch_all
+from raorch.engine.store import VerifyRow
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Outcome
 from raorch.models.playbook import Playbook
@@ -35,24 +49,25 @@ def platform_of(report: HostReport) -> HostPlatform | None:
 def rollout_work(
     playbook: Playbook,
     domains: Sequence[str],
-    passwords: Mapping[str, str],
+    *,
     on_report: ReportSink | None = None,
 ) -> HostWork:
     """APPLY on each host: snapshot committed through the journal before the first write."""
 
-    def work(target: Target, ctx: WorkContext) -> WorkResult:
+    def work(ctx: WorkContext, side: HostSide) -> WorkResult:
+        target = ctx.target
         original = (
             None if ctx.original_snapshot is None else Snapshot.from_json(ctx.original_snapshot)
         )
         report = run_host(
             target,
-            passwords[target.name],
+            side.password(target.credentials),
             playbook,
             domains,
             HostMode.APPLY,
-            on_snapshot=lambda snap: ctx.on_snapshot(snap.to_json()),
+            on_snapshot=lambda snap: side.commit_snapshot(snap.to_json()),
             original_snapshot=original,
-            cancel=ctx.cancel,
+            cancel=side.cancel,
         )
         if on_report is not None:
             on_report(report)
@@ -74,13 +89,12 @@ def rollout_work(
 def rollback_work(
     playbook: Playbook | None,
     domains: Sequence[str],
-    passwords: Mapping[str, str],
     *,
-    force: bool,
     on_report: ReportSink | None = None,
     playbooks_of: Callable[[str], Sequence[Playbook]] | None = None,
 ) -> HostWork:
-    """ROLLBACK on each host, from the ORIGINAL snapshot the journal kept.
+    """ROLLBACK on each host, from the ORIGINAL snapshot the journal kept (over conflicts when
+    the context says ``force``).
 
     What raorch wrote is derived from that snapshot and the playbook the host was applied with
     (``run_host``'s default), not read from the journal's ``applied`` record: a controller
@@ -92,7 +106,8 @@ def rollback_work(
     as the original and is not written again.
     """
 
-    def work(target: Target, ctx: WorkContext) -> WorkResult:
+    def work(ctx: WorkContext, side: HostSide) -> WorkResult:
+        target = ctx.target
         if ctx.original_snapshot is None:
             raise LookupError(f"no snapshot of {target.name} in the journal")
         playbooks = tuple(playbooks_of(target.name)) if playbooks_of is not None else ()
@@ -105,13 +120,13 @@ def rollback_work(
         for one in playbooks:
             report = run_host(
                 target,
-                passwords[target.name],
+                side.password(target.credentials),
                 one,
                 domains,
                 HostMode.ROLLBACK,
                 original_snapshot=Snapshot.from_json(ctx.original_snapshot),
-                force=force,
-                cancel=ctx.cancel,
+                force=ctx.force,
+                cancel=side.cancel,
             )
             if on_report is not None:
                 on_report(report)
@@ -123,6 +138,48 @@ def rollback_work(
         return WorkResult(report.outcome, report.reason, writes, details=details)
 
     return work
+
+
+def read_work(
+    playbook: Playbook, domains: Sequence[str]
+) -> Callable[[WorkContext, HostSide], HostReport]:
+    """PLAN or VERIFY (the context's mode) on each host: one read-only session, the whole
+    report back."""
+
+    def work(ctx: WorkContext, side: HostSide) -> HostReport:
+        target = ctx.target
+        password = side.password(target.credentials)
+        return run_host(target, password, playbook, domains, ctx.mode, cancel=side.cancel)
+
+    return work
+
+
+def read_hosts(
+    targets: Sequence[Target],
+    playbook: Playbook,
+    playbook_sha: str,
+    domains: Sequence[str],
+    mode: HostMode,
+    *,
+    concurrency: int,
+    passwords: PasswordSource,
+    dispatcher: Dispatcher[HostReport] | None = None,
+) -> list[HostReport]:
+    """PLAN or VERIFY: one read-only session per host, ``concurrency`` at a time, through
+    ``dispatcher`` (default: a thread pool of this process); reports in target order."""
+    if not targets:
+        return []
+    contexts = [WorkContext("", mode, t, None, None, PlaybookRef(playbook_sha)) for t in targets]
+
+    def thread_pool() -> Dispatcher[HostReport]:
+        return ThreadPoolDispatcher(
+            {mode: read_work(playbook, domains)},
+            concurrency=min(concurrency, len(targets)),
+            passwords=passwords,
+        )
+
+    with in_use(dispatcher, thread_pool) as chosen:
+        return asyncio.run(dispatch_all(chosen, contexts, concurrency))
 
 
 def verify_rows(reports: Sequence[HostReport], at: float) -> list[VerifyRow]:

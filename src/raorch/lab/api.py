@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,8 +29,10 @@ from typing import Any
 
 import yaml
 
+from raorch.lab.domain import DomainConfig, computer_account
 from raorch.lab.inventory import InventorySpec, write_inventory
 from raorch.lab.profiles import DEFAULT_LANGUAGES, DEFAULT_MIX
+from raorch.lab.samba import SambaDC
 from raorch.lab.server import LabConfig, LabServer
 from raorch.lab.state import marker_file, read_json
 
@@ -57,11 +61,43 @@ class LabHandle:
     admin_token: str
     pid: int
     address: str = "127.0.0.1"
+    # A domain lab: realm, netbios, dns_domain, kdc, krb5_conf, dc_dir, own_dc (lab.json).
+    domain: dict[str, Any] | None = None
     _stopper: Any = field(default=None, repr=False)
 
     @property
     def hosts(self) -> list[str]:
         return list(self.ports)
+
+    @property
+    def realm(self) -> str | None:
+        return str(self.domain["realm"]) if self.domain else None
+
+    @property
+    def krb5_conf(self) -> Path | None:
+        """The krb5.conf that finds the lab's KDC (KRB5_CONFIG for Kerberos clients)."""
+        return Path(self.domain["krb5_conf"]) if self.domain else None
+
+    def fqdn(self, host: str) -> str:
+        """The host's DNS name in the domain, which its SPNs name (WSMAN/, HTTP/, HOST/):
+        ``lab-0001.corp.raorch.test`` (``lab-0001.<tag>.corp.raorch.test`` on a shared DC)."""
+        if not self.domain:
+            raise LabError("this lab has no domain (running_lab(directory='samba'))")
+        return f"{host}.{self.domain['dns_domain']}"
+
+    def computer_account(self, host: str) -> str:
+        """The host's computer account (sAMAccountName without ``$``): ``LAB-0001``, or
+        ``<TAG>-0001`` on a shared DC; its SPNs can be removed with samba-tool to make a
+        host's SPN unknown to the KDC."""
+        if not self.domain:
+            raise LabError("this lab has no domain (running_lab(directory='samba'))")
+        return computer_account(host, str(self.domain.get("tag") or ""))
+
+    def principal(self, account: str | None = None) -> str:
+        """``CORP\\name`` as a Kerberos principal, ``name@CORP.RAORCH.TEST`` (pyspnego hands a
+        user name to krb5_parse_name, where a backslash escapes: Kerberos needs this form)."""
+        _domain, _, name = (account or self.username).rpartition("\\")
+        return f"{name}@{self.realm}"
 
     def port(self, host: str) -> int:
         return self.ports[host]
@@ -81,6 +117,10 @@ class LabHandle:
         }
         if self.auth == "basic":
             kw["encryption"] = "never"
+        if self.auth in ("kerberos", "negotiate") and self.domain:
+            # The SPN names the host, not the 127.0.0.1 the client connects to.
+            kw["negotiate_hostname_override"] = self.fqdn(host)
+            kw["username"] = self.principal()
         return kw
 
     # ------------------------------------------------------------ admin endpoint
@@ -140,6 +180,15 @@ class LabHandle:
             raise LabError(f"Group Policy refresh on {host}: {reason}") from None
         return result
 
+    def account(self, host: str, name: str) -> dict[str, Any]:
+        """How ``host`` resolves the account ``name`` (``DOMAIN\\name``): ``{"host",
+        "account", "mapped", "sid", "error" (NotMapped, TrustFailure or None), "directory"}``;
+        in a domain lab ``directory`` is what the DC holds (``{"account", "sid", "kind"`` (user,
+        group, computer), ``"disabled", "dn"}``), else None."""
+        query = urllib.parse.urlencode({"name": name})
+        result: dict[str, Any] = self._get(f"/account/{host}?{query}")
+        return result
+
     def stop(self) -> None:
         if self._stopper is not None:
             self._stopper()
@@ -163,6 +212,9 @@ class _ChildConfig:
     languages: str
     # The process that started the lab: the child exits when it is gone (see watch_parent).
     parent_pid: int | None = None
+    domain: dict[str, Any] | None = None  # DomainConfig's fields
+    groups: list[str] = field(default_factory=list)
+    refuse_ntlm: bool = False
 
 
 @contextlib.contextmanager
@@ -183,6 +235,11 @@ def running_lab(
     fresh: bool = True,
     languages: str = DEFAULT_LANGUAGES,
     in_process: bool = False,
+    directory: str = "embedded",
+    samba_dc: SambaDC | None = None,
+    groups: list[str] | None = None,
+    refuse_ntlm: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[LabHandle]:
     """Start a lab of ``hosts`` emulated hosts, yield a ``LabHandle``, stop it on exit.
 
@@ -190,7 +247,25 @@ def running_lab(
     to a new temporary directory (removed afterwards); ``inventory_out`` defaults to
     ``<state_dir>/inventory.yaml``; ``password`` defaults to a random one. ``fresh`` ignores
     saved host states in ``state_dir``.
+
+    ``directory="samba"``: the hosts are members of a real domain (docs/lab.md, "A real
+    domain"). With ``samba_dc`` (a running ``SambaDC``, e.g. the ``samba_dc`` test fixture)
+    the lab attaches to it and names its hosts ``<host>.<tag>.<realm>`` with a tag of its own
+    (one DC serves many labs); without, it provisions and starts its own DC in
+    ``<state_dir>/samba`` and stops it with the lab (one DC per machine: Samba's ports are
+    fixed). ``user`` must then be an account of the DC's domain (CORP); on a shared DC give
+    each lab its own, since the lab sets that user's password. ``groups``: the accounts of
+    ``accounts`` to create as groups. ``refuse_ntlm``: the hosts refuse NTLM.
+
+    ``env``: variables added to a child lab's environment (e.g. libfaketime's ``LD_PRELOAD``
+    and ``FAKETIME``, to skew the hosts' clock against the KDC's); not for ``in_process``.
     """
+    if env and in_process:
+        raise ValueError("env is for a lab in a child process (in_process=False)")
+    if directory not in ("embedded", "samba"):
+        raise ValueError(f"directory must be 'embedded' or 'samba', not {directory!r}")
+    if samba_dc is not None and directory != "samba":
+        raise ValueError("samba_dc is for directory='samba'")
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="raorch-lab-")))
@@ -199,6 +274,11 @@ def running_lab(
         password = password or os.urandom(12).hex() + "Aa1!"
         faults_path = state_dir / "faults.yaml"
         faults_path.write_text(yaml.safe_dump(dict(faults or {})), encoding="utf-8")
+        domain: DomainConfig | None = None
+        if samba_dc is not None:
+            domain = DomainConfig(str(samba_dc.directory), start_dc=False, tag=_lab_tag())
+        elif directory == "samba":
+            domain = DomainConfig(str(state_dir / "samba"), start_dc=True)
         config = _ChildConfig(
             hosts=hosts,
             password=password,
@@ -214,10 +294,13 @@ def running_lab(
             fresh=fresh,
             languages=languages,
             parent_pid=None if in_process else os.getpid(),
+            domain=asdict(domain) if domain else None,
+            groups=list(groups or []),
+            refuse_ntlm=refuse_ntlm,
         )
         marker_file(state_dir).unlink(missing_ok=True)
         stopper: _ThreadStopper | _ChildStopper = (
-            _start_thread(config) if in_process else _start_child(config, state_dir)
+            _start_thread(config) if in_process else _start_child(config, state_dir, env)
         )
         stack.callback(stopper)
         marker = _wait_ready(state_dir, stopper)
@@ -232,6 +315,7 @@ def running_lab(
                 username=user,
                 password_ref="env:RAORCH_LAB_PASSWORD",
                 ca_bundle=ca,
+                domain=marker.get("domain"),
             ),
             inventory_path,
         )
@@ -248,6 +332,7 @@ def running_lab(
             admin_port=int(marker["admin_port"]),
             admin_token=str(marker["admin_token"]),
             pid=int(marker["pid"]),
+            domain=marker.get("domain"),
             _stopper=stopper,
         )
         yield handle
@@ -269,7 +354,16 @@ def _lab_config(c: _ChildConfig) -> LabConfig:
         seed=c.seed,
         fresh=c.fresh,
         languages=c.languages,
+        domain=DomainConfig(**c.domain) if c.domain else None,
+        groups=list(c.groups),
+        refuse_ntlm=c.refuse_ntlm,
     )
+
+
+def _lab_tag() -> str:
+    """A DNS label of this lab's own on a shared DC (computer accounts ``<TAG>-0001``: at
+    most 15 characters with five-digit host numbers)."""
+    return "l" + secrets.token_hex(3)
 
 
 def _wait_ready(state_dir: Path, stopper: Any) -> dict[str, Any]:
@@ -356,7 +450,9 @@ class _ChildStopper:
                 self.proc.wait()
 
 
-def _start_child(config: _ChildConfig, state_dir: Path) -> _ChildStopper:
+def _start_child(
+    config: _ChildConfig, state_dir: Path, env: Mapping[str, str] | None = None
+) -> _ChildStopper:
     log_path = state_dir / "lab-process.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -364,6 +460,7 @@ def _start_child(config: _ChildConfig, state_dir: Path) -> _ChildStopper:
         stdin=subprocess.PIPE,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env} if env else None,
     )
     log.close()
     assert proc.stdin is not None

@@ -94,21 +94,46 @@ def default_directory(login_account: str, extra_accounts: list[str] | None = Non
     return directory
 
 
-def load_accounts(path: Path) -> list[str]:
-    """Read an accounts file: a YAML list of ``DOMAIN\\name`` strings."""
+@dataclass(frozen=True, slots=True)
+class AccountsFile:
+    """An accounts file: every account (``names``), and those it marks as groups."""
+
+    names: list[str]
+    groups: list[str]
+
+
+def read_accounts(path: Path) -> AccountsFile:
+    """Read an accounts file: a YAML list whose entries are ``DOMAIN\\name`` strings (users)
+    or ``{group: DOMAIN\\name}`` / ``{user: DOMAIN\\name}`` mappings. The emulated
+    directory only needs the names; a domain lab creates users and groups as the file says."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise DirectoryError(f"{path}: cannot read the accounts file: {exc}") from exc
     if not isinstance(data, list):
         raise DirectoryError(f"{path}: expected a YAML list of 'DOMAIN\\name' strings")
-    out: list[str] = []
+    out = AccountsFile([], [])
     for i, item in enumerate(data, start=1):
+        kind = "user"
+        if isinstance(item, dict) and len(item) == 1:
+            [(kind, item)] = item.items()
+            if kind not in ("user", "group"):
+                raise DirectoryError(
+                    f"{path}: entry {i}: unknown key {kind!r}; write {{group: 'DOMAIN\\name'}} "
+                    "or {user: 'DOMAIN\\name'}"
+                )
         if not isinstance(item, str):
             raise DirectoryError(f"{path}: entry {i} is not a string: {item!r}")
         try:
             split_account(item)
         except DirectoryError as exc:
             raise DirectoryError(f"{path}: entry {i}: {exc}; write it as DOMAIN\\name") from None
-        out.append(item)
+        out.names.append(item)
+        if kind == "group":
+            out.groups.append(item)
     return out
+
+
+def load_accounts(path: Path) -> list[str]:
+    """The accounts of an accounts file (``read_accounts``), users and groups alike."""
+    return read_accounts(path).names

@@ -27,6 +27,8 @@ class InventorySpec:
     password_ref: str  # env:NAME or file:PATH
     ca_bundle: Path | None
     domains: tuple[str, ...] = ("CORP",)
+    # A domain lab's lab.json "domain" (realm, dns_domain, krb5_conf...): said in the header.
+    domain: dict[str, Any] | None = None
 
 
 def find_playbook() -> Path | None:
@@ -113,6 +115,13 @@ def write_inventory(spec: InventorySpec, inventory_path: Path) -> None:
         "# Written by `raorch lab up` for its emulated fleet (127.0.0.1, one port per host).\n"
         "# It is rewritten on every start; ports change unless --base-port is given.\n"
     )
+    if spec.domain:
+        d = spec.domain
+        header += (
+            f"# Domain {d['realm']} (KDC 127.0.0.1; export KRB5_CONFIG={d['krb5_conf']}).\n"
+            f"# Kerberos: host NAME's SPNs are WSMAN/, HTTP/ and HOST/NAME.{d['dns_domain']};\n"
+            "# the client connects to 127.0.0.1 and names the host in the SPN.\n"
+        )
     text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
     inventory_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(inventory_path, text.encode(), 0o644)

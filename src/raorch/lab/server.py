@@ -8,6 +8,11 @@ contract). Faults (faults.py) are applied here, per request.
 
 A second, plain-HTTP listener (the admin endpoint, token-protected, 127.0.0.1 only) serves
 live state and counters to ``raorch lab state`` and to the Python API (api.py).
+
+With a domain (``LabConfig.domain``, domain.py) the hosts are members of a real Samba AD
+domain: they accept Kerberos, resolve that domain's accounts in its DC, and admit only
+accounts of their local Administrators group (the access check of WinRM's default session
+configuration, below).
 """
 
 from __future__ import annotations
@@ -39,20 +44,23 @@ from psrpcore import PSRPCoreError
 
 from raorch.lab import wsman
 from raorch.lab.auth import (
-    ENCRYPTED_CONTENT_TYPE,
     Authenticator,
     AuthRefused,
     BadMessage,
     ConnectionAuth,
     Credentials,
+    encrypted_content_type,
+    encryption_protocol,
+    spn_host,
     unwrap,
     wrap,
 )
 from raorch.lab.directory import Directory, default_directory, domain_sid
+from raorch.lab.domain import DomainConfig, DomainDirectory, LabDomain, domain_accounts
 from raorch.lab.faults import NO_FAULTS, FaultPlan, FaultsError, HostFaults, load_faults
 from raorch.lab.grouppolicy import gpupdate
-from raorch.lab.host import Host, host_name, seed_host
-from raorch.lab.operations import resolve_account, run_pipeline
+from raorch.lab.host import ADMINISTRATORS_SID, Host, Member, host_name, seed_host
+from raorch.lab.operations import MARKER, resolve_account, run_pipeline
 from raorch.lab.profiles import (
     DEFAULT_LANGUAGES,
     DEFAULT_MIX,
@@ -66,6 +74,13 @@ from raorch.lab.state import host_file, hosts_dir, marker_file, read_json, write
 from raorch.lab.tls import LabCertificates, make_certificates
 
 LOG_SIZE = 100  # pipelines remembered per host for tests
+# WinRM's answer to an authenticated account that the session configuration's security
+# descriptor does not admit (the default one admits BUILTIN\Administrators, and Remote
+# Management Users on later Windows): HTTP 500, a fault with subcode w:InternalError and
+# WSManFault code 2147942405 (0x80070005, E_ACCESSDENIED), "Access is denied."
+# (as clients report it: wazuh/wazuh-ansible issue 581, diyan/pywinrm issue 275).
+ACCESS_DENIED_CODE = 2147942405
+ACCESS_DENIED_TEXT = "Access is denied. "
 FAULTS_POLL_SECONDS = 0.5
 _NS_WSA = "{http://schemas.xmlsoap.org/ws/2004/08/addressing}"
 
@@ -88,6 +103,10 @@ class LabConfig:
     seed: int = 0
     fresh: bool = False  # ignore saved host states
     languages: str = DEFAULT_LANGUAGES
+    # A real domain (domain.py): None keeps the emulated directory and NTLM / Basic only.
+    domain: DomainConfig | None = None
+    groups: list[str] = field(default_factory=list)  # accounts (of ``accounts``) that are groups
+    refuse_ntlm: bool = False  # hosts refuse NTLM (an NTLM-restricted domain)
 
 
 @dataclass
@@ -102,6 +121,10 @@ class HostRuntime:
     sessions: int = 0
     pipelines: int = 0
     log: collections.deque[dict[str, Any]] = field(
+        default_factory=lambda: collections.deque(maxlen=LOG_SIZE)
+    )
+    # One entry per session (a shell created): who, and which mechanism authenticated them.
+    session_log: collections.deque[dict[str, Any]] = field(
         default_factory=lambda: collections.deque(maxlen=LOG_SIZE)
     )
     site: web.SockSite | None = None
@@ -137,6 +160,7 @@ class LabServer:
         self._watch_task: asyncio.Task[None] | None = None
         self._texts: dict[str, str] = {}
         self.auth: Authenticator | None = None
+        self.domain: LabDomain | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -157,12 +181,24 @@ class LabServer:
         if cfg.scheme == "https":
             self._certs = make_certificates(self.state_dir / "tls")
             self._ssl = self._certs.server_context()
-        self.auth = Authenticator(
-            cfg.auth,
-            Credentials(cfg.username, cfg.password),
-            self._certs.cbt_application_data if self._certs else None,
-        )
-        self._build_hosts()
+        try:
+            if cfg.domain is not None:
+                self._open_domain(cfg.domain)
+            self.auth = Authenticator(
+                cfg.auth,
+                Credentials(cfg.username, cfg.password),
+                self._certs.cbt_application_data if self._certs else None,
+                realm=self.domain.realm if self.domain else None,
+                netbios=self.domain.netbios if self.domain else None,
+                refuse_ntlm=cfg.refuse_ntlm,
+            )
+            self._build_hosts()
+            if self.domain is not None:
+                self._join_domain(self.domain)
+        except BaseException:
+            if self.domain is not None:
+                self.domain.close()
+            raise
         self._reload_faults(initial=True)
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/wsman", self._handle)
@@ -177,6 +213,7 @@ class LabServer:
         admin.router.add_post("/reload-faults", self._admin_reload)
         admin.router.add_post("/offer/{host}", self._admin_offer)
         admin.router.add_post("/gpupdate/{host}", self._admin_gpupdate)
+        admin.router.add_get("/account/{host}", self._admin_account)
         self._admin_runner = web.AppRunner(admin, access_log=None, shutdown_timeout=1.0)
         await self._admin_runner.setup()
         admin_sock = _bind(0)
@@ -207,6 +244,29 @@ class LabServer:
         if self.auth is not None:
             self.auth.close()
             self.auth = None
+        if isinstance(self.directory, DomainDirectory):
+            self.directory.ldap.close()
+        if self.domain is not None:
+            domain, self.domain = self.domain, None
+            await asyncio.get_running_loop().run_in_executor(None, domain.close)
+
+    def _open_domain(self, config: DomainConfig) -> None:
+        """Start (or attach to) the DC and create the accounts the fleet needs."""
+        cfg = self.config
+        domain = LabDomain(config, self.state_dir)
+        self.domain = domain
+        domain.open()
+        domain.populate(
+            cfg.username, cfg.password, domain_accounts(domain.netbios, cfg.accounts, cfg.groups)
+        )
+
+    def _join_domain(self, domain: LabDomain) -> None:
+        """The hosts become domain computers (SPNs, keys); their directory is the DC's."""
+        domain.register(self.runtimes)
+        directory = domain.directory(self.directory, self.config.username, self.config.password)
+        self.directory = directory
+        for rt in self.runtimes.values():
+            _rebase_domain_sids(rt.host, directory)
 
     def _build_hosts(self) -> None:
         cfg = self.config
@@ -278,6 +338,8 @@ class LabServer:
                 "admin_port": self.admin_port,
                 "admin_token": self.admin_token,
                 "hosts": self.ports,
+                "domain": self.domain.to_json() if self.domain else None,
+                "refuse_ntlm": cfg.refuse_ntlm,
             },
             0o600,
         )
@@ -367,7 +429,16 @@ class LabServer:
         extra = {"WWW-Authenticate": token} if token else {}
         if not done:
             return web.Response(status=401, headers=extra)
-        encrypted = request.headers.get("Content-Type", "").startswith("multipart/encrypted")
+        if conn.service is not None and not self._ticket_for(rt, conn.service):
+            # A ticket for another host's SPN: on Windows this host would not hold the key
+            # that decrypts it (here one keytab holds every host's): refused the same way.
+            conn.context, conn.authenticated, conn.service = None, False, None
+            resp = web.Response(status=401)
+            for challenge in self.auth.challenges():
+                resp.headers.add("WWW-Authenticate", challenge)
+            return resp
+        content_type = request.headers.get("Content-Type", "")
+        encrypted = content_type.startswith("multipart/encrypted")
         if encrypted:
             try:
                 body = unwrap(conn.context, body)
@@ -376,18 +447,50 @@ class LabServer:
         if not body:
             # The empty request that pypsrp sends to set up encryption over HTTP.
             return web.Response(status=200, headers=extra)
-        status, reply = await self._dispatch(rt, body, request)
+        if conn.allowed is None:
+            conn.allowed = self._admitted(rt, conn)
+        if conn.allowed:
+            status, reply = await self._dispatch(rt, body, request)
+        else:
+            status, reply = 500, _access_denied(body, rt.host.facts.computer_name)
         if encrypted:
+            protocol = encryption_protocol(content_type)
             return web.Response(
                 status=status,
-                body=wrap(conn.context, reply),
-                headers={**extra, "Content-Type": ENCRYPTED_CONTENT_TYPE},
+                body=wrap(conn.context, reply, protocol),
+                headers={**extra, "Content-Type": encrypted_content_type(protocol)},
             )
         return web.Response(
             status=status,
             body=reply,
             headers={**extra, "Content-Type": "application/soap+xml;charset=UTF-8"},
         )
+
+    def _ticket_for(self, rt: HostRuntime, service: str) -> bool:
+        """Whether a Kerberos ticket's SPN names this host (its DNS or account name)."""
+        if self.domain is None:
+            return True
+        account = self.domain.host_account(rt.host.name)
+        return spn_host(service) in (account.fqdn.lower(), account.account.lower())
+
+    def _admitted(self, rt: HostRuntime, conn: ConnectionAuth) -> bool:
+        """WinRM's access check: the default session configuration admits members of the
+        host's BUILTIN\\Administrators (learn.microsoft.com, "Authentication constants":
+        "By default, the account must be a member of the local Administrators group").
+
+        The login user is admitted (it is the only account NTLM and Basic know, and a domain
+        lab makes it a Domain Admin, which every domain host's Administrators holds); another
+        account (Kerberos lets any domain user authenticate) must have its SID, or one of its
+        groups' (tokenGroups, from the DC), among the host's Administrators members."""
+        user = conn.user or self.config.username
+        if user.lower() == self.config.username.lower():
+            return True
+        directory = self.directory
+        admins = rt.host.groups.get(ADMINISTRATORS_SID)
+        if not isinstance(directory, DomainDirectory) or admins is None:
+            return False
+        sids = {s.upper() for s in directory.token_sids(user)}
+        return any(m.sid.upper() in sids for m in admins.members)
 
     async def _dispatch(
         self, rt: HostRuntime, body: bytes, request: web.Request
@@ -461,11 +564,26 @@ class LabServer:
         self._feed(rt, shell, _b64(creation.text), None)
         scheme = self.config.scheme
         peer = request.transport.get_extra_info("peername") if request.transport else None
+        conn = self._conns.get(request.transport) if request.transport else None
+        owner = (conn.user if conn else None) or self.config.username
+        content_type = request.headers.get("Content-Type", "")
+        rt.session_log.append(
+            {
+                "time": time.time(),
+                "shell_id": shell_id,
+                "mechanism": str(conn.mechanism) if conn and conn.mechanism else None,
+                "user": owner,
+                # WinRM message encryption's protocol over HTTP (None: TLS, or Basic).
+                "encryption": encryption_protocol(content_type)
+                if content_type.startswith("multipart/encrypted")
+                else None,
+            }
+        )
         return wsman.create_response(
             req.message_id,
             shell_id,
             f"{scheme}://127.0.0.1:{rt.port}/wsman",
-            self.config.username,
+            owner,
             peer[0] if peer else "127.0.0.1",
         )
 
@@ -602,7 +720,7 @@ class LabServer:
             return rt
         host = rt.host
         trust = rt.faults.trust_failure
-        domain = domain_sid(host.facts.domain) if host.facts.part_of_domain else None
+        domain = self._domain_sid(host.facts.domain) if host.facts.part_of_domain else None
         try:
             result = helpsvc_offer(
                 host, lambda a: resolve_account(host, self.directory, a, trust), domain
@@ -624,6 +742,47 @@ class LabServer:
         write_json(host_file(self.state_dir, host.name), host.to_json())
         return web.json_response({"host": host.name, "changed": changed})
 
+    async def _admin_account(self, request: web.Request) -> web.StreamResponse:
+        """How the host resolves ``?name=DOMAIN\\name``: ``{"host", "account", "mapped",
+        "sid", "error"}``, and in a domain lab what the DC holds for it (``directory``: kind
+        user / group / computer, ``disabled``), which the contract's ResolveAccount does not
+        carry."""
+        rt = self._admin_host(request)
+        if isinstance(rt, web.StreamResponse):
+            return rt
+        account = request.query.get("name", "")
+        host = rt.host
+        answer: dict[str, Any] = {"host": host.name, "account": account}
+        result = run_pipeline(
+            host,
+            self.directory,
+            [
+                (
+                    MARKER,
+                    True,
+                    [("Operations", [{"Op": "ResolveAccount", "Account": account}])],
+                )
+            ],
+            (),
+            rt.faults.trust_failure,
+        ).outputs[0]
+        answer["mapped"] = bool(result["Ok"])
+        answer["sid"] = result.get("Sid")
+        answer["error"] = result.get("ErrorKind")
+        info = None
+        if isinstance(self.directory, DomainDirectory) and result["Ok"]:
+            info = self.directory.account_info(account)
+        answer["directory"] = info.to_json() if info is not None else None
+        return web.json_response(answer)
+
+    def _domain_sid(self, domain: str) -> str:
+        directory = self.directory
+        if isinstance(directory, DomainDirectory):
+            real = directory.domain_sid_of(domain)
+            if real is not None:
+                return real
+        return domain_sid(domain)
+
     def host_view(self, name: str) -> dict[str, Any]:
         rt = self.runtimes[name]
         view = rt.host.to_json()
@@ -635,6 +794,9 @@ class LabServer:
             "pipelines": rt.pipelines,
             "faults": _faults_json(rt.faults),
             "log": list(rt.log),
+            # Per session: who opened it and what authenticated them (kerberos, ntlm,
+            # negotiate-kerberos, negotiate-ntlm, basic).
+            "session_log": list(rt.session_log),
         }
         return view
 
@@ -651,6 +813,12 @@ class LabServer:
             "faults_generation": self.faults_generation,
             "faults_error": self.faults_error,
             "requests": {n: rt.requests for n, rt in self.runtimes.items()},
+            "ldap_queries": self.directory.ldap.queries
+            if isinstance(self.directory, DomainDirectory)
+            else 0,
+            "ldap_cache_hits": self.directory.ldap.hits
+            if isinstance(self.directory, DomainDirectory)
+            else 0,
         }
 
 
@@ -674,6 +842,30 @@ def _bind(port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _access_denied(body: bytes, machine: str) -> bytes:
+    """The fault WinRM answers an account its session configuration does not admit."""
+    try:
+        message_id = wsman.parse_request(body).message_id
+    except wsman.WSManRequestError:
+        message_id = ""
+    return wsman.fault(
+        message_id, "w:InternalError", ACCESS_DENIED_TEXT, ACCESS_DENIED_CODE, machine
+    )
+
+
+def _rebase_domain_sids(host: Host, directory: DomainDirectory) -> None:
+    """Seeded members of the DC's domain (CORP\\Domain Admins in Administrators, the helpers of
+    the compliant hosts) carry the emulated directory's SIDs: give them the DC's (by name;
+    an account the DC does not hold keeps its SID, an orphan as on Windows)."""
+    emulated = domain_sid(directory.netbios) + "-"
+    for group in host.groups.values():
+        for i, member in enumerate(group.members):
+            if member.sid.upper().startswith(emulated.upper()):
+                hit = directory.lookup(member.name)
+                if hit is not None:
+                    group.members[i] = Member(hit[1], hit[0])
 
 
 def _reset(transport: Any) -> None:

@@ -65,6 +65,8 @@ def lab_password(state_dir: Path) -> tuple[str, str]:
         password = path.read_text(encoding="utf-8").strip()
         os.chmod(path, 0o600)
     else:
-        password = secrets.token_urlsafe(18)
+        # "-Aa1": a domain lab gives this password to domain users, and Active Directory's
+        # default policy wants three of: upper case, lower case, digits, other characters.
+        password = secrets.token_urlsafe(18) + "-Aa1"
         atomic_write(path, password.encode(), 0o600)
     return password, f"file:{path.resolve()}"

@@ -1,8 +1,9 @@
 """The typed events the engine emits. The journal, the JSON log and the dashboard subscribe.
 
 Events are immutable values carrying everything a subscriber needs; no subscriber reaches back
-into the engine. Times are ``time.time()`` seconds (wall clock, for the log) and durations are
-measured with a monotonic clock.
+into the engine. Every event has a ``kind``: the run it belongs to (a rollout's, a rollback's...),
+which decides what the journal does with it. Times are ``time.time()`` seconds (wall clock,
+for the log) and durations are measured with a monotonic clock.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class GateEvaluated:
     max_fail_percentage: float
     held: bool
     at: float
+    kind: RunKind = RunKind.ROLLOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class RolloutFinished:
     rollout_id: str
     at: float
     interrupted: bool = False
+    kind: RunKind = RunKind.ROLLOUT
 
 
 Event = (

@@ -16,7 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
-from raorch.models.errors import Location
+from raorch.models.errors import InputError, Location, Problem
+
+# The password references are the inventory's vocabulary (``Credentials.password``); they live in
+# a leaf module that the resolver (models/secrets.py) imports too.
+from raorch.models.secretref import SecretKind as SecretKind
+from raorch.models.secretref import SecretRef as SecretRef
+from raorch.models.secretref import SecretSyntaxError, parse_secret_ref
 
 
 class _Strict(BaseModel):
@@ -105,27 +111,6 @@ class GateAction(StrEnum):
     ROLLBACK = "rollback"
 
 
-class SecretKind(StrEnum):
-    ENV = "env"
-    FILE = "file"
-    PROMPT = "prompt"
-    KEYRING = "keyring"
-
-
-@dataclass(frozen=True, slots=True)
-class SecretRef:
-    """Where a password comes from; never the password itself.
-
-    ``env:NAME``, ``file:PATH`` (owner-only permissions), ``prompt``, ``keyring:SERVICE``.
-    """
-
-    kind: SecretKind
-    target: str = ""
-
-    def __str__(self) -> str:
-        return self.kind.value if self.kind is SecretKind.PROMPT else f"{self.kind}:{self.target}"
-
-
 # ---------------------------------------------------------------- the file's shape
 
 
@@ -197,9 +182,6 @@ class CredentialsSection(_Strict):
     @field_validator("password")
     @classmethod
     def _password_is_reference(cls, value: str | None) -> str | None:
-        # Imported here: raorch.models.secrets imports this module for SecretRef.
-        from raorch.models.secrets import SecretSyntaxError, parse_secret_ref
-
         if value is None:
             return None
         try:
@@ -452,3 +434,18 @@ class ResolvedInventory:
 
     def wave(self, name: str) -> WaveSpec | None:
         return next((w for w in self.waves if w.name == name), None)
+
+    def require_wave(self, name: str) -> WaveSpec:
+        """The wave named ``name`` (``--wave``); an input error naming the waves if none is."""
+        spec = self.wave(name)
+        if spec is None:
+            raise InputError(
+                [
+                    Problem(
+                        Location(self.path, path="waves"),
+                        f"there is no wave named {name!r}",
+                        "the inventory's waves are: " + ", ".join(w.name for w in self.waves),
+                    )
+                ]
+            )
+        return spec

@@ -42,7 +42,7 @@ from raorch.models.inventory import (
     parse_kdc,
 )
 from raorch.models.playbook import Playbook
-from raorch.models.secrets import parse_secret_ref
+from raorch.models.secretref import parse_secret_ref
 from raorch.models.yamlsource import PathKey, Source, format_path, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -200,7 +200,9 @@ def load_playbook(path: str | Path) -> Playbook:
 _PEM_READ_LIMIT = 4 * 1024 * 1024
 
 
-def _pem_problem(path: Path, kind: str) -> str | None:
+def pem_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot serve as a PEM ``kind`` file ("CERTIFICATE", "PRIVATE KEY"), or None.
+    The importers check the files they name with it, as loading will."""
     if path.is_dir() and kind == "CERTIFICATE":
         return None
     try:
@@ -537,7 +539,7 @@ class _Resolver:
         KEY"), or None. A directory of CA certificates (as requests accepts) is not opened."""
         key = (path, kind)
         if key not in self._pem_checked:
-            self._pem_checked[key] = _pem_problem(Path(path), kind)
+            self._pem_checked[key] = pem_problem(Path(path), kind)
         return self._pem_checked[key]
 
     def credentials(self, host: str, auth: AuthMethod | None) -> Credentials | None:

@@ -9,74 +9,30 @@ An inventory never holds a password, only where to find one:
                       interface injects (the library never prints or reads the terminal)
 - ``keyring:SERVICE`` the system keyring (optional extra: ``pip install 'raorch[keyring]'``)
 
-No message raised here ever contains a password.
+The references and their syntax are ``raorch.models.secretref`` (a leaf the inventory's model
+imports). No message raised here ever contains a password.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import re
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from raorch.models.errors import RaorchError
-from raorch.models.inventory import Credentials, SecretKind, SecretRef
-
-REFERENCE_FORMS = "env:NAME, file:PATH, prompt or keyring:SERVICE"
-
-# POSIX-portable environment variable names (IEEE Std 1003.1, 8.1), which is also what a shell
-# can export.
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+from raorch.models.inventory import Credentials
+from raorch.models.secretref import SecretKind, SecretRef
 
 # Given the account (DOMAIN\name), returns its password. Supplied by the CLI; None when not
 # interactive.
 PromptFn = Callable[[str], str]
 
 
-class SecretSyntaxError(ValueError):
-    """A password reference is not one of the accepted forms. Raised at load time."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
 class SecretError(RaorchError):
     """A well-formed reference could not produce a password (unset variable, loose file...)."""
-
-
-def parse_secret_ref(text: str) -> SecretRef:
-    """Parse a reference. ``file:`` paths are returned as written (the loader anchors relative
-    ones at the inventory's directory). Never echoes ``text``: it may be a literal password."""
-    kind, sep, target = text.partition(":")
-    if text == "prompt":
-        return SecretRef(SecretKind.PROMPT)
-    if sep and kind == "env":
-        if not _ENV_NAME.match(target):
-            raise SecretSyntaxError(
-                "env: needs an environment variable name",
-                "write env:NAME, NAME made of letters, digits and _ (not starting with a digit)",
-            )
-        return SecretRef(SecretKind.ENV, target)
-    if sep and kind == "file":
-        if not target or "\x00" in target:
-            raise SecretSyntaxError("file: needs a path", "write file:PATH, e.g. file:secrets/pw")
-        return SecretRef(SecretKind.FILE, target)
-    if sep and kind == "keyring":
-        if not target.strip():
-            raise SecretSyntaxError(
-                "keyring: needs a service name", "write keyring:SERVICE, e.g. keyring:raorch"
-            )
-        return SecretRef(SecretKind.KEYRING, target)
-    raise SecretSyntaxError(
-        "a password must be a reference, not a literal password "
-        "(an inventory is shared and committed; a password in it leaks)",
-        f"write one of {REFERENCE_FORMS}, e.g. password: env:RAORCH_PASSWORD",
-    )
 
 
 def read_secret_file(path: Path) -> str:

@@ -9,9 +9,9 @@ what was found.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from raorch.models.playbook import Playbook
 from raorch.models.remote import (
@@ -36,7 +36,9 @@ from raorch.planning.desired import (
 from raorch.planning.gpo import GpoFinding, gpo_findings
 from raorch.planning.profile import HostProfile
 from raorch.planning.snapshot import (
+    NotRecordedError,
     Snapshot,
+    ancestors,
     decode_rule,
     decode_value,
     encode_rule,
@@ -45,11 +47,18 @@ from raorch.planning.snapshot import (
 )
 from raorch.planning.windows import list_cache
 
+# Each change type owns what it means: its item and identity, the operation that writes it,
+# how it reads as a difference (expected: its after; found: its before), the state it leaves
+# (apply), how it is undone (restoring), its journal JSON and its line in `raorch plan`.
+# Restoring in short (planning/restore.py has the whole rule): an item goes back to what the
+# original snapshot recorded; someone else's change since raorch's is a conflict unless force.
+
 
 @dataclass(frozen=True, slots=True)
 class ValueChange:
     """Set a registry value (``after``) or delete it (``after`` None)."""
 
+    kind: ClassVar[str] = "value"
     key: str
     name: str
     before: RegValue | None
@@ -59,13 +68,88 @@ class ValueChange:
     def item(self) -> str:
         return rf"{self.key}\{self.name}"
 
+    @property
+    def identity(self) -> Hashable:
+        """What makes two changes the same item: a value by its key and name, case-insensitive
+        as on Windows."""
+        return self.item.casefold()
+
+    @property
+    def expected(self) -> str:
+        return describe_value(self.after)
+
+    @property
+    def found(self) -> str:
+        return describe_value(self.before)
+
+    @property
+    def written_key(self) -> str | None:
+        """The registry key whose values this change writes."""
+        return self.key
+
+    def created_keys(self) -> tuple[str, ...]:
+        """The keys writing this change may create: SetValue creates a missing key and its
+        missing parents; a deletion creates nothing."""
+        return () if self.after is None else (*ancestors(self.key), self.key)
+
     def operation(self) -> Operation:
         if self.after is None:
             return DeleteValue(self.key, self.name)
         return SetValue(self.key, self.name, self.after)
 
     def describe(self) -> str:
-        return f"{self.item}: {describe_value(self.before)} -> {describe_value(self.after)}"
+        return f"{self.item}: {self.found} -> {self.expected}"
+
+    def action(self) -> str:
+        verb = "delete" if self.after is None else "set"
+        return f"{verb} {self.key} | {self.name}: {self.found} -> {self.expected}"
+
+    def action_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "name": self.name,
+            "before": self.found,
+            "after": self.expected,
+        }
+
+    def apply(self, state: Snapshot) -> Snapshot:
+        return state.with_value(self.key, self.name, self.after)
+
+    def restoring(
+        self, original: Snapshot, current: Snapshot, *, force: bool
+    ) -> tuple[Change | None, Difference | None]:
+        """The write that puts the value back as ``original`` had it, or the conflict: its
+        data now is neither what raorch wrote nor the original."""
+        if list_cache(self.key) == self.name:
+            # A list's cache (RAUnsolicit's default value) is derived state: never restored nor
+            # a conflict; it is deleted with the list's restore (docs/windows.md, 12).
+            return None, None
+        target = _original_value(original, self)
+        now = current.value(self.key, self.name)
+        if now == target:
+            return None, None
+        if now != self.after and not force:
+            return None, Difference(self.item, self.expected, describe_value(now))
+        return ValueChange(self.key, self.name, now, target), None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "name": self.name,
+            "before": None if self.before is None else encode_value(self.before),
+            "after": None if self.after is None else encode_value(self.after),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ValueChange:
+        return cls(
+            str(raw["key"]),
+            str(raw["name"]),
+            None if raw["before"] is None else decode_value(raw["before"]),
+            None if raw["after"] is None else decode_value(raw["after"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +158,7 @@ class MemberChange:
     (the member's SID, resolved in pipeline 1 and journaled with the change), never
     ``account``, which is the helper's name for messages."""
 
+    kind: ClassVar[str] = "member"
     group_sid: str
     account: str
     sid: str
@@ -83,6 +168,25 @@ class MemberChange:
     @property
     def item(self) -> str:
         return f"group {self.group_sid} member {self.account} ({self.sid})"
+
+    @property
+    def identity(self) -> Hashable:
+        return self.item.casefold()
+
+    @property
+    def expected(self) -> str:
+        return _membership(self.after)
+
+    @property
+    def found(self) -> str:
+        return _membership(self.before)
+
+    @property
+    def written_key(self) -> str | None:
+        return None
+
+    def created_keys(self) -> tuple[str, ...]:
+        return ()
 
     def operation(self) -> Operation:
         # By the member's SID, never its name (docs/windows.md, section 4): a restore removes
@@ -95,12 +199,64 @@ class MemberChange:
         verb = "add to" if self.after else "remove from"
         return f"{verb} group {self.group_sid}: {self.account} ({self.sid})"
 
+    def action(self) -> str:
+        verb = "add member" if self.after else "remove member"
+        return f"{verb} {self.account} ({self.sid}) of group {self.group_sid}"
+
+    def action_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group_sid": self.group_sid,
+            "account": self.account,
+            "sid": self.sid,
+            "add": self.after,
+        }
+
+    def apply(self, state: Snapshot) -> Snapshot:
+        return state.with_member(self.sid, self.account, self.after)
+
+    def restoring(
+        self, original: Snapshot, current: Snapshot, *, force: bool
+    ) -> tuple[Change | None, Difference | None]:
+        """The write that puts the membership back as ``original`` had it. Membership has two
+        states, the original and what raorch set, so the only conflict is a group that cannot
+        be found by its SID any more: nothing can be read or restored there (docs/windows.md,
+        section 13); with ``force`` the item is left."""
+        if not _has_group(current, self.group_sid):
+            return None, None if force else Difference(self.item, self.expected, "no such group")
+        was = original.is_member(self.sid) if _has_group(original, self.group_sid) else self.before
+        now = current.is_member(self.sid)
+        if now == was:
+            return None, None
+        return MemberChange(self.group_sid, self.account, self.sid, now, was), None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group_sid": self.group_sid,
+            "account": self.account,
+            "sid": self.sid,
+            "before": self.before,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> MemberChange:
+        return cls(
+            str(raw["group_sid"]),
+            str(raw["account"]),
+            str(raw["sid"]),
+            bool(raw["before"]),
+            bool(raw["after"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RuleChange:
     """Set one rule of a modern firewall group Enabled or not, by its identity (docs/windows.md,
     section 5): the write reaches that rule and not its twin of the same display name."""
 
+    kind: ClassVar[str] = "rule"
     group: str
     rule: RuleIdentity
     before: bool
@@ -110,14 +266,113 @@ class RuleChange:
     def item(self) -> str:
         return f"firewall rule {self.rule.describe()} ({self.group})"
 
+    @property
+    def identity(self) -> Hashable:
+        """A rule by its exact identity: its twin of the same display name is another item."""
+        return ("rule", self.group.casefold(), self.rule)
+
+    @property
+    def expected(self) -> str:
+        return _onoff(self.after)
+
+    @property
+    def found(self) -> str:
+        return _onoff(self.before)
+
+    @property
+    def written_key(self) -> str | None:
+        return None
+
+    def created_keys(self) -> tuple[str, ...]:
+        return ()
+
     def operation(self) -> Operation:
         return SetFirewallRule(self.group, self.rule, self.after)
 
     def describe(self) -> str:
-        return f"{self.item}: {_onoff(self.before)} -> {_onoff(self.after)}"
+        return f"{self.item}: {self.found} -> {self.expected}"
+
+    def action(self) -> str:
+        verb = "enable" if self.after else "disable"
+        return f"{verb} firewall rule {self.rule.describe()} ({self.group})"
+
+    def action_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group": self.group,
+            "rule": encode_rule(self.rule),
+            "before": self.before,
+            "after": self.after,
+        }
+
+    def apply(self, state: Snapshot) -> Snapshot:
+        return state.with_rule(self.group, self.rule, self.after)
+
+    def restoring(
+        self, original: Snapshot, current: Snapshot, *, force: bool
+    ) -> tuple[Change | None, Difference | None]:
+        """The write that puts the rule raorch changed back (or None), or why it cannot
+        (docs/windows.md, section 13). A rule is its identity (section 5), so its twin of the
+        same display name is never touched. Conflicts, unless ``force``:
+
+        * the rule is gone: no rule of the group now has that identity (deleted, or someone
+          changed its name, direction, profiles, protocol, ports, program or service);
+        * it is there more than once and the copies differ (enabled and disabled): nothing can
+          tell which one raorch set; nor can restore put back an original snapshot that
+          recorded identical copies with different states;
+        * an older raorch's record (display name and profiles only) now matches several
+          different rules.
+
+        With ``force``, a gone or ambiguous rule is skipped and copies that differ are all set
+        to the original state.
+        """
+        wrote = self.expected
+        was = {r.enabled for r in original.rules_matching(self.rule)}
+        if len(was) > 1 and not force:
+            found = "recorded more than once before, enabled and disabled: each cannot be restored"
+            return None, Difference(self.item, wrote, found)
+        # The original's state; the change's own ``before`` if the snapshot did not hold it.
+        target = next(iter(was)) if len(was) == 1 else self.before
+        now = current.rules_matching(self.rule)
+        if not now:
+            return None, None if force else Difference(self.item, wrote, "no such rule")
+        identities = {r.identity for r in now}
+        if len(identities) > 1:
+            found = f"{len(identities)} different rules match this record of an older raorch"
+            return None, None if force else Difference(self.item, wrote, found)
+        states = {r.enabled for r in now}
+        if len(states) > 1 and not force:
+            found = f"{len(now)} rules with this identity, enabled and disabled"
+            return None, Difference(self.item, wrote, found)
+        if states == {target}:
+            return None, None
+        # The identity the host reports now (complete, also for an older record) is what is
+        # sent.
+        return RuleChange(self.group, identities.pop(), not target, target), None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group": self.group,
+            "rule": encode_rule(self.rule),
+            "before": self.before,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RuleChange:
+        rule = raw["rule"]
+        # A change journaled by an older raorch names the rule by its display name alone.
+        identity = RuleIdentity(rule) if isinstance(rule, str) else decode_rule(rule)
+        return cls(str(raw["group"]), identity, bool(raw["before"]), bool(raw["after"]))
 
 
 Change = ValueChange | MemberChange | RuleChange
+
+# The journal's "kind" of each change type (changes_from_json).
+_KINDS: dict[str, type[ValueChange] | type[MemberChange] | type[RuleChange]] = {
+    c.kind: c for c in (ValueChange, MemberChange, RuleChange)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +406,25 @@ def describe_value(value: RegValue | None) -> str:
 
 def _onoff(enabled: bool) -> str:
     return "enabled" if enabled else "disabled"
+
+
+def _membership(member: bool) -> str:
+    return "member" if member else "not a member"
+
+
+def _has_group(state: Snapshot, sid: str) -> bool:
+    """Whether ``state`` holds the group ``sid`` (the snapshot reads Administrators only)."""
+    group = state.administrators
+    return group is not None and group.sid.upper() == sid.upper()
+
+
+def _original_value(original: Snapshot, change: ValueChange) -> RegValue | None:
+    """The value before raorch: from the original snapshot; the change's own ``before`` when the
+    snapshot did not read it (a snapshot of an older raorch release)."""
+    try:
+        return original.value(change.key, change.name)
+    except NotRecordedError:
+        return change.before
 
 
 # ---------------------------------------------------------------- the difference
@@ -195,9 +469,7 @@ def plan_changes(desired: DesiredState, state: Snapshot) -> tuple[Change, ...]:
 def change_key(change: Change) -> Hashable:
     """What makes two changes the same item: a registry value or member by its name
     (case-insensitive on Windows), a firewall rule by its exact identity."""
-    if isinstance(change, RuleChange):
-        return ("rule", change.group.casefold(), change.rule)
-    return change.item.casefold()
+    return change.identity
 
 
 def _is(name: str, cache: str | None) -> bool:
@@ -270,34 +542,13 @@ def annotate(
 
 def difference_of(change: Change) -> Difference:
     """A pending change seen as a difference: expected its after, found its before."""
-    return Difference(change.item, _after(change), _before(change))
-
-
-def _after(change: Change) -> str:
-    if isinstance(change, ValueChange):
-        return describe_value(change.after)
-    if isinstance(change, MemberChange):
-        return "member" if change.after else "not a member"
-    return _onoff(change.after)
-
-
-def _before(change: Change) -> str:
-    if isinstance(change, ValueChange):
-        return describe_value(change.before)
-    if isinstance(change, MemberChange):
-        return "member" if change.before else "not a member"
-    return _onoff(change.before)
+    return Difference(change.item, change.expected, change.found)
 
 
 def apply_changes(state: Snapshot, changes: Iterable[Change]) -> Snapshot:
     """The state the host has once ``changes`` are written (for restore and tests)."""
     for change in changes:
-        if isinstance(change, ValueChange):
-            state = state.with_value(change.key, change.name, change.after)
-        elif isinstance(change, MemberChange):
-            state = state.with_member(change.sid, change.account, change.after)
-        else:
-            state = state.with_rule(change.group, change.rule, change.after)
+        state = change.apply(state)
     return state
 
 
@@ -343,72 +594,14 @@ def make_plan(playbook: Playbook, profile: HostProfile, snapshot: Snapshot) -> P
 
 
 def changes_to_json(changes: Sequence[Change]) -> str:
-    out: list[dict[str, Any]] = []
-    for c in changes:
-        if isinstance(c, ValueChange):
-            out.append(
-                {
-                    "kind": "value",
-                    "key": c.key,
-                    "name": c.name,
-                    "before": None if c.before is None else encode_value(c.before),
-                    "after": None if c.after is None else encode_value(c.after),
-                }
-            )
-        elif isinstance(c, MemberChange):
-            out.append(
-                {
-                    "kind": "member",
-                    "group_sid": c.group_sid,
-                    "account": c.account,
-                    "sid": c.sid,
-                    "before": c.before,
-                    "after": c.after,
-                }
-            )
-        else:
-            out.append(
-                {
-                    "kind": "rule",
-                    "group": c.group,
-                    "rule": encode_rule(c.rule),
-                    "before": c.before,
-                    "after": c.after,
-                }
-            )
-    return json.dumps(out, ensure_ascii=False)
+    return json.dumps([c.to_json() for c in changes], ensure_ascii=False)
 
 
 def changes_from_json(text: str) -> tuple[Change, ...]:
     out: list[Change] = []
     for raw in json.loads(text):
-        kind = raw["kind"]
-        if kind == "value":
-            out.append(
-                ValueChange(
-                    str(raw["key"]),
-                    str(raw["name"]),
-                    None if raw["before"] is None else decode_value(raw["before"]),
-                    None if raw["after"] is None else decode_value(raw["after"]),
-                )
-            )
-        elif kind == "member":
-            out.append(
-                MemberChange(
-                    str(raw["group_sid"]),
-                    str(raw["account"]),
-                    str(raw["sid"]),
-                    bool(raw["before"]),
-                    bool(raw["after"]),
-                )
-            )
-        elif kind == "rule":
-            rule = raw["rule"]
-            # A change journaled by an older raorch names the rule by its display name alone.
-            identity = RuleIdentity(rule) if isinstance(rule, str) else decode_rule(rule)
-            out.append(
-                RuleChange(str(raw["group"]), identity, bool(raw["before"]), bool(raw["after"]))
-            )
-        else:
-            raise ValueError(f"unknown change kind {kind!r}")
+        kind = _KINDS.get(raw["kind"])
+        if kind is None:
+            raise ValueError(f"unknown change kind {raw['kind']!r}")
+        out.append(kind.from_json(raw))
     return tuple(out)

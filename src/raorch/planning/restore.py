@@ -34,22 +34,16 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from raorch.models.playbook import Playbook
-from raorch.models.remote import DeleteKey, Operation, RegValue
+from raorch.models.remote import DeleteKey, Operation
 from raorch.planning.plan import (
     Change,
     Difference,
-    MemberChange,
-    RuleChange,
-    ValueChange,
     apply_changes,
     cache_deletions,
-    change_key,
-    describe_value,
     make_plan,
 )
 from raorch.planning.profile import HostProfile, host_profile
-from raorch.planning.snapshot import NotRecordedError, Snapshot, ancestors, is_below_root
-from raorch.planning.windows import list_cache
+from raorch.planning.snapshot import Snapshot, is_below_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,97 +107,22 @@ def restore_plan(
     conflicts: list[Difference] = []
     seen: set[Hashable] = set()
     for change in applied:
-        item = change_key(change)
-        if item in seen:
+        if change.identity in seen:
             continue
-        seen.add(item)
-        if isinstance(change, ValueChange) and list_cache(change.key) == change.name:
-            # A list's cache (RAUnsolicit's default value) is derived state: never restored nor
-            # a conflict; it is deleted below when the list changes (docs/windows.md, 12).
-            continue
-        if isinstance(change, ValueChange):
-            target = _original_value(original, change)
-            now = current.value(change.key, change.name)
-            if now == target:
-                continue
-            if now != change.after and not force:
-                conflicts.append(
-                    Difference(change.item, describe_value(change.after), describe_value(now))
-                )
-                continue
-            changes.append(ValueChange(change.key, change.name, now, target))
-        elif isinstance(change, MemberChange):
-            if not _has_group(current, change.group_sid):
-                # The group is not found by its SID any more: its members cannot be read, nor
-                # restored (docs/windows.md, section 13). With force, the item is left.
-                if not force:
-                    found = "no such group"
-                    conflicts.append(Difference(change.item, _membership(change.after), found))
-                continue
-            was = (
-                original.is_member(change.sid)
-                if _has_group(original, change.group_sid)
-                else change.before
-            )
-            now_member = current.is_member(change.sid)
-            if now_member != was:
-                changes.append(
-                    MemberChange(change.group_sid, change.account, change.sid, now_member, was)
-                )
-        else:
-            restoring, conflict = _restore_rule(original, current, change, force)
-            if conflict is not None:
-                conflicts.append(conflict)
-            if restoring is not None:
-                changes.append(restoring)
+        seen.add(change.identity)
+        # Each change type knows how its item goes back (ValueChange.restoring...).
+        restoring, conflict = change.restoring(original, current, force=force)
+        if conflict is not None:
+            conflicts.append(conflict)
+        if restoring is not None:
+            changes.append(restoring)
     if conflicts and not force:
         return RestorePlan((), tuple(conflicts))
     # A stale cache (helpsvc built it from the list raorch wrote) goes with the list's restore.
-    changes += cache_deletions(current, [c.key for c in changes if isinstance(c, ValueChange)])
+    written = [c.written_key for c in changes if c.written_key is not None]
+    changes += cache_deletions(current, written)
     removals = key_removals(original, apply_changes(current, changes), applied)
     return RestorePlan(tuple(changes), tuple(conflicts), removals)
-
-
-def _restore_rule(
-    original: Snapshot, current: Snapshot, change: RuleChange, force: bool
-) -> tuple[RuleChange | None, Difference | None]:
-    """The write that puts the rule raorch changed back (or None), or why it cannot
-    (docs/windows.md, section 13). A rule is its identity (section 5), so its twin of the same
-    display name is never touched. Conflicts, unless ``force``:
-
-    * the rule is gone: no rule of the group now has that identity (deleted, or someone changed
-      its name, direction, profiles, protocol, ports, program or service);
-    * it is there more than once and the copies differ (enabled and disabled): nothing can
-      tell which one raorch set; nor can restore put back an original snapshot that recorded
-      identical copies with different states;
-    * an older raorch's record (display name and profiles only) now matches several
-      different rules.
-
-    With ``force``, a gone or ambiguous rule is skipped and copies that differ are all set to
-    the original state.
-    """
-    wrote = "enabled" if change.after else "disabled"
-    was = {r.enabled for r in original.rules_matching(change.rule)}
-    if len(was) > 1 and not force:
-        found = "recorded more than once before, enabled and disabled: each cannot be restored"
-        return None, Difference(change.item, wrote, found)
-    # The original's state; the change's own ``before`` if the snapshot did not hold the rule.
-    target = next(iter(was)) if len(was) == 1 else change.before
-    now = current.rules_matching(change.rule)
-    if not now:
-        return None, None if force else Difference(change.item, wrote, "no such rule")
-    identities = {r.identity for r in now}
-    if len(identities) > 1:
-        found = f"{len(identities)} different rules match this record of an older raorch"
-        return None, None if force else Difference(change.item, wrote, found)
-    states = {r.enabled for r in now}
-    if len(states) > 1 and not force:
-        found = f"{len(now)} rules with this identity, enabled and disabled"
-        return None, Difference(change.item, wrote, found)
-    if states == {target}:
-        return None, None
-    # The identity the host reports now (complete, also for an older record) is what is sent.
-    return RuleChange(change.group, identities.pop(), not target, target), None
 
 
 def key_removals(
@@ -216,10 +135,9 @@ def key_removals(
     subkey that stays)."""
     candidates: dict[str, str] = {}
     for change in applied:
-        if isinstance(change, ValueChange) and change.after is not None:
-            for key in (*ancestors(change.key), change.key):
-                if is_below_root(key):
-                    candidates.setdefault(key.casefold(), key)
+        for key in change.created_keys():
+            if is_below_root(key):
+                candidates.setdefault(key.casefold(), key)
     chosen: list[str] = []
     # Deepest first: a parent is only empty once its children are gone.
     for folded, key in sorted(candidates.items(), key=lambda kv: -kv[0].count("\\")):
@@ -241,22 +159,3 @@ def key_removals(
             continue  # a subkey stays, so this key is not empty
         chosen.append(key)
     return tuple(chosen)
-
-
-def _has_group(state: Snapshot, sid: str) -> bool:
-    """Whether ``state`` holds the group ``sid`` (the snapshot reads Administrators only)."""
-    group = state.administrators
-    return group is not None and group.sid.upper() == sid.upper()
-
-
-def _membership(member: bool) -> str:
-    return "member" if member else "not a member"
-
-
-def _original_value(original: Snapshot, change: ValueChange) -> RegValue | None:
-    """The value before raorch: from the original snapshot; the change's own ``before`` when the
-    snapshot did not read it (a snapshot of an older raorch release)."""
-    try:
-        return original.value(change.key, change.name)
-    except NotRecordedError:
-        return change.before

@@ -179,6 +179,34 @@ def _chain_text(exc: BaseException) -> str:
     return " ".join(parts).lower()
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failure being classified: where it happened and its text, scrubbed."""
+
+    exc: BaseException
+    host: str
+    url: str
+    stage: Stage | None
+    step: str
+    detail: str  # the exception's text, scrubbed and shortened
+
+    def error(self, default: Stage, message: str, *, transient: bool, hint: str) -> TransportError:
+        return TransportError(
+            self.host,
+            self.stage or default,
+            f"{self.step}: {message}",
+            transient=transient,
+            hint=hint,
+        )
+
+    @property
+    def reach_hint(self) -> str:
+        return (
+            f"check that the host is up, that WinRM listens at {self.url} (winrm quickconfig) "
+            "and that no firewall blocks the port"
+        )
+
+
 def classify(
     exc: BaseException,
     *,
@@ -197,17 +225,16 @@ def classify(
     the credentials were refused. Otherwise it is the stage the caller ran the pipeline for.
     ``target``, ``account`` and ``trace`` name the SPN, the Kerberos account and what the
     host's authentication answers showed, for Kerberos and NTLM refusals.
+
+    The exception's family picks the step that classifies it, in this order (a Kerberos
+    failure first: pyspnego wraps it in errors of other families; requests' SSLError and
+    timeouts are ConnectionErrors too, so they come before those).
     """
-
-    def error(default: Stage, message: str, *, transient: bool, hint: str) -> TransportError:
-        return TransportError(
-            host, stage or default, f"{step}: {message}", transient=transient, hint=hint
-        )
-
+    f = _Failure(exc, host, url, stage, step, _detail(exc, secret))
     failure = failure_of(exc)
     if failure is not None:
         message, hint = explain(failure, account or Account(None, None, None), target)
-        return error(
+        return f.error(
             Stage.AUTH,
             scrub(message, secret),
             transient=failure.problem is KerberosProblem.KDC_UNREACHABLE,
@@ -215,155 +242,177 @@ def classify(
         )
     refusal = _auth_refusal(exc, trace, target)
     if refusal is not None:
-        return error(Stage.AUTH, refusal[0], transient=False, hint=refusal[1])
-
-    detail = _detail(exc, secret)
-    reach_hint = (
-        f"check that the host is up, that WinRM listens at {url} (winrm quickconfig) and that "
-        "no firewall blocks the port"
-    )
-
+        return f.error(Stage.AUTH, refusal[0], transient=False, hint=refusal[1])
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
-        text = _chain_text(exc)
-        if "certificate verify failed" in text or "certificate_verify_failed" in text:
-            return error(
-                Stage.CONNECT,
-                f"the host's TLS certificate is not trusted ({detail})",
-                transient=False,
-                hint="give the CA that signed the host's certificate (PEM) as ca_bundle for "
-                "this host, or fix the certificate's name and dates on the host",
-            )
-        if any(word in text for word in _TLS_CUT):
-            # The connection was cut under TLS (a reset, a closed socket): a network failure,
-            # not a TLS configuration problem.
-            return error(
-                Stage.CONNECT,
-                f"the connection was cut during TLS ({detail})",
-                transient=True,
-                hint=reach_hint,
-            )
-        return error(
-            Stage.CONNECT,
-            f"the TLS handshake failed ({detail})",
-            transient=False,
-            hint="check that the port speaks HTTPS (5986) and that the scheme is right",
-        )
+        return _tls(f)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return error(
+        return f.error(
             Stage.CONNECT,
             "no connection within the connect timeout",
             transient=True,
-            hint=reach_hint + "; raise connect_timeout if the network is slow",
+            hint=f.reach_hint + "; raise connect_timeout if the network is slow",
         )
     if isinstance(exc, requests.exceptions.ReadTimeout | socket.timeout | TimeoutError):
-        return error(
+        return f.error(
             Stage.CONNECT,
             "the host did not answer within the operation timeout",
             transient=True,
             hint="the host may be overloaded; raise operation_timeout if it is slow",
         )
     if isinstance(exc, requests.exceptions.ProxyError):
-        # The environment's HTTP(S)_PROXY sent the request to a proxy (requests, trust_env):
-        # the host itself was never reached, so the WinRM hint would mislead.
-        text = _chain_text(exc)
-        cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
-        return error(
-            Stage.CONNECT,
-            f"the proxy failed: {cause or detail}",
-            transient=True,
-            hint="the connection went through the proxy set in HTTPS_PROXY / HTTP_PROXY; "
-            "check that proxy, or add the host to NO_PROXY to connect directly",
-        )
+        return _proxy(f)
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-        text = _chain_text(exc)
-        if any(cause in text for cause in _NAME_CAUSES):
-            return error(
-                Stage.CONNECT,
-                "the host name does not resolve",
-                transient=False,
-                hint="check the host's address in the inventory and the DNS",
-            )
-        cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
-        return error(
-            Stage.CONNECT,
-            cause or f"the connection failed ({detail})",
-            transient=True,
-            hint=reach_hint,
-        )
+        return _connection(f)
     if isinstance(exc, AuthenticationError | SpnegoError):
-        return error(
+        return f.error(
             Stage.AUTH,
-            f"the host refused the credentials ({detail})",
+            f"the host refused the credentials ({f.detail})",
             transient=False,
             hint="check the user name (DOMAIN\\user) and the password reference of this host "
             "in the inventory, and that the account may use WinRM on the host",
         )
     if isinstance(exc, WinRMTransportError):
-        code = exc.code if isinstance(exc.code, int) else 0
-        if code == 401:
-            return error(
-                Stage.AUTH,
-                "the host refused the credentials (HTTP 401)",
-                transient=False,
-                hint="check the user name and the password reference of this host in the "
-                "inventory, and that the authentication method is enabled in WinRM",
-            )
-        if code >= 500:
-            return error(
-                Stage.CONNECT,
-                f"the WinRM service answered HTTP {code}",
-                transient=True,
-                hint="the WinRM service on the host failed; it may recover, else restart it "
-                "(Restart-Service WinRM)",
-            )
-        return error(
+        return _http_status(f, exc.code if isinstance(exc.code, int) else 0)
+    if isinstance(exc, WSManFaultError):
+        return _wsman_fault(f, exc.code)
+    return _other(f)
+
+
+def _tls(f: _Failure) -> TransportError:
+    """A TLS failure: an untrusted certificate, a connection cut under TLS, or a handshake that
+    failed (not HTTPS at that port)."""
+    text = _chain_text(f.exc)
+    if "certificate verify failed" in text or "certificate_verify_failed" in text:
+        return f.error(
+            Stage.CONNECT,
+            f"the host's TLS certificate is not trusted ({f.detail})",
+            transient=False,
+            hint="give the CA that signed the host's certificate (PEM) as ca_bundle for "
+            "this host, or fix the certificate's name and dates on the host",
+        )
+    if any(word in text for word in _TLS_CUT):
+        # The connection was cut under TLS (a reset, a closed socket): a network failure,
+        # not a TLS configuration problem.
+        return f.error(
+            Stage.CONNECT,
+            f"the connection was cut during TLS ({f.detail})",
+            transient=True,
+            hint=f.reach_hint,
+        )
+    return f.error(
+        Stage.CONNECT,
+        f"the TLS handshake failed ({f.detail})",
+        transient=False,
+        hint="check that the port speaks HTTPS (5986) and that the scheme is right",
+    )
+
+
+def _proxy(f: _Failure) -> TransportError:
+    """The environment's HTTP(S)_PROXY sent the request to a proxy (requests, trust_env): the
+    host itself was never reached, so the WinRM hint would mislead."""
+    text = _chain_text(f.exc)
+    cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
+    return f.error(
+        Stage.CONNECT,
+        f"the proxy failed: {cause or f.detail}",
+        transient=True,
+        hint="the connection went through the proxy set in HTTPS_PROXY / HTTP_PROXY; "
+        "check that proxy, or add the host to NO_PROXY to connect directly",
+    )
+
+
+def _connection(f: _Failure) -> TransportError:
+    """No connection: a name that does not resolve, or the OS's cause (refused, reset...)."""
+    text = _chain_text(f.exc)
+    if any(cause in text for cause in _NAME_CAUSES):
+        return f.error(
+            Stage.CONNECT,
+            "the host name does not resolve",
+            transient=False,
+            hint="check the host's address in the inventory and the DNS",
+        )
+    cause = next((why for word, why in _CONNECT_CAUSES if word in text), None)
+    return f.error(
+        Stage.CONNECT,
+        cause or f"the connection failed ({f.detail})",
+        transient=True,
+        hint=f.reach_hint,
+    )
+
+
+def _http_status(f: _Failure, code: int) -> TransportError:
+    """The WinRM service answered with an HTTP error status."""
+    if code == 401:
+        return f.error(
+            Stage.AUTH,
+            "the host refused the credentials (HTTP 401)",
+            transient=False,
+            hint="check the user name and the password reference of this host in the "
+            "inventory, and that the authentication method is enabled in WinRM",
+        )
+    if code >= 500:
+        return f.error(
             Stage.CONNECT,
             f"the WinRM service answered HTTP {code}",
-            transient=False,
-            hint=f"check that {url} is a WinRM endpoint and the scheme and port are right",
-        )
-    if isinstance(exc, WSManFaultError):
-        if exc.code == _WSMAN_ACCESS_DENIED or "access is denied" in detail.lower():
-            return error(
-                Stage.AUTH,
-                f"the host denied access ({detail})",
-                transient=False,
-                hint="the account must be a local administrator or in Remote Management Users "
-                "on the host",
-            )
-        # Faults are answered with HTTP 500: quotas and busy services pass.
-        return error(
-            Stage.CONNECT,
-            f"the WinRM service reported a fault ({detail})",
             transient=True,
-            hint="see the fault text; quotas such as MaxShellsPerUser free up when other "
-            "sessions end",
+            hint="the WinRM service on the host failed; it may recover, else restart it "
+            "(Restart-Service WinRM)",
         )
+    return f.error(
+        Stage.CONNECT,
+        f"the WinRM service answered HTTP {code}",
+        transient=False,
+        hint=f"check that {f.url} is a WinRM endpoint and the scheme and port are right",
+    )
+
+
+def _wsman_fault(f: _Failure, code: object) -> TransportError:
+    """A WS-Management fault: access denied, or a quota or busy service (transient)."""
+    if code == _WSMAN_ACCESS_DENIED or "access is denied" in f.detail.lower():
+        return f.error(
+            Stage.AUTH,
+            f"the host denied access ({f.detail})",
+            transient=False,
+            hint="the account must be a local administrator or in Remote Management Users "
+            "on the host",
+        )
+    # Faults are answered with HTTP 500: quotas and busy services pass.
+    return f.error(
+        Stage.CONNECT,
+        f"the WinRM service reported a fault ({f.detail})",
+        transient=True,
+        hint="see the fault text; quotas such as MaxShellsPerUser free up when other sessions end",
+    )
+
+
+def _other(f: _Failure) -> TransportError:
+    """Settings pypsrp refused (ValueError), a protocol failure, another OS error, or a bug."""
+    exc = f.exc
     if isinstance(exc, ValueError):
-        return error(
+        return f.error(
             Stage.CONNECT,
-            f"the connection settings are not usable ({detail})",
+            f"the connection settings are not usable ({f.detail})",
             transient=False,
             hint="check scheme, auth, certificate and encryption settings of this host",
         )
     if isinstance(exc, WinRMError):
-        return error(
+        return f.error(
             Stage.CONNECT,
-            f"the remoting protocol failed ({type(exc).__name__}: {detail})",
+            f"the remoting protocol failed ({type(exc).__name__}: {f.detail})",
             transient=False,
             hint="the host's WinRM / PowerShell remoting configuration may be broken; try "
             "Enable-PSRemoting on the host",
         )
     if isinstance(exc, OSError):
-        return error(
+        return f.error(
             Stage.CONNECT,
-            f"a network error happened ({detail})",
+            f"a network error happened ({f.detail})",
             transient=True,
-            hint=reach_hint,
+            hint=f.reach_hint,
         )
-    return error(
+    return f.error(
         Stage.CONNECT,
-        f"unexpected {type(exc).__name__}: {detail}",
+        f"unexpected {type(exc).__name__}: {f.detail}",
         transient=False,
         hint="this is likely a raorch bug; please report it with the rollout log",
     )

@@ -1,0 +1,351 @@
+"""The journal store (engine/store.py) and its SQLite implementation (engine/journal.py), read
+back through the store's read side: what each event makes durable, by its kind."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sqlite3
+import threading
+import typing
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from journal_v0 import read_all  # tests/unit: the fixture's reader
+
+from raorch.cli.main import main
+from raorch.cli.verify import record_verify
+from raorch.engine import journal_schema
+from raorch.engine.journal import Journal
+from raorch.engine.journal_schema import SCHEMA_VERSION
+from raorch.engine.store import Content, JournalStore, VerifyRow
+from raorch.models import events
+from raorch.models.errors import ExitCode, RefusedError
+from raorch.models.events import (
+    GateEvaluated,
+    HostFinished,
+    HostStarted,
+    RolloutFinished,
+    RolloutStarted,
+    RunKind,
+    WaveFinished,
+    WaveStarted,
+)
+from raorch.models.outcomes import Outcome, Reason, Stage, WaveState
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> typing.Iterator[JournalStore]:
+    store = Journal(tmp_path / "state.db")
+    yield store
+    store.close()
+
+
+def test_every_event_has_a_kind() -> None:
+    """The journal's handlers are chosen by (type, kind): an event without one could not be."""
+    for event_type in typing.get_args(events.Event):
+        names = {f.name for f in dataclasses.fields(event_type)}
+        assert "kind" in names, event_type.__name__
+
+
+def test_a_rollout_run_is_recorded_event_by_event(journal: JournalStore) -> None:
+    row = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot"))
+    rid = row.id
+    journal.record(RolloutStarted(rid, RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("canary",), 1.0))
+    journal.record(WaveStarted(rid, "canary", 2, 50.0, 2.0, wave_hosts=2))
+    journal.record(HostStarted(rid, "canary", "h1", 3.0))
+    journal.record(HostStarted(rid, "canary", "h0", 3.5))
+    denied = Reason(Stage.APPLY, "access denied")
+    journal.record(HostFinished(rid, "canary", "h1", Outcome.CHANGED, None, 1.0, 4.0, changes=2))
+    journal.record(HostFinished(rid, "canary", "h0", Outcome.FAILED, denied, 1.5, 5.0))
+    journal.record(GateEvaluated(rid, "canary", 2, 1, 50.0, 50.0, True, 6.0))
+    journal.record(WaveFinished(rid, "canary", WaveState.DONE, {}, 7.0))
+    journal.record(RolloutFinished(rid, 8.0))
+
+    [run] = journal.runs(rid)
+    assert (run.kind, run.started_at, run.finished_at, run.interrupted) == (
+        RunKind.ROLLOUT,
+        1.0,
+        8.0,
+        False,
+    )
+    canary, pilot = journal.waves(rid)
+    assert (canary.name, canary.state, canary.total, canary.size) == (
+        "canary",
+        WaveState.DONE,
+        2,
+        2,
+    )
+    assert (canary.gate_held, canary.failure_percentage, canary.finished_at) == (True, 50.0, 7.0)
+    assert (pilot.name, pilot.state) == ("pilot", WaveState.PENDING)
+    hosts = journal.hosts(rid)
+    assert [(h.host, h.outcome, h.changes) for h in hosts] == [
+        ("h1", Outcome.CHANGED, 2),
+        ("h0", Outcome.FAILED, 0),
+    ]
+    assert (hosts[1].stage, hosts[1].reason) == (Stage.APPLY, "access denied")
+    assert [(t.kind, t.outcome) for t in journal.timeline(rid, "h0")] == [
+        (RunKind.ROLLOUT, Outcome.FAILED)
+    ]
+    assert journal.rollbacks(rid) == []
+
+
+def test_a_rollback_run_records_its_own_table_and_the_timeline(journal: JournalStore) -> None:
+    rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary",)).id
+    journal.record(HostStarted(rid, "canary", "h0", 1.0))
+    journal.record(HostFinished(rid, "canary", "h0", Outcome.CHANGED, None, 1.0, 2.0))
+    journal.record(WaveFinished(rid, "canary", WaveState.DONE, {}, 3.0))
+
+    back = RunKind.ROLLBACK
+    journal.record(RolloutStarted(rid, back, "/inv.yaml", "/pb.yaml", ("canary",), 4.0))
+    journal.record(WaveStarted(rid, "canary", 1, 100.0, 5.0, back))
+    journal.record(HostStarted(rid, "canary", "h0", 6.0, back))
+    conflict = Reason(Stage.ROLLBACK, "changed since")
+    journal.record(
+        HostFinished(
+            rid, "canary", "h0", Outcome.CONFLICT, conflict, 1.0, 7.0, details=("x",), kind=back
+        )
+    )
+    # No host restored: the wave stays as the rollout left it.
+    journal.record(WaveFinished(rid, "canary", WaveState.DONE, {Outcome.CONFLICT: 1}, 8.0, back))
+    assert journal.waves(rid)[0].state is WaveState.DONE
+    journal.record(
+        HostFinished(rid, "canary", "h0", Outcome.ROLLED_BACK, None, 1.0, 9.0, kind=back)
+    )
+    journal.record(
+        WaveFinished(rid, "canary", WaveState.DONE, {Outcome.ROLLED_BACK: 1}, 10.0, back)
+    )
+    journal.record(RolloutFinished(rid, 11.0, kind=back))
+
+    # The rollout's record of the host is its own; the rollback started nothing there.
+    [host] = journal.hosts(rid)
+    assert (host.outcome, host.attempts) == (Outcome.CHANGED, 1)
+    [restored] = journal.rollbacks(rid)
+    assert (restored.host, restored.outcome, restored.at) == ("h0", Outcome.ROLLED_BACK, 9.0)
+    assert journal.rolled_back(rid) == {"h0"}
+    [wave] = journal.waves(rid)
+    assert (wave.state, wave.finished_at) == (WaveState.ROLLED_BACK, 10.0)
+    assert [t.kind for t in journal.timeline(rid, "h0")] == [RunKind.ROLLOUT, back, back]
+    assert [(r.kind, r.finished_at) for r in journal.runs(rid)] == [(back, 11.0)]
+
+    # Applied again: a later rollback must take it on again.
+    journal.record(HostStarted(rid, "canary", "h0", 12.0))
+    assert journal.rolled_back(rid) == set()
+    assert journal.hosts(rid)[0].attempts == 2
+
+
+def test_a_verify_outcome_goes_on_the_timeline_only(journal: JournalStore) -> None:
+    rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary",)).id
+    journal.record(
+        HostFinished(rid, "canary", "h0", Outcome.DRIFTED, None, 1.0, 2.0, kind=RunKind.VERIFY)
+    )
+    assert journal.hosts(rid) == [] and journal.rollbacks(rid) == []
+    assert [(t.kind, t.outcome) for t in journal.timeline(rid, "h0")] == [
+        (RunKind.VERIFY, Outcome.DRIFTED)
+    ]
+
+
+# ---------------------------------------------------------------- versions and migrations
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def v0_journal(tmp_path: Path) -> Path:
+    """A copy of the journal raorch wrote before journal versions (fixtures/, journal_v0.py)."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    path = home / "state.db"
+    shutil.copyfile(FIXTURES / "journal-v0.db", path)
+    return path
+
+
+def user_version(path: Path) -> int:
+    # Crafted on purpose: the version is the file's header, below what the store reads.
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_journal_written_before_versions_is_migrated_and_reads_the_same(
+    tmp_path: Path,
+) -> None:
+    path = v0_journal(tmp_path)
+    assert user_version(path) == 0
+    journal = Journal(path)
+    try:
+        assert user_version(path) == SCHEMA_VERSION
+        expected = json.loads((FIXTURES / "journal-v0.json").read_text(encoding="utf-8"))
+        assert read_all(journal) == expected
+    finally:
+        journal.close()
+    # Opened again: already current, read as it is.
+    again = Journal(path)
+    try:
+        assert read_all(again) == expected
+    finally:
+        again.close()
+
+
+def test_a_migrated_journal_goes_on_after_what_it_held(tmp_path: Path) -> None:
+    journal = Journal(v0_journal(tmp_path))
+    try:
+        old, other = journal.rollouts()
+        rid = old.id
+        journal.record(HostStarted(rid, "pilot", "ws-00", 1.0))
+        journal.record(HostStarted(rid, "canary", "ws-03", 2.0))  # again: keeps its place
+        assert [h.host for h in journal.hosts(rid)] == [
+            "ws-03",
+            "ws-01",
+            "ws-04",
+            "ws-02",
+            "ws-05",
+            "ws-00",
+        ]
+        journal.add_revision(rid, Content("c" * 64, "", "/pb", "", "", ""), ("late",), "late")
+        assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad", "late"]
+        verdict = VerifyRow("ws-03", Outcome.COMPLIANT, None, None, (), 200.0)
+        journal.record_verify(rid, [verdict])
+        assert [v.host for v in journal.verifications(rid)] == ["ws-05", "ws-01", "ws-03"]
+        journal.record_verify(rid, [dataclasses.replace(verdict, host="ws-05", at=201.0)])
+        assert [v.host for v in journal.verifications(rid)] == ["ws-01", "ws-03", "ws-05"]
+        journal.save_applied(rid, "ws-00", "[]")
+        assert list(journal.applied_all(rid)) == ["ws-03", "ws-01", "ws-04", "ws-00"]
+        new = journal.open_rollout("e" * 64, "/inv.yaml", "/pb.yaml", ("w",))
+        assert [r.id for r in journal.rollouts()][-1] == new.id
+        assert journal.last_rollout() == new and other.id != new.id
+    finally:
+        journal.close()
+
+
+def test_a_journal_of_a_newer_raorch_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "state.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)  # crafted: as a newer raorch would leave it
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RefusedError) as refused:
+        Journal(path)
+    message = str(refused.value)
+    assert str(path) in message and "newer raorch" in message
+    assert f"version {SCHEMA_VERSION + 1}" in message
+    assert "RAORCH_HOME" in refused.value.hint and "upgrade" in refused.value.hint
+    assert user_version(path) == SCHEMA_VERSION + 1
+
+    # What the operator sees: exit 6 (refused), what, which file, what to do.
+    result = CliRunner().invoke(main, ["status"], env={"RAORCH_HOME": str(path.parent)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert "newer raorch" in result.output and str(path) in result.output
+
+
+def test_a_migration_that_fails_leaves_the_journal_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = v0_journal(tmp_path)
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal_schema, "_STEPS", (*journal_schema._STEPS, broken))
+    monkeypatch.setattr(journal_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        Journal(path)
+    assert user_version(path) == 0
+    db = sqlite3.connect(path)  # crafted: the columns the first step adds are not there
+    try:
+        assert "position" not in {r[1] for r in db.execute("PRAGMA table_info(hosts)")}
+    finally:
+        db.close()
+    monkeypatch.undo()
+    journal = Journal(path)
+    try:
+        assert [h.host for h in journal.hosts(journal.rollouts()[0].id)][:2] == ["ws-03", "ws-01"]
+    finally:
+        journal.close()
+
+
+def test_two_processes_opening_an_old_journal_at_once_both_get_it_migrated(
+    tmp_path: Path,
+) -> None:
+    path = v0_journal(tmp_path)
+    opened: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def open_and_read() -> None:
+        try:
+            journal = Journal(path)  # its own connection, as another process would have
+            try:
+                opened.append([w.name for w in journal.waves(journal.rollouts()[0].id)])
+            finally:
+                journal.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert opened == [["canary", "pilot", "broad"]] * 4
+    assert user_version(path) == SCHEMA_VERSION
+
+
+def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_path: Path) -> None:
+    """Waves in the inventory's order and hosts in the order they started, also when the rows
+    are stored in another order (a copy of the file, another backend)."""
+    rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot", "broad")).id
+    for n, host in enumerate(("h3", "h1", "h2")):
+        journal.record(HostStarted(rid, "canary", host, float(n)))
+    db = sqlite3.connect(tmp_path / "state.db")  # crafted: storage order reversed
+    for table in ("waves", "hosts"):
+        db.execute(f"UPDATE {table} SET rowid = 1000 - rowid")
+    db.commit()
+    db.close()
+    assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad"]
+    assert [h.host for h in journal.hosts(rid)] == ["h3", "h1", "h2"]
+
+
+def test_a_migrated_journal_keeps_its_order_when_stored_otherwise(tmp_path: Path) -> None:
+    """The order a journal before versions kept in its rowids became its positions."""
+    path = v0_journal(tmp_path)
+    Journal(path).close()
+    db = sqlite3.connect(path)  # crafted: storage order reversed
+    for table in journal_schema.POSITIONED:
+        db.execute(f"UPDATE {table} SET rowid = 1000 - rowid")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    try:
+        expected = json.loads((FIXTURES / "journal-v0.json").read_text(encoding="utf-8"))
+        assert read_all(journal) == expected
+    finally:
+        journal.close()
+
+
+# ---------------------------------------------------------------- where the commands find it
+
+
+@pytest.mark.parametrize(
+    "args", [["status"], ["history"], ["show", "x"], ["report"], ["rollback", "--last"]]
+)
+def test_every_reading_command_refuses_a_missing_journal_the_same_way(
+    args: list[str], tmp_path: Path
+) -> None:
+    home = tmp_path / "nothing"
+    result = CliRunner().invoke(main, args, env={"RAORCH_HOME": str(home)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert f"there is no journal at {home / 'state.db'} (no raorch journal here" in result.output
+    assert "or set RAORCH_HOME to the state directory it used" in result.output
+    assert not home.exists()  # never created by a command that reads it
+
+
+def test_verify_records_only_where_a_journal_is(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAORCH_HOME", str(home))
+        assert record_verify(tmp_path / "inv.yaml", tmp_path / "pb.yaml", []) == ""
+    assert not home.exists()
