@@ -357,27 +357,36 @@ def test_an_unknown_spn_fails_its_host_only_and_says_how_to_register_it(
     # account). Deleting the SPN of an existing computer is not enough on Samba: its KDC
     # answers HTTP/<name>.<realm> for any computer account <name>$, SPN or not.
     gone = unique_name("ktgone")
+    # A computer account without keys (never given a password): the KDC cannot issue its
+    # tickets. The run's logon asks for the first host's ticket: this failure is that host's,
+    # and must not stop the run.
+    keyless = unique_name("ktkey")
+    samba_dc.add_computer(keyless)
     hosts = lab.hosts
     alias = unique_name("ktalias")
     spn_hosts: dict[str, str | None] = {
-        hosts[0]: None,  # addressed by IP, no spn_host
-        hosts[1]: fqdn(gone),
-        hosts[2]: f"{alias}.corp.raorch.test",  # an alias nobody registered
+        hosts[0]: fqdn(keyless),
+        hosts[1]: None,  # addressed by IP, no spn_host
+        hosts[2]: fqdn(gone),
+        hosts[3]: f"{alias}.corp.raorch.test",  # an alias nobody registered
     }
     inventory = kerberos_inventory(lab, tmp_path / "inv.yaml", username=name, spn_hosts=spn_hosts)
     done = run(raorch_cli(lab), "plan", "--inventory", str(inventory))
     assert done.returncode == 1, done.stdout + done.stderr  # hosts failed, the run went on
     lines = {line.split(" ", 1)[0]: " ".join(line.split()) for line in done.stdout.splitlines()}
     assert (
-        "the KDC knows no service principal HTTP/127.0.0.1" in lines[hosts[0]]
-        and "addressed by IP (127.0.0.1)" in lines[hosts[0]]
-        and "set connection.spn_host" in lines[hosts[0]]
+        f"and HTTP/{fqdn(keyless)}: KDC has no support for encryption type" in (lines[hosts[0]])
     ), lines[hosts[0]]
+    assert (
+        "the KDC knows no service principal HTTP/127.0.0.1" in lines[hosts[1]]
+        and "addressed by IP (127.0.0.1)" in lines[hosts[1]]
+        and "set connection.spn_host" in lines[hosts[1]]
+    ), lines[hosts[1]]
     upper = gone.upper()
-    assert f"the KDC knows no service principal HTTP/{fqdn(gone)}" in lines[hosts[1]]
-    assert f"setspn -S HTTP/{fqdn(gone)} {upper}$" in lines[hosts[1]], lines[hosts[1]]
-    assert f"setspn -S HTTP/{alias}.corp.raorch.test {alias.upper()}$" in lines[hosts[2]]
-    assert "connection.spn_host to the name" in lines[hosts[2]]
+    assert f"the KDC knows no service principal HTTP/{fqdn(gone)}" in lines[hosts[2]]
+    assert f"setspn -S HTTP/{fqdn(gone)} {upper}$" in lines[hosts[2]], lines[hosts[2]]
+    assert f"setspn -S HTTP/{alias}.corp.raorch.test {alias.upper()}$" in lines[hosts[3]]
+    assert "connection.spn_host to the name" in lines[hosts[3]]
     assert PASSWORD not in done.stdout + done.stderr
 
 

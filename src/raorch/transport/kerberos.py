@@ -64,12 +64,6 @@ class KerberosProblem(StrEnum):
     OTHER = "other"
 
     @property
-    def for_every_host(self) -> bool:
-        """The account or the KDC failed, not one host: every host of the run would fail the
-        same way (only an unknown SPN belongs to one host)."""
-        return self is not KerberosProblem.UNKNOWN_SPN
-
-    @property
     def ntlm_fails_too(self) -> bool:
         """The account itself was refused: NTLM, which checks the same password at the same
         domain controller, would be refused too (and count against the lockout threshold)."""
@@ -423,8 +417,9 @@ def explain(failure: KerberosFailure, account: Account, target: Target | None) -
                 "host's SPN is registered under"
             )
         return (f"the KDC knows no service principal {spn} ({failure.detail})", hint)
+    service = f" and {spn_of(target)}" if target is not None else ""
     return (
-        f"Kerberos failed for {who}: {failure.detail}",
+        f"Kerberos failed for {who}{service}: {failure.detail}",
         "see the message; klist shows the tickets, KRB5_TRACE=/dev/stderr traces the exchange",
     )
 
@@ -560,8 +555,25 @@ def _service_ticket(gssapi: Any, credential: Any, target: Target) -> None:
     context.step()
 
 
+# What a service ticket request can say about the account, the KDC or the clock, rather
+# than about the host it names (an unknown SPN, a host account without a usable key, a
+# realm of its own): these stop the run; the others are left to that host.
+_NOT_THE_HOST = frozenset(
+    {
+        KerberosProblem.KDC_UNREACHABLE,
+        KerberosProblem.CLOCK_SKEW,
+        KerberosProblem.TICKET_EXPIRED,
+        KerberosProblem.NO_TICKET,
+        KerberosProblem.ACCOUNT_REVOKED,
+        KerberosProblem.PASSWORD_EXPIRED,
+        KerberosProblem.NO_KERBEROS,
+    }
+)
+
+
 def _check(target: Target, password: str) -> None:
-    """The account's ticket-granting ticket, then the first host's service ticket."""
+    """The account's ticket-granting ticket (every failure is the account's), then the first
+    host's service ticket (a failure that is the host's own is left to the host)."""
     gssapi, _krb5 = _bindings()
     mech = gssapi.OID.from_int_seq(_KRB5_MECH)
     account = account_of(target, password)
@@ -582,7 +594,6 @@ def _check(target: Target, password: str) -> None:
             )
             credential = gssapi.Credentials(name=name, usage="initiate", mechs=[mech])
             _ = credential.lifetime  # raises when the ticket has expired
-        _service_ticket(gssapi, credential, target)
     except KerberosError:
         raise
     except Exception as exc:
@@ -590,6 +601,12 @@ def _check(target: Target, password: str) -> None:
         if failure is None:
             raise
         raise KerberosError(failure) from None
+    try:
+        _service_ticket(gssapi, credential, target)
+    except Exception as exc:
+        failure = failure_of(exc)
+        if failure is not None and failure.problem in _NOT_THE_HOST:
+            raise KerberosError(failure) from None
 
 
 def logon(targets: Iterable[Target], passwords: Mapping[str, str]) -> list[str]:
@@ -616,8 +633,6 @@ def logon(targets: Iterable[Target], passwords: Mapping[str, str]) -> list[str]:
             _check(target, password)
         except KerberosError as exc:
             failure = exc.failure
-            if not failure.problem.for_every_host:
-                continue
             negotiate = target.connection.auth is AuthMethod.NEGOTIATE
             # Library texts never hold the password; masked anyway, as every message is.
             message, hint = (
