@@ -27,6 +27,8 @@ from conftest import CLI_WAIT, PLAYBOOK_FILE, LabFactory, RaorchCli, unique_name
 from raorch.lab import LabHandle
 from raorch.lab.samba import REALM, SambaDC, fqdn
 
+pytest.importorskip("gssapi")
+
 PASSWORD = "Kerb-T3st-P@ss"
 
 
