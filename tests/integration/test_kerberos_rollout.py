@@ -275,3 +275,41 @@ def test_a_host_whose_clock_is_off_refuses_the_ticket(
                 assert "clock may differ from the domain's by more than 5 minutes" in line
         finally:
             samba_dc.delete(user.partition("\\")[2])
+
+
+def test_the_domain_labs_own_inventory_plans_over_kerberos_unedited(
+    lab_factory: LabFactory,
+    samba_dc: SambaDC,
+    login: str,
+    raorch_cli: Callable[[LabHandle], RaorchCli],
+    tmp_path: Path,
+) -> None:
+    """What `raorch lab up --directory samba` writes is enough: the realm and KDC, each host's
+    spn_host; no KRB5_CONFIG, no edits, the lab's password from the environment."""
+    lab = domain_lab(lab_factory, samba_dc, login, scheme="https")
+    written = yaml.safe_load(lab.inventory_path.read_text(encoding="utf-8"))
+    assert written["defaults"]["connection"]["auth"] == "negotiate"
+    assert written["defaults"]["kerberos"] == {"realm": lab.realm, "kdc": "127.0.0.1"}
+    for host in lab.hosts:
+        assert written["hosts"][host]["connection"]["spn_host"] == lab.fqdn(host)
+    data = dict(written, playbook=str(PLAYBOOK_FILE))  # the checkout's playbook, by path
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    cli = raorch_cli(lab)
+    before = session_counts(lab)
+    env_password = cli.env["RAORCH_LAB_PASSWORD"]
+    done = subprocess.run(
+        [sys.executable, "-m", "raorch", "plan", "-i", str(path)],
+        env={
+            **{k: v for k, v in cli.env.items() if k != "KRB5_CONFIG"},
+            "RAORCH_LAB_PASSWORD": env_password,
+            "KRB5CCNAME": f"FILE:{tmp_path / 'empty-ccache'}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=CLI_WAIT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode in (0, 4), done.stdout + done.stderr
+    sessions = sessions_since(lab, before)
+    assert sessions and {s["mechanism"] for s in sessions} == {"negotiate-kerberos"}, sessions
