@@ -1,5 +1,8 @@
-"""The journal store (engine/store.py) and its SQLite implementation (engine/journal.py), read
-back through the store's read side: what each event makes durable, by its kind."""
+"""The journal store (engine/store.py) and its implementations, read back through the store's
+read side: what each event makes durable, by its kind, on both backends (SQLite,
+engine/journal.py, and PostgreSQL, engine/journal_pg.py: the ``journal`` fixture is
+parametrized over them, tests/conftest.py). The SQLite file's own versions and migrations
+follow; PostgreSQL's are in test_journal_pg.py."""
 
 from __future__ import annotations
 
@@ -37,10 +40,9 @@ from raorch.models.outcomes import Outcome, Reason, Stage, WaveState
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> typing.Iterator[JournalStore]:
-    store = Journal(tmp_path / "state.db")
-    yield store
-    store.close()
+def journal(journal_store: JournalStore) -> JournalStore:
+    """The store on each backend (``[sqlite]``, ``[postgresql]``)."""
+    return journal_store
 
 
 def test_every_event_has_a_kind() -> None:
@@ -294,9 +296,10 @@ def test_two_processes_opening_an_old_journal_at_once_both_get_it_migrated(
     assert user_version(path) == SCHEMA_VERSION
 
 
-def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_path: Path) -> None:
+def test_order_is_the_journals_not_the_files_storage(tmp_path: Path) -> None:
     """Waves in the inventory's order and hosts in the order they started, also when the rows
     are stored in another order (a copy of the file, another backend)."""
+    journal = Journal(tmp_path / "state.db")
     rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot", "broad")).id
     for n, host in enumerate(("h3", "h1", "h2")):
         journal.record(HostStarted(rid, "canary", host, float(n)))
@@ -307,6 +310,7 @@ def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_
     db.close()
     assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad"]
     assert [h.host for h in journal.hosts(rid)] == ["h3", "h1", "h2"]
+    journal.close()
 
 
 def test_a_migrated_journal_keeps_its_order_when_stored_otherwise(tmp_path: Path) -> None:
