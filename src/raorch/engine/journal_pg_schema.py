@@ -15,15 +15,16 @@ through every step from the first.
   write: of two writers committing a snapshot for the same host at once, the second waits for
   the first's commit, then inserts nothing.
 - Opening a journal brings it to ``SCHEMA_VERSION``, every step in one transaction (DDL is
-  transactional in PostgreSQL: a process killed in the middle leaves it as it was), behind a
-  transaction-level advisory lock, so that a second process opening it at the same moment waits,
-  then finds it done. A journal of a newer raorch is refused and left as it is.
+  transactional in PostgreSQL: a process killed in the middle leaves it as it was), behind an
+  advisory lock, so that a second process opening it at the same moment waits, then finds it
+  done. A journal of a newer raorch is refused and left as it is.
 
 Adding a version: append a step (never change a released one), the same as SQLite's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -194,7 +195,7 @@ _STEPS: tuple[Callable[[_Db], None], ...] = (_v1_tables,)
 
 SCHEMA_VERSION = len(_STEPS)
 
-# The transaction-level advisory lock that serializes migrations of one database (a key of
+# The advisory lock that serializes migrations of one database (a key of
 # raorch's own: "raorch journal schema" in ASCII, below 2**63).
 MIGRATION_LOCK = 0x72616F7263685F73
 
@@ -232,14 +233,21 @@ def migrate(db: _Db, location: str, create: bool) -> None:
     _refuse_newer(location, version)
     if version == SCHEMA_VERSION:
         return
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        version = schema_version(db)  # another process may have migrated it meanwhile
-        _refuse_newer(location, version)
-        if version is None:
-            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            version = 0
-        for step in _STEPS[version:]:
-            step(db)
-        db.execute("DELETE FROM schema_version")
-        db.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+    # The lock is taken before the transaction begins, not in it: a transaction that began
+    # before another process committed the tables may not see them in the catalog even after
+    # it waited for that process (its catalog caches are refreshed when a transaction begins).
+    db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with db.transaction():
+            version = schema_version(db)  # another process may have migrated it meanwhile
+            _refuse_newer(location, version)
+            if version is None:
+                db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                version = 0
+            for step in _STEPS[version:]:
+                step(db)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+    finally:
+        with contextlib.suppress(Exception):  # a lost connection released it already
+            db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
