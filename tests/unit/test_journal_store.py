@@ -10,7 +10,10 @@ import dataclasses
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import typing
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from journal_v0 import read_all  # tests/unit: the fixture's reader
 
+from raorch.cli.journal import open_store
 from raorch.cli.main import main
 from raorch.cli.verify import record_verify
 from raorch.engine import journal_schema
@@ -353,3 +357,174 @@ def test_verify_records_only_where_a_journal_is(tmp_path: Path) -> None:
         patch.setenv("RAORCH_HOME", str(home))
         assert record_verify(tmp_path / "inv.yaml", tmp_path / "pb.yaml", []) == ""
     assert not home.exists()
+
+
+# ---------------------------------------------------------------- the same on every backend
+
+
+def _scenario(journal: JournalStore) -> None:
+    """Every call of the write side, in the order a rollout, a rollback, a verify, a changed
+    content and a second rollout make them."""
+    content = Content("c" * 64, "inv-sha", "/pb.yaml", "pb-sha", '{"pb": 1}', '{"inv": 1}')
+    rid = journal.open_rollout(
+        "c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot"), "pb-sha", content
+    ).id
+    journal.save_targets(rid, {"h2": '{"address": "10.0.0.2"}', "h1": '{"address": "10.0.0.1"}'})
+    journal.save_targets(rid, {"h1": '{"address": "10.0.0.9"}'})  # the latest wins
+    journal.record(RolloutStarted(rid, RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("canary",), 1.0))
+    journal.record(WaveStarted(rid, "canary", 3, 50.0, 2.0, wave_hosts=3))
+    for n, host in enumerate(("h2", "h1", "h3")):
+        journal.record(HostStarted(rid, "canary", host, 3.0 + n))
+        journal.save_snapshot(rid, host, f'{{"host": "{host}"}}', revision=1)
+    journal.save_snapshot(rid, "h2", "LATER", revision=1)  # never replaces the first
+    journal.save_applied(rid, "h2", '[{"to": 1}]')
+    journal.save_applied(rid, "h1", '[{"to": 2}]')
+    journal.save_applied(rid, "h2", '[{"to": 3}]')  # merged by the engine: keeps its place
+    journal.save_platform(rid, "h2", "Windows 10", "10.0.19045", "modern")
+    journal.save_platform(rid, "h2", "Windows 11", "10.0.22631", "modern")
+    denied = Reason(Stage.APPLY, "access denied")
+    journal.record(HostFinished(rid, "canary", "h2", Outcome.CHANGED, None, 1.0, 6.0, changes=2))
+    journal.record(HostFinished(rid, "canary", "h1", Outcome.FAILED, denied, 1.5, 7.0))
+    journal.record(HostFinished(rid, "canary", "h3", Outcome.UNCHANGED, None, 0.5, 7.5))
+    journal.record(GateEvaluated(rid, "canary", 3, 1, 33.3, 50.0, True, 8.0))
+    journal.record(WaveFinished(rid, "canary", WaveState.DONE, {Outcome.CHANGED: 1}, 9.0))
+    journal.record(RolloutFinished(rid, 10.0))
+    journal.mark_forced(rid, "pilot")
+    journal.reset_hosts(rid, ["h1"])
+    journal.record(HostStarted(rid, "canary", "h1", 11.0))  # again: keeps its place
+    back = RunKind.ROLLBACK
+    journal.record(RolloutStarted(rid, back, "/inv.yaml", "/pb.yaml", ("canary",), 12.0))
+    conflict = Reason(Stage.ROLLBACK, "changed since")
+    journal.record(
+        HostFinished(rid, "canary", "h1", Outcome.CONFLICT, conflict, 1.0, 13.0, 0, ("x",), back)
+    )
+    journal.record(
+        HostFinished(rid, "canary", "h2", Outcome.ROLLED_BACK, None, 1.0, 14.0, 2, (), back)
+    )
+    journal.record(
+        WaveFinished(rid, "canary", WaveState.DONE, {Outcome.ROLLED_BACK: 1}, 15.0, back)
+    )
+    journal.record(RolloutFinished(rid, 16.0, kind=back))
+    verdict = VerifyRow("h3", Outcome.COMPLIANT, None, None, (), 17.0)
+    drifted = VerifyRow("h1", Outcome.DRIFTED, Stage.VERIFY, "drifted", ("a: x", "b: é"), 18.0)
+    journal.record_verify(rid, [verdict, drifted])
+    journal.record_verify(rid, [dataclasses.replace(verdict, at=19.0)])  # goes last
+    later = Content("e" * 64, "inv-sha-2", "/pb.yaml", "pb-sha-2", '{"pb": 2}', '{"inv": 2}')
+    journal.add_revision(rid, later, ("canary", "pilot", "broad"), "waves: added broad")
+    journal.record(RolloutStarted(rid, RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("pilot",), 20.0))
+    journal.mark_interrupted(rid, 21.0)
+    other = journal.open_rollout("f" * 64, "/inv2.yaml", "/pb.yaml", ("all",), "sha-b")
+    journal.close_rollout(other.id)
+    journal.open_rollout("a" * 64, "/inv3.yaml", "/pb.yaml", ("all",))
+    journal.record(RolloutStarted(other.id, RunKind.ROLLOUT, "/inv2.yaml", "/pb.yaml", (), 22.0))
+
+
+def _without_clock(value: typing.Any, ids: dict[str, str]) -> typing.Any:
+    """A read's answer less what the store stamps itself: its clock (``time.time()``) and the
+    rollout ids made of it."""
+    if isinstance(value, float) and value > 1e9:
+        return "<now>"
+    if isinstance(value, str):
+        for rid, name in ids.items():
+            value = value.replace(rid, name)
+        return value
+    if isinstance(value, dict):
+        return {_without_clock(k, ids): _without_clock(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_clock(v, ids) for v in value]
+    return value
+
+
+def test_both_backends_answer_the_same_to_the_same_calls(tmp_path: Path, postgres_url: str) -> None:
+    """The PostgreSQL journal is the SQLite journal translated: the same calls, the same
+    answers to every question of the read side (order included)."""
+    answers = []
+    for url in (f"sqlite://{tmp_path / 'state.db'}", postgres_url):
+        journal = open_store(url, create=True)
+        try:
+            _scenario(journal)
+            ids = {r.id: f"<rollout {n}>" for n, r in enumerate(journal.rollouts())}
+            answers.append(_without_clock(read_all(journal), ids))  # type: ignore[arg-type]
+        finally:
+            journal.close()
+    sqlite, postgresql = answers
+    assert postgresql == sqlite
+    # The scenario reached what it means to: the first snapshot kept, the order of starts.
+    first = sqlite["by_rollout"]["<rollout 0>"]
+    assert first["per_host"]["h2"]["snapshot"] == '{"host": "h2"}'
+    assert [h["host"] for h in first["hosts"]] == ["h2", "h1", "h3"]
+    assert [w["name"] for w in first["waves"]] == ["canary", "pilot", "broad"]
+    assert [v["host"] for v in first["verifications"]] == ["h1", "h3"]
+    assert sqlite["unfinished_runs"] == ["<rollout 1>"]
+
+
+# ---------------------------------------------------------------- the run lock, on each backend
+
+
+def test_the_run_lock_is_held_until_its_holder_lets_go(journal_url: str) -> None:
+    first, second = open_store(journal_url, create=True), open_store(journal_url)
+    try:
+        rid = first.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+        assert not second.is_running(rid)
+        with first.lock(rid):
+            assert second.is_running(rid) and first.is_running(rid)
+            with pytest.raises(RefusedError, match="already being run"), second.lock(rid):
+                pass
+            other = second.open_rollout("d" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+            with second.lock(other):  # another rollout's lock is its own
+                assert second.is_running(other)
+        assert not second.is_running(rid)
+        with second.lock(rid):
+            assert first.is_running(rid)
+    finally:
+        first.close()
+        second.close()
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from raorch.cli.journal import open_store
+from raorch.models.events import RolloutStarted, RunKind
+store = open_store(sys.argv[1])
+with store.lock(sys.argv[2]):
+    store.record(RolloutStarted(sys.argv[2], RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("w",), 1.0))
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holders_run_is_closed_as_interrupted(journal_url: str) -> None:
+    """SIGKILL of the process running a rollout: its lock goes with it (flock: the kernel;
+    PostgreSQL: the server ends its session), and the next command closes its run."""
+    journal = open_store(journal_url, create=True)
+    try:
+        rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+        journal.record(WaveStarted(rid, "w", 1, 0.0, 1.0))
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_THE_LOCK, journal_url, rid],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            assert journal.is_running(rid)
+            assert journal.close_interrupted(30.0) == []  # alive: its run is left alone
+            assert journal.runs(rid)[0].finished_at is None
+        finally:
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()
+        # PostgreSQL ends the dead client's session as soon as it reads the closed socket: a
+        # moment after the kill, not at it (bounded: a lock never released fails here).
+        deadline = time.monotonic() + 30
+        while journal.is_running(rid):
+            assert time.monotonic() < deadline, "the killed holder's lock was never released"
+            time.sleep(0.05)
+        assert journal.close_interrupted(40.0) == [rid]
+        [run] = journal.runs(rid)
+        assert (run.finished_at, run.interrupted) == (40.0, True)
+        assert journal.waves(rid)[0].state is WaveState.CANCELED
+        assert journal.close_interrupted(50.0) == []  # closed once
+    finally:
+        journal.close()
