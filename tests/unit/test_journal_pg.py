@@ -258,6 +258,13 @@ def test_the_run_lock_is_an_advisory_lock_named_without_the_password(postgres_ur
         message = str(refused.value)
         assert f"its run lock in the journal {mask_url(postgres_url)} is held" in message
         assert ROLE_PASSWORD not in message
+        # pg_locks shows a bigint key as two unsigned halves: keys of either sign are found.
+        names = (f"rollout-{n}" for n in range(100))
+        signs = {run_lock_key(name) < 0: name for name in names}
+        for name in (signs[True], signs[False]):
+            assert not second.is_running(name)
+            with first.lock(name):
+                assert second.is_running(name), (name, run_lock_key(name))
     finally:
         first.close()
         second.close()
