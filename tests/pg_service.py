@@ -161,5 +161,6 @@ class PostgresServer:
     def new_database(self, prefix: str = "journal") -> str:
         """A fresh database owned by ``raorch``; its URL (with the password)."""
         name = f"{re.sub(r'[^a-z0-9_]', '_', prefix.lower())[:40]}_{next(self._names)}"
-        self.admin(f'CREATE DATABASE "{name}" OWNER {ROLE}')
+        # FILE_COPY: a few times faster than the default (WAL_LOG) for the small template.
+        self.admin(f'CREATE DATABASE "{name}" OWNER {ROLE} STRATEGY = FILE_COPY')
         return self.url(name)
