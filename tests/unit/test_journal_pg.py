@@ -29,6 +29,7 @@ from raorch.engine import journal_pg_schema
 from raorch.engine.journal_pg import PgJournal, run_lock_key
 from raorch.engine.journal_pg_schema import SCHEMA_VERSION
 from raorch.engine.journal_url import mask_url, scrub
+from raorch.engine.store import operator_account
 from raorch.models.errors import ExitCode, RefusedError
 
 
@@ -257,6 +258,8 @@ def test_the_run_lock_is_an_advisory_lock_named_without_the_password(postgres_ur
                 pass
         message = str(refused.value)
         assert f"its run lock in the journal {mask_url(postgres_url)} is held" in message
+        # Where the holder is: on several machines, the one to wait for (or stop).
+        assert f"held by {operator_account()} from 127.0.0.1 since 20" in message
         assert ROLE_PASSWORD not in message
         # pg_locks shows a bigint key as two unsigned halves: keys of either sign are found.
         names = (f"rollout-{n}" for n in range(100))

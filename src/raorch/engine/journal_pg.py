@@ -79,15 +79,24 @@ CONNECT_TIMEOUT = 10
 # controller's machine is gone (30 s idle, then 3 probes 10 s apart), and no idle timeout (an
 # ``idle_session_timeout`` set on the server would end it while the rollout runs). PostgreSQL
 # documentation, "Server Configuration", "Connections and Authentication" and "Client
-# Connection Defaults": all three may be set by any user for their own session.
-_LOCK_SESSION = (
-    "SET tcp_keepalives_idle = 30",
-    "SET tcp_keepalives_interval = 10",
-    "SET tcp_keepalives_count = 3",
-    "SET idle_session_timeout = 0",
-)
+# Connection Defaults": any user may set them for their own session. Set only where the
+# server has them (idle_session_timeout came with PostgreSQL 14).
+_LOCK_SESSION = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    "idle_session_timeout": "0",
+}
 # A new rollout is made behind this transaction-level advisory lock ("raorch rollouts" in ASCII).
 _ROLLOUTS_LOCK = 0x72616F72636872
+
+
+# A run lock held (pg_locks as ``l``), by the key's two unsigned halves.
+_HELD = (
+    "l.locktype = 'advisory' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1"
+)
 
 
 def run_lock_key(rollout_id: str) -> int:
@@ -96,6 +105,12 @@ def run_lock_key(rollout_id: str) -> int:
     with ``objsubid`` 1)."""
     digest = hashlib.sha256(b"raorch run lock\0" + rollout_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _halves(rollout_id: str) -> tuple[int, int]:
+    """The run lock's key as ``pg_locks`` shows it: ``classid`` and ``objid``, unsigned."""
+    key = run_lock_key(rollout_id) & 0xFFFF_FFFF_FFFF_FFFF
+    return key >> 32, key & 0xFFFF_FFFF
 
 
 class JournalServerError(RaorchError):
@@ -130,13 +145,14 @@ def _connect_error(error: psycopg.Error, url: str, location: str) -> RaorchError
     )
 
 
-def connect(url: str) -> _Db:
+def connect(url: str, name: str = "raorch") -> _Db:
     """A connection in autocommit mode (each write opens its own transaction), or raorch's
-    error saying why not, without the password."""
+    error saying why not, without the password. ``name``: its ``application_name``, which
+    ``pg_stat_activity`` shows (at most 63 bytes are kept)."""
     location = mask_url(url)
     try:
         db = psycopg.connect(
-            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="raorch"
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name=name
         )
     except psycopg.Error as error:
         raise _connect_error(error, url, location) from None
@@ -212,18 +228,23 @@ class PgJournal(JournalStore):
 
     @contextmanager
     def _run_lock(self, rollout_id: str) -> Iterator[None]:
-        session = connect(self.url)
+        # Named after who runs it, so that a second controller is told where the first is.
+        session = connect(self.url, f"raorch run {operator_account()}")
         try:
             with self._errors():
-                for setting in _LOCK_SESSION:
-                    session.execute(setting)
+                for name, value in _LOCK_SESSION.items():
+                    session.execute(
+                        "SELECT set_config(name, %s, false) FROM pg_settings WHERE name = %s",
+                        (value, name),
+                    )
                 row = session.execute(
                     "SELECT pg_try_advisory_lock(%s)", (run_lock_key(rollout_id),)
                 ).fetchone()
             if row is None or not row[0]:
                 raise RefusedError(
                     f"rollout {rollout_id} is already being run by another raorch process "
-                    f"(its run lock in the journal {self._location} is held)",
+                    f"(its run lock in the journal {self._location} is held"
+                    f"{self._holder(rollout_id)})",
                     "wait for it to finish (raorch status --last --watch), or stop it",
                 )
             yield
@@ -234,14 +255,27 @@ class PgJournal(JournalStore):
         return self._run_lock(rollout_id)
 
     def is_running(self, rollout_id: str) -> bool:
-        key = run_lock_key(rollout_id) & 0xFFFF_FFFF_FFFF_FFFF
         row = self._row(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)",
-            (key >> 32, key & 0xFFFF_FFFF),
+            f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {_HELD})", _halves(rollout_id)
         )
         return bool(row and row[0])
+
+    def _holder(self, rollout_id: str) -> str:
+        """ ", by user@machine (its application_name) from ADDRESS since TIME", as far as
+        ``pg_stat_activity`` tells this role (another role's session may show nothing)."""
+        row = self._row(
+            "SELECT a.application_name, host(a.client_addr), "
+            "to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') "
+            f"FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_HELD} LIMIT 1",
+            _halves(rollout_id),
+        )
+        if row is None:
+            return ""
+        name, address, since = row
+        who = str(name).removeprefix("raorch run ") if name else ""
+        where = f" by {who}" if who else ""
+        where += f" from {address}" if address else ""
+        return where + (f" since {since}" if since else "")
 
     # ------------------------------------------------------------ rollouts
 
