@@ -528,3 +528,42 @@ def test_a_killed_holders_run_is_closed_as_interrupted(journal_url: str) -> None
         assert journal.close_interrupted(50.0) == []  # closed once
     finally:
         journal.close()
+
+
+def test_the_journal_is_the_options_else_the_environments_else_the_state_directorys(
+    tmp_path: Path,
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere" / "journal.db"
+    made = open_store(f"sqlite://{elsewhere}", create=True)
+    rid = made.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+    made.close()
+    env = {"RAORCH_HOME": str(home)}
+    by_option = ["history", "--json", "--journal", f"sqlite://{elsewhere}"]
+    # --journal first: a RAORCH_JOURNAL of no known form is not even read.
+    result = CliRunner().invoke(main, by_option, env={**env, "RAORCH_JOURNAL": "nonsense"})
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.output)] == [rid]
+    result = CliRunner().invoke(
+        main, ["history", "--json"], env={**env, "RAORCH_JOURNAL": f"sqlite://{elsewhere}"}
+    )
+    assert result.exit_code == 0 and [r["id"] for r in json.loads(result.output)] == [rid]
+    result = CliRunner().invoke(main, ["history"], env={**env, "RAORCH_JOURNAL": "nonsense"})
+    assert result.exit_code == int(ExitCode.INVALID_INPUT), result.output
+    assert "error: RAORCH_JOURNAL: not a journal URL: 'nonsense'" in result.output
+    missing = tmp_path / "nowhere" / "state.db"
+    result = CliRunner().invoke(main, ["status", "--journal", f"sqlite://{missing}"], env=env)
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert f"there is no journal at {missing} (named by --journal" in result.output
+    assert not missing.parent.exists() and not home.exists()
+
+
+def test_a_postgresql_journal_without_its_driver_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra was not installed
+    args = ["status", "--journal", "postgresql://raorch:s3cret-pw@db/raorch"]
+    result = CliRunner().invoke(main, args, env={"RAORCH_HOME": str(tmp_path)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert "without its PostgreSQL driver" in result.output
+    assert "pip install 'raorch[postgresql]'" in result.output
+    assert "postgresql://raorch:***@db/raorch" in result.output and "s3cret" not in result.output
