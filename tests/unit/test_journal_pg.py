@@ -404,3 +404,18 @@ def test_a_store_opened_by_url_is_the_one_named(postgres_url: str, tmp_path: Pat
         assert worker.location == mask_url(postgres_url)
     finally:
         worker.close()
+
+
+def test_a_database_raorchs_role_does_not_own_is_refused_with_what_to_do(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Since PostgreSQL 15 only a database's owner may create tables in its public schema."""
+    postgres.admin("CREATE DATABASE not_raorchs OWNER postgres")
+    url = postgres.url("not_raorchs")
+    with pytest.raises(RefusedError) as refused:
+        open_store(url, create=True)
+    message = str(refused.value)
+    assert "refused what raorch asked" in message and mask_url(url) in message
+    assert "permission denied" in message and "OWNER TO" in refused.value.hint
+    assert ROLE_PASSWORD not in message
+    assert version_of(url) is None  # nothing made, nothing left half made

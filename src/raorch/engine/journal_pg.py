@@ -199,9 +199,17 @@ class PgJournal(JournalStore):
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """The server lost in the middle of a command: raorch's error, without the password."""
+        """The server lost in the middle of a command, or a privilege the role lacks: raorch's
+        error, without the password."""
         try:
             yield
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise RefusedError(
+                f"the journal's database refused what raorch asked ({self._location}): "
+                f"{scrub(str(error).strip(), self.url)}",
+                "raorch's role must own the database (as a PostgreSQL superuser: ALTER "
+                "DATABASE <name> OWNER TO <user>; docs/journal.md)",
+            ) from None
         except psycopg.OperationalError as error:
             raise JournalServerError(
                 f"lost the journal's PostgreSQL server ({self._location}): "
