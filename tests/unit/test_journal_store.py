@@ -481,6 +481,22 @@ def test_the_run_lock_is_held_until_its_holder_lets_go(journal_url: str) -> None
         second.close()
 
 
+def test_the_run_lock_is_free_as_soon_as_its_holder_lets_go(journal_url: str) -> None:
+    """A command that follows another at once (``rollout --wave canary && rollout --wave
+    pilot``) finds the lock free: released when the first let go, not a moment later (a
+    PostgreSQL session closed by its client ends a moment after). Many times over: a release
+    left to the server's pace is caught in some of them."""
+    first, second = open_store(journal_url, create=True), open_store(journal_url)
+    try:
+        for n in range(100):
+            with first.lock(f"r-{n}"):
+                pass
+            assert not second.is_running(f"r-{n}"), n
+    finally:
+        first.close()
+        second.close()
+
+
 HOLD_THE_LOCK = """
 import sys, time
 from raorch.cli.journal import open_store

@@ -28,6 +28,7 @@ snapshots come from worker threads). Open one store per process (never across a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -255,9 +256,16 @@ class PgJournal(JournalStore):
                     f"{self._holder(rollout_id)})",
                     "wait for it to finish (raorch status --last --watch), or stop it",
                 )
-            yield
+            try:
+                yield
+            finally:
+                # Released before the session is closed: the server ends a closed session a
+                # moment later, not when the client closes it, and a command that follows at
+                # once (``rollout --wave canary && rollout --wave pilot``) would be refused.
+                with contextlib.suppress(psycopg.Error):  # a lost session released it anyway
+                    session.execute("SELECT pg_advisory_unlock(%s)", (run_lock_key(rollout_id),))
         finally:
-            session.close()  # ends the session: the server releases its advisory lock
+            session.close()
 
     def lock(self, rollout_id: str) -> AbstractContextManager[None]:
         return self._run_lock(rollout_id)
