@@ -10,6 +10,7 @@ backends (test_journal_store.py)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from raorch.cli.journal import find_journal, open_store
 from raorch.cli.main import main
 from raorch.cli.verify import record_verify
 from raorch.engine import journal_pg_schema
+from raorch.engine.journal import Journal
 from raorch.engine.journal_pg import PgJournal, run_lock_key
 from raorch.engine.journal_pg_schema import SCHEMA_VERSION
 from raorch.engine.journal_url import mask_url, scrub
@@ -419,3 +421,31 @@ def test_a_database_raorchs_role_does_not_own_is_refused_with_what_to_do(
     assert "permission denied" in message and "OWNER TO" in refused.value.hint
     assert ROLE_PASSWORD not in message
     assert version_of(url) is None  # nothing made, nothing left half made
+
+
+def test_the_same_tables_and_columns_as_the_sqlite_journal(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The schema translated, not another one: every table and column of the SQLite journal
+    (but ``meta``, where SQLite keeps its version a second time), no more."""
+    Journal(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")  # crafted: the schema, below the store
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        sqlite = {
+            t: {str(c[1]) for c in db.execute(f"PRAGMA table_info({t})")}
+            for t in tables
+            if t not in ("meta", "sqlite_sequence")
+        }
+    finally:
+        db.close()
+    PgJournal(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as pg:
+        rows = pg.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name <> 'schema_version'"
+        ).fetchall()
+    postgresql: dict[str, set[str]] = {}
+    for table, column in rows:
+        postgresql.setdefault(str(table), set()).add(str(column))
+    assert postgresql == sqlite

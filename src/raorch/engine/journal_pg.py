@@ -15,9 +15,10 @@ answers on the read side. What differs is what a server shared by several machin
   advisory lock, so that two controllers opening the same campaign at once make one rollout.
 - **The run lock is a session-level advisory lock** (``pg_try_advisory_lock``, PostgreSQL
   documentation, "Explicit Locking", "Advisory Locks") on a key derived from the rollout id,
-  held by a connection of its own for as long as the command runs. The server releases it when
-  that session ends, whatever the way (the process killed: its socket closes; its machine gone:
-  TCP keepalives, set on that session, end it within about a minute). ``is_running`` asks
+  held by a connection of its own for as long as the command runs, and unlocked when it ends.
+  A holder that dies instead loses it with its session, whatever the way (the process killed:
+  its socket closes and the server ends the session a moment later; its machine gone: TCP
+  keepalives, set on that session, end it within about a minute). ``is_running`` asks
   ``pg_locks`` whether any session holds it.
 - **Never a password in a message.** ``location`` is the URL masked; the driver's errors are
   scrubbed of the URL's secrets before they become raorch's (``engine/journal_url.py``).
@@ -88,7 +89,7 @@ _LOCK_SESSION = {
     "tcp_keepalives_count": "3",
     "idle_session_timeout": "0",
 }
-# A new rollout is made behind this transaction-level advisory lock ("raorch rollouts" in ASCII).
+# A new rollout is made behind this transaction-level advisory lock (a key of raorch's own).
 _ROLLOUTS_LOCK = 0x72616F72636872
 
 

@@ -195,8 +195,7 @@ _STEPS: tuple[Callable[[_Db], None], ...] = (_v1_tables,)
 
 SCHEMA_VERSION = len(_STEPS)
 
-# The advisory lock that serializes migrations of one database (a key of
-# raorch's own: "raorch journal schema" in ASCII, below 2**63).
+# The advisory lock that serializes migrations of one database (a key of raorch's own).
 MIGRATION_LOCK = 0x72616F7263685F73
 
 
