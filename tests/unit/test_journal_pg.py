@@ -449,3 +449,20 @@ def test_the_same_tables_and_columns_as_the_sqlite_journal(
     for table, column in rows:
         postgresql.setdefault(str(table), set()).add(str(column))
     assert postgresql == sqlite
+
+
+def test_a_server_that_would_commit_before_flushing_does_not_for_raorch(
+    postgres: PostgresServer,
+) -> None:
+    """Durable when a call returns, also where the server's default says otherwise
+    (``synchronous_commit = off``); a stronger setting is kept."""
+    for setting, expected in (("off", "on"), ("remote_apply", "remote_apply")):
+        url = postgres.new_database(f"sync_{setting}")
+        name = url.rsplit("/", 1)[1]
+        postgres.admin(f'ALTER DATABASE "{name}" SET synchronous_commit = {setting}')
+        journal = PgJournal(url)
+        try:
+            row = journal._row("SHOW synchronous_commit")  # the store's own session
+            assert row == (expected,), setting
+        finally:
+            journal.close()
