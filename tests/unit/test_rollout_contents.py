@@ -25,7 +25,7 @@ from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollback import Rollback
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
-from raorch.engine.store import ContentRow
+from raorch.engine.store import ContentRow, JournalStore
 from raorch.models.errors import RefusedError
 from raorch.models.inventory import (
     AuthMethod,
@@ -129,11 +129,13 @@ def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:
     ]
 
 
-def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
+def test_a_change_of_text_only_goes_on_with_the_rollout(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     waves = [spec("canary", ["a"]), spec("pilot", ["b"])]
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     first = Rollout(journal, inventory(tmp_path, waves), pb, changed, PLAYBOOK)
     run(first, "canary")
     # A comment added: another campaign, the same settings, waves and hosts.
@@ -148,11 +150,13 @@ def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
     assert journal.host_revisions(first.id) == {"a": [1], "b": [2]}
 
 
-def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
+def test_changed_settings_are_refused_before_any_record(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     waves = [spec("canary", ["a"]), spec("pilot", ["b"])]
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     inv = inventory(tmp_path, waves)
     first = Rollout(journal, inv, pb, changed, PLAYBOOK)
     run(first, "canary")
@@ -213,12 +217,12 @@ def test_a_journal_written_by_an_older_raorch_opens_and_goes_on(tmp_path: Path) 
 
 
 def test_rollback_refuses_a_changed_playbook_only_where_the_journal_lacks_it(
-    tmp_path: Path,
+    tmp_path: Path, journal_store: JournalStore
 ) -> None:
     pb = tmp_path / "pb.yaml"
     pb.write_bytes((Path(samples.__file__).parent / "offer-remote-assistance.yaml").read_bytes())
     inv = inventory(tmp_path, [spec("canary", ["a"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     # No checked playbook given: the journal keeps the file's hash only, as an older raorch did.
     old = Rollout(journal, inv, pb, changed)
     run(old, "canary")

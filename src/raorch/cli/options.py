@@ -48,3 +48,11 @@ no_dashboard = click.option(
 as_json = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
 )
+journal = click.option(
+    "--journal",
+    "journal_url",
+    default=None,
+    metavar="URL",
+    help="The journal: postgresql://USER@HOST[:PORT]/DATABASE (shared by several controllers) "
+    "or sqlite:///PATH. Default: $RAORCH_JOURNAL, else $RAORCH_HOME/state.db.",
+)

@@ -366,6 +366,7 @@ def _json_document(
 @options.deadline
 @options.no_dashboard
 @options.as_json
+@options.journal
 @handle_errors
 def rollback(
     rollout_id: str | None,
@@ -379,6 +380,7 @@ def rollback(
     deadline: float | None,
     no_dashboard: bool,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
     """Restore every host raorch changed in a rollout (or wave) from its snapshot.
 
@@ -386,7 +388,7 @@ def rollback(
     applied with): the playbook file may have changed or be gone.
     """
     console = Console()
-    journal = open_journal()
+    journal = open_journal(journal_url)
     if all_open and wave is not None:
         raise InputError(
             [Problem(Location("--wave"), "--all-open takes every wave", "leave out --wave")]

@@ -40,10 +40,11 @@ SHOWN_HOSTS = 5  # host names listed in a hint; the rest are counted
 # Item 2 of issue 19: the limit of one journal per state directory, said once per journal.
 SEPARATE_JOURNALS = (
     "note: this is the first rollout in the journal {path}. raorch knows only what this "
-    "journal records: a host another journal (another directory or RAORCH_HOME) changed reads "
-    "here as it is now, is snapshotted so, and a rollback from here restores it to that, not to "
-    "before the other journal's changes. Run every rollout of a fleet with one RAORCH_HOME "
-    "(README, 'One journal per fleet')."
+    "journal records: a host another journal (another directory, RAORCH_HOME or "
+    "RAORCH_JOURNAL) changed reads here as it is now, is snapshotted so, and a rollback from "
+    "here restores it to that, not to before the other journal's changes. Run every rollout of "
+    "a fleet with one journal: one RAORCH_HOME, or one shared journal (--journal or "
+    "RAORCH_JOURNAL) (README, 'One journal per fleet')."
 )
 
 
@@ -212,6 +213,7 @@ def run_rollout(
     as_json: bool,
     console: Console,
     go_on: bool = False,
+    journal_url: str | None = None,
 ) -> ExitCode:
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
@@ -219,7 +221,7 @@ def run_rollout(
     spec = inventory.require_wave(wave)
     command = wave_command(inventory_path, playbook_opt, wave)
 
-    journal = create_journal()
+    journal = create_journal(journal_url)
     first = not journal.rollouts()
     rollout = Rollout(
         journal,
@@ -318,6 +320,7 @@ def run_rollout(
 @options.deadline
 @options.no_dashboard
 @options.as_json
+@options.journal
 def rollout(
     inventory_path: str | Path,
     playbook_opt: str | Path | None,
@@ -329,6 +332,7 @@ def rollout(
     deadline: float | None,
     no_dashboard: bool,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
     """Roll the playbook out to one wave of the inventory.
 
@@ -351,5 +355,6 @@ def rollout(
         as_json=as_json,
         console=console,
         go_on=go_on,
+        journal_url=journal_url,
     )
     raise click.exceptions.Exit(int(code))
