@@ -21,13 +21,15 @@
   it the test is skipped with the install command, except in CI (``CI=true``), where it fails.
   ``broker``: a virtual host of it of the test's own (``broker.url``), so that no test sees
   another's queues.
-- ``raorch_cli(handle)`` -> ``RaorchCli``: the real ``raorch`` command (``run``, ``start``) with
-  ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the environment; ``journal``
-  reads its state.db (``JournalFile``). Helpers for rollout tests (import them from
-  ``conftest``): ``lab_inventory`` (the lab's inventory with other waves), ``touchable``,
-  ``expected_refused``, ``playbook_problems``; for firewall rules ``wire_identity`` (a rule
-  GetFirewallRules reported, as SetFirewallRule takes it) and ``rule_identity`` (as raorch's
-  ``RuleIdentity``).
+- ``raorch_cli(handle, journal_url=None)`` -> ``RaorchCli``: the real ``raorch`` command
+  (``run``, ``start``) with ``RAORCH_HOME`` under ``tmp_path`` and the lab's password in the
+  environment (never an outer ``RAORCH_JOURNAL``; ``cli.environment`` adds variables);
+  ``journal`` reads its journal (``JournalFile``): state.db, or the one at ``journal_url``
+  (a PostgreSQL database of the ``postgres`` fixture, tests/conftest.py). Helpers for rollout
+  tests (import them from ``conftest``): ``lab_inventory`` (the lab's inventory with other
+  waves), ``touchable``, ``expected_refused``, ``playbook_problems``; for firewall rules
+  ``wire_identity`` (a rule GetFirewallRules reported, as SetFirewallRule takes it) and
+  ``rule_identity`` (as raorch's ``RuleIdentity``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import yaml
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from raorch.cli.journal import find_journal
 from raorch.engine.journal import Journal
 from raorch.engine.store import JournalReader
 from raorch.lab import LabHandle, running_lab
@@ -280,20 +283,26 @@ def lab_inventory(lab: LabHandle, path: Path, waves: list[dict[str, Any]]) -> Pa
 
 
 class JournalFile:
-    """A look at a command's journal (``$RAORCH_HOME/state.db``) through the journal store's read
-    side (``JournalReader``), the same questions a second backend would answer. Opened per
-    question, so that nothing is held open while a command writes (WAL: readers never block
-    it); never created (a missing journal raises ``FileNotFoundError``). Rows come as dicts of
-    the store's row fields (enums compare equal to their values), across the journal's
-    rollouts, oldest first."""
+    """A look at a command's journal (``$RAORCH_HOME/state.db``, or the journal at ``url``: a
+    PostgreSQL one) through the journal store's read side (``JournalReader``), the same
+    questions on either backend. Opened per question, so that nothing is held open while a
+    command writes (readers never block it); never created (a missing journal raises
+    ``FileNotFoundError``). Rows come as dicts of the store's row fields (enums compare equal
+    to their values), across the journal's rollouts, oldest first."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str | None = None) -> None:
         self.path = path
+        self.url = url
+
+    def _open(self) -> JournalReader | None:
+        if self.url is not None:
+            return find_journal(self.url)
+        return Journal(self.path) if self.path.exists() else None
 
     def _read(self, question: Callable[[JournalReader], Any]) -> Any:
-        if not self.path.exists():
-            raise FileNotFoundError(self.path)
-        journal = Journal(self.path)
+        journal = self._open()
+        if journal is None:
+            raise FileNotFoundError(self.url or self.path)
         try:
             return question(journal)
         finally:
@@ -304,7 +313,12 @@ class JournalFile:
         return self._read(lambda j: [x for r in j.rollouts() for x in question(j, r.id)])
 
     def exists(self) -> bool:
-        return self.path.exists()
+        if self.url is None:
+            return self.path.exists()
+        journal = self._open()
+        if journal is not None:
+            journal.close()
+        return journal is not None
 
     def rollouts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self._read(lambda j: j.rollouts())]
@@ -365,19 +379,28 @@ def seq(run: dict[str, Any]) -> int:
 class RaorchCli:
     """The real ``raorch`` command for one lab and one state directory."""
 
-    def __init__(self, lab: LabHandle, home: Path, procs: list[subprocess.Popen[str]]) -> None:
+    def __init__(
+        self,
+        lab: LabHandle,
+        home: Path,
+        procs: list[subprocess.Popen[str]],
+        journal_url: str | None = None,
+    ) -> None:
         self.lab = lab
         self.home = home
         self._procs = procs
+        self.journal_url = journal_url  # where ``journal`` reads (the commands are told apart)
+        self.environment: dict[str, str] = {}  # more variables for every command
 
     @property
     def env(self) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in ("NO_COLOR", "COLUMNS", "LINES", "RAORCH_HOME")
+            if k not in ("NO_COLOR", "COLUMNS", "LINES", "RAORCH_HOME", "RAORCH_JOURNAL")
         }
         env.update(RAORCH_HOME=str(self.home), RAORCH_LAB_PASSWORD=self.lab.password)
+        env.update(self.environment)
         return env
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -409,22 +432,22 @@ class RaorchCli:
 
     @property
     def journal(self) -> JournalFile:
-        return JournalFile(self.home / "state.db")
+        return JournalFile(self.home / "state.db", self.journal_url)
 
 
 @pytest.fixture
-def raorch_cli(tmp_path: Path) -> Iterator[Callable[[LabHandle], RaorchCli]]:
-    """``raorch_cli(lab)`` -> ``RaorchCli`` with ``RAORCH_HOME`` under ``tmp_path``; every
-    process it started is killed at the end, also when the test failed."""
+def raorch_cli(tmp_path: Path) -> Iterator[Callable[..., RaorchCli]]:
+    """``raorch_cli(lab, journal_url=None)`` -> ``RaorchCli`` with ``RAORCH_HOME`` under
+    ``tmp_path``; every process it started is killed at the end, also when the test failed."""
     procs: list[subprocess.Popen[str]] = []
     count = 0
 
-    def make(lab: LabHandle) -> RaorchCli:
+    def make(lab: LabHandle, journal_url: str | None = None) -> RaorchCli:
         nonlocal count
         count += 1
         home = tmp_path / f"raorch-{count}" / "home"
         home.parent.mkdir(parents=True)
-        return RaorchCli(lab, home, procs)
+        return RaorchCli(lab, home, procs, journal_url)
 
     yield make
     for proc in procs:

@@ -43,6 +43,35 @@ def test_validate_sample_summary() -> None:
     assert out.rstrip().endswith("valid: 12 hosts in 3 waves")
 
 
+def test_validate_kerberos_inventory_summary(tmp_path: Path) -> None:
+    inventory = tmp_path / "krb.yaml"
+    inventory.write_text(
+        f"""playbook: {PLAYBOOK}
+domains: [CORP]
+defaults:
+  connection: {{scheme: https, auth: kerberos}}
+  kerberos: {{realm: CORP.EXAMPLE.COM, kdc: 'dc1.corp.example.com:8888'}}
+hosts:
+  ws1: {{address: 10.0.0.1, connection: {{spn_host: ws1.corp.example.com}}}}
+  ws2: {{address: 10.0.0.2, connection: {{spn_host: ws2.corp.example.com}}}}
+  ws3:
+    address: ws3.corp.example.com
+    credentials: {{username: 'CORP\\ops'}}
+waves:
+  - {{name: all, rest: true}}
+""",
+        encoding="utf-8",
+    )
+    code, out, err = run("validate", "--inventory", str(inventory))
+    assert code == ExitCode.OK, err
+    # spn_host names each host's own SPN: one connection block for the three hosts.
+    assert "https:5986, kerberos, certificate checked" in out
+    assert "3 hosts: ws1, ws2, ws3" in out
+    assert "the default principal of the operator's Kerberos ticket cache (no password) (2" in out
+    assert "CORP\\ops, its ticket from the operator's Kerberos ticket cache (1 host)" in out
+    assert "kerberos:  realm CORP.EXAMPLE.COM, KDC dc1.corp.example.com:8888" in out
+
+
 def test_validate_never_reads_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAORCH_PASSWORD", raising=False)
     code, _, _ = run("validate", "-i", str(SAMPLE))

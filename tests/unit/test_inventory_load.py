@@ -590,6 +590,110 @@ def test_relative_paths_are_anchored_at_the_inventory(tmp_path: Path) -> None:
     assert os.path.isabs(inv.path)
 
 
+# ---------------------------------------------------------------- Kerberos and Negotiate
+
+KERBEROS = """\
+playbook: pb.yaml
+domains: [CORP]
+defaults:
+  connection: {scheme: https, auth: kerberos}
+  kerberos: {realm: CORP.EXAMPLE.COM, kdc: 'dc1.corp.example.com:8888'}
+hosts:
+  ws1: {address: ws1.corp.example.com}
+  ws2: {address: 10.0.0.2, connection: {spn_host: ws2.corp.example.com}}
+  ws3:
+    address: ws3.corp.example.com
+    connection: {auth: negotiate}
+    credentials: {username: 'CORP\\ops'}
+  ws4:
+    address: ws4.corp.example.com
+    credentials: {username: 'svc@CORP.EXAMPLE.COM', password: env:PW}
+waves:
+  - {name: all, rest: true}
+"""
+
+
+def test_kerberos_fields_resolve(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path, KERBEROS))
+    assert inv.kerberos is not None
+    assert (inv.kerberos.realm, inv.kerberos.kdc_host, inv.kerberos.kdc_port) == (
+        "CORP.EXAMPLE.COM",
+        "dc1.corp.example.com",
+        8888,
+    )
+    ws1, ws2, ws3, ws4 = (inv.targets[h] for h in ("ws1", "ws2", "ws3", "ws4"))
+    # No credentials at all: the default principal of the operator's ticket cache.
+    assert ws1.credentials is None
+    assert ws1.spn_host == "ws1.corp.example.com"  # the address, by default
+    assert ws2.spn_host == "ws2.corp.example.com"
+    assert ws2.connection.spn_host == "ws2.corp.example.com"
+    # A user name without a password: that account's ticket from the cache.
+    assert ws3.credentials is not None and ws3.credentials.password is None
+    assert ws3.connection.auth is AuthMethod.NEGOTIATE
+    assert ws4.credentials is not None and ws4.credentials.password is not None
+    assert ws4.credentials.password.kind is SecretKind.ENV
+    plain = load_inventory(write(tmp_path, KERBEROS.replace(":8888", "")))
+    assert plain.kerberos is not None and plain.kerberos.kdc_port == 88
+    v6 = load_inventory(write(tmp_path, KERBEROS.replace("dc1.corp.example.com:8888", "[::1]:88")))
+    assert v6.kerberos is not None and v6.kerberos.kdc == "[::1]"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("realm: CORP.EXAMPLE.COM", "realm: corp.example.com", "realm must be the domain's DNS"),
+        ("realm: CORP.EXAMPLE.COM", "realm: 'CORP EXAMPLE'", "realm must be the domain's DNS"),
+        # krb5.conf is written from these values: no way to smuggle a line or a brace in.
+        ("dc1.corp.example.com:8888", "dc1.corp.example.com\\n[realms]", "kdc must be HOST"),
+        ("dc1.corp.example.com:8888", "dc1 }", "kdc must be HOST"),
+        ("dc1.corp.example.com:8888", "dc1:0", "kdc must be HOST"),
+        ("dc1.corp.example.com:8888", "dc1:70000", "kdc must be HOST"),
+        ("spn_host: ws2.corp.example.com", "spn_host: HTTP/ws2", "spn_host must be a host name"),
+        ("spn_host: ws2.corp.example.com", "spn_host: 'ws2@X'", "spn_host must be a host name"),
+    ],
+)
+def test_kerberos_values_are_checked(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in KERBEROS
+    text = KERBEROS.replace(old, new)
+    problem = only_problem(tmp_path, text)
+    assert problem.message.startswith(message), str(problem)
+    assert problem.location.line == pos(text, new.split(":")[0])[0]
+
+
+def test_spn_host_belongs_to_one_kerberos_host(tmp_path: Path) -> None:
+    text = KERBEROS.replace("auth: kerberos}", "auth: kerberos, spn_host: all.corp.example.com}")
+    problem = only_problem(tmp_path, text)
+    assert problem.message == "spn_host names one host's SPN and cannot be a default for every host"
+    assert_at(problem, text, "all.corp", "defaults.connection.spn_host")
+    text = KERBEROS.replace(
+        "{spn_host: ws2.corp.example.com}",
+        "{auth: ntlm, spn_host: ws2.corp.example.com}, "
+        "credentials: {username: u, password: prompt}",
+    )
+    problem = only_problem(tmp_path, text)
+    assert problem.message == (
+        "host 'ws2': spn_host is used by auth: kerberos and negotiate only (this connection "
+        "uses ntlm)"
+    )
+    assert_at(problem, text, "ws2.corp.example.com}", "hosts.ws2.connection.spn_host")
+
+
+def test_only_kerberos_can_go_without_a_password(tmp_path: Path) -> None:
+    text = (
+        KERBEROS.replace("auth: kerberos}", "auth: ntlm}")
+        .replace(", connection: {spn_host: ws2.corp.example.com}", "")
+        .replace("connection: {auth: negotiate}", "connection: {auth: ntlm}")
+    )
+    problems = problems_of(tmp_path, text)
+    assert [p.message for p in problems] == [
+        "host 'ws1' has no credentials",
+        "host 'ws2' has no credentials",
+        "host 'ws3': credentials need a password reference with auth: ntlm",
+    ]
+    assert "kerberos or negotiate can use the operator's ticket cache" in problems[0].hint
+    assert_at(problems[2], text, "{username: 'CORP", "hosts.ws3.credentials")
+
+
 # ---------------------------------------------------------------- resolve_playbook_path
 
 

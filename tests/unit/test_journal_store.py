@@ -1,5 +1,8 @@
-"""The journal store (engine/store.py) and its SQLite implementation (engine/journal.py), read
-back through the store's read side: what each event makes durable, by its kind."""
+"""The journal store (engine/store.py) and its implementations, read back through the store's
+read side: what each event makes durable, by its kind, on both backends (SQLite,
+engine/journal.py, and PostgreSQL, engine/journal_pg.py: the ``journal`` fixture is
+parametrized over them, tests/conftest.py). The SQLite file's own versions and migrations
+follow; PostgreSQL's are in test_journal_pg.py."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import typing
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from journal_v0 import read_all  # tests/unit: the fixture's reader
 
+from raorch.cli.journal import open_store, worker_journal
 from raorch.cli.main import main
 from raorch.cli.verify import record_verify
 from raorch.engine import journal_schema
@@ -40,10 +45,9 @@ from raorch.models.outcomes import Outcome, Reason, Stage, WaveState
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> typing.Iterator[JournalStore]:
-    store = Journal(tmp_path / "state.db")
-    yield store
-    store.close()
+def journal(journal_store: JournalStore) -> JournalStore:
+    """The store on each backend (``[sqlite]``, ``[postgresql]``)."""
+    return journal_store
 
 
 def test_every_event_has_a_kind() -> None:
@@ -163,25 +167,28 @@ def test_a_sites_figures_are_its_last_ones_in_the_order_first_seen(journal: Jour
     assert journal.sites("another") == []
 
 
-def test_one_holder_at_a_time_per_host_and_a_dead_holders_lock_is_free(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "state.db")
+def test_one_holder_at_a_time_per_host_and_a_dead_holders_lock_is_free(journal_url: str) -> None:
+    journal = worker_journal(journal_url)
     with journal.host_lock("r1", "ws-01", wait=None):
-        # another holder (a second open of the lock file, as another worker's) waits, then
-        # gives up; another host, or the same host of another rollout, is free
-        with pytest.raises(TimeoutError), journal.host_lock("r1", "ws-01", wait=0.1):
+        # another holder (another open of the journal, as another worker's) waits, then gives
+        # up; another host, or the same host of another rollout, is free
+        other = worker_journal(journal_url)
+        with pytest.raises(TimeoutError), other.host_lock("r1", "ws-01", wait=0.1):
             pass
-        with journal.host_lock("r1", "ws-02", wait=0), journal.host_lock("r2", "ws-01", wait=0):
+        with other.host_lock("r1", "ws-02", wait=0), other.host_lock("r2", "ws-01", wait=0):
             pass
-    # A holder killed with SIGKILL: the kernel dropped its lock.
+        other.close()
+    # A holder killed with SIGKILL: its lock went with it (the kernel's flock, the server's
+    # session).
     child = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from raorch.engine.journal import "
-            "Journal; j = Journal(Path(sys.argv[1])); "
+            "import sys, time; from raorch.cli.journal import worker_journal; "
+            "j = worker_journal(sys.argv[1]); "
             "l = j.host_lock('r1', 'ws-01', None); l.__enter__(); print('held', flush=True); "
             "time.sleep(600)",
-            str(tmp_path / "state.db"),
+            journal_url,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -193,7 +200,10 @@ def test_one_holder_at_a_time_per_host_and_a_dead_holders_lock_is_free(tmp_path:
     finally:
         child.kill()
         child.wait()
-    with journal.host_lock("r1", "ws-01", wait=0):
+        if child.stdout is not None:
+            child.stdout.close()
+    # (PostgreSQL ends the killed holder's session a moment after its socket closed)
+    with journal.host_lock("r1", "ws-01", wait=30):
         pass
     journal.close()
 
@@ -345,9 +355,10 @@ def test_two_processes_opening_an_old_journal_at_once_both_get_it_migrated(
     assert user_version(path) == SCHEMA_VERSION
 
 
-def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_path: Path) -> None:
+def test_order_is_the_journals_not_the_files_storage(tmp_path: Path) -> None:
     """Waves in the inventory's order and hosts in the order they started, also when the rows
     are stored in another order (a copy of the file, another backend)."""
+    journal = Journal(tmp_path / "state.db")
     rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot", "broad")).id
     for n, host in enumerate(("h3", "h1", "h2")):
         journal.record(HostStarted(rid, "canary", host, float(n)))
@@ -358,6 +369,7 @@ def test_order_is_the_journals_not_the_files_storage(journal: JournalStore, tmp_
     db.close()
     assert [w.name for w in journal.waves(rid)] == ["canary", "pilot", "broad"]
     assert [h.host for h in journal.hosts(rid)] == ["h3", "h1", "h2"]
+    journal.close()
 
 
 def test_a_migrated_journal_keeps_its_order_when_stored_otherwise(tmp_path: Path) -> None:
@@ -400,3 +412,229 @@ def test_verify_records_only_where_a_journal_is(tmp_path: Path) -> None:
         patch.setenv("RAORCH_HOME", str(home))
         assert record_verify(tmp_path / "inv.yaml", tmp_path / "pb.yaml", []) == ""
     assert not home.exists()
+
+
+# ---------------------------------------------------------------- the same on every backend
+
+
+def _scenario(journal: JournalStore) -> None:
+    """Every call of the write side, in the order a rollout, a rollback, a verify, a changed
+    content and a second rollout make them."""
+    content = Content("c" * 64, "inv-sha", "/pb.yaml", "pb-sha", '{"pb": 1}', '{"inv": 1}')
+    rid = journal.open_rollout(
+        "c" * 64, "/inv.yaml", "/pb.yaml", ("canary", "pilot"), "pb-sha", content
+    ).id
+    journal.save_targets(rid, {"h2": '{"address": "10.0.0.2"}', "h1": '{"address": "10.0.0.1"}'})
+    journal.save_targets(rid, {"h1": '{"address": "10.0.0.9"}'})  # the latest wins
+    journal.record(RolloutStarted(rid, RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("canary",), 1.0))
+    journal.record(WaveStarted(rid, "canary", 3, 50.0, 2.0, wave_hosts=3))
+    for n, host in enumerate(("h2", "h1", "h3")):
+        journal.record(HostStarted(rid, "canary", host, 3.0 + n))
+        journal.save_snapshot(rid, host, f'{{"host": "{host}"}}', revision=1)
+    journal.save_snapshot(rid, "h2", "LATER", revision=1)  # never replaces the first
+    journal.save_applied(rid, "h2", '[{"to": 1}]')
+    journal.save_applied(rid, "h1", '[{"to": 2}]')
+    journal.save_applied(rid, "h2", '[{"to": 3}]')  # merged by the engine: keeps its place
+    journal.save_platform(rid, "h2", "Windows 10", "10.0.19045", "modern")
+    journal.save_platform(rid, "h2", "Windows 11", "10.0.22631", "modern")
+    denied = Reason(Stage.APPLY, "access denied")
+    journal.record(HostFinished(rid, "canary", "h2", Outcome.CHANGED, None, 1.0, 6.0, changes=2))
+    journal.record(HostFinished(rid, "canary", "h1", Outcome.FAILED, denied, 1.5, 7.0))
+    journal.record(HostFinished(rid, "canary", "h3", Outcome.UNCHANGED, None, 0.5, 7.5))
+    journal.record(GateEvaluated(rid, "canary", 3, 1, 33.3, 50.0, True, 8.0))
+    journal.record(WaveFinished(rid, "canary", WaveState.DONE, {Outcome.CHANGED: 1}, 9.0))
+    journal.record(RolloutFinished(rid, 10.0))
+    journal.mark_forced(rid, "pilot")
+    journal.reset_hosts(rid, ["h1"])
+    journal.record(HostStarted(rid, "canary", "h1", 11.0))  # again: keeps its place
+    back = RunKind.ROLLBACK
+    journal.record(RolloutStarted(rid, back, "/inv.yaml", "/pb.yaml", ("canary",), 12.0))
+    conflict = Reason(Stage.ROLLBACK, "changed since")
+    journal.record(
+        HostFinished(rid, "canary", "h1", Outcome.CONFLICT, conflict, 1.0, 13.0, 0, ("x",), back)
+    )
+    journal.record(
+        HostFinished(rid, "canary", "h2", Outcome.ROLLED_BACK, None, 1.0, 14.0, 2, (), back)
+    )
+    journal.record(
+        WaveFinished(rid, "canary", WaveState.DONE, {Outcome.ROLLED_BACK: 1}, 15.0, back)
+    )
+    journal.record(RolloutFinished(rid, 16.0, kind=back))
+    verdict = VerifyRow("h3", Outcome.COMPLIANT, None, None, (), 17.0)
+    drifted = VerifyRow("h1", Outcome.DRIFTED, Stage.VERIFY, "drifted", ("a: x", "b: é"), 18.0)
+    journal.record_verify(rid, [verdict, drifted])
+    journal.record_verify(rid, [dataclasses.replace(verdict, at=19.0)])  # goes last
+    later = Content("e" * 64, "inv-sha-2", "/pb.yaml", "pb-sha-2", '{"pb": 2}', '{"inv": 2}')
+    journal.add_revision(rid, later, ("canary", "pilot", "broad"), "waves: added broad")
+    journal.record(RolloutStarted(rid, RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("pilot",), 20.0))
+    journal.mark_interrupted(rid, 21.0)
+    other = journal.open_rollout("f" * 64, "/inv2.yaml", "/pb.yaml", ("all",), "sha-b")
+    journal.close_rollout(other.id)
+    journal.open_rollout("a" * 64, "/inv3.yaml", "/pb.yaml", ("all",))
+    journal.record(RolloutStarted(other.id, RunKind.ROLLOUT, "/inv2.yaml", "/pb.yaml", (), 22.0))
+
+
+def _without_clock(value: typing.Any, ids: dict[str, str]) -> typing.Any:
+    """A read's answer less what the store stamps itself: its clock (``time.time()``) and the
+    rollout ids made of it."""
+    if isinstance(value, float) and value > 1e9:
+        return "<now>"
+    if isinstance(value, str):
+        for rid, name in ids.items():
+            value = value.replace(rid, name)
+        return value
+    if isinstance(value, dict):
+        return {_without_clock(k, ids): _without_clock(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_clock(v, ids) for v in value]
+    return value
+
+
+def test_both_backends_answer_the_same_to_the_same_calls(tmp_path: Path, postgres_url: str) -> None:
+    """The PostgreSQL journal is the SQLite journal translated: the same calls, the same
+    answers to every question of the read side (order included)."""
+    answers = []
+    for url in (f"sqlite://{tmp_path / 'state.db'}", postgres_url):
+        journal = open_store(url, create=True)
+        try:
+            _scenario(journal)
+            ids = {r.id: f"<rollout {n}>" for n, r in enumerate(journal.rollouts())}
+            answers.append(_without_clock(read_all(journal), ids))  # type: ignore[arg-type]
+        finally:
+            journal.close()
+    sqlite, postgresql = answers
+    assert postgresql == sqlite
+    # The scenario reached what it means to: the first snapshot kept, the order of starts.
+    first = sqlite["by_rollout"]["<rollout 0>"]
+    assert first["per_host"]["h2"]["snapshot"] == '{"host": "h2"}'
+    assert [h["host"] for h in first["hosts"]] == ["h2", "h1", "h3"]
+    assert [w["name"] for w in first["waves"]] == ["canary", "pilot", "broad"]
+    assert [v["host"] for v in first["verifications"]] == ["h1", "h3"]
+    assert sqlite["unfinished_runs"] == ["<rollout 1>"]
+
+
+# ---------------------------------------------------------------- the run lock, on each backend
+
+
+def test_the_run_lock_is_held_until_its_holder_lets_go(journal_url: str) -> None:
+    first, second = open_store(journal_url, create=True), open_store(journal_url)
+    try:
+        rid = first.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+        assert not second.is_running(rid)
+        with first.lock(rid):
+            assert second.is_running(rid) and first.is_running(rid)
+            with pytest.raises(RefusedError, match="already being run"), second.lock(rid):
+                pass
+            other = second.open_rollout("d" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+            with second.lock(other):  # another rollout's lock is its own
+                assert second.is_running(other)
+        assert not second.is_running(rid)
+        with second.lock(rid):
+            assert first.is_running(rid)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_run_lock_is_free_as_soon_as_its_holder_lets_go(journal_url: str) -> None:
+    """A command that follows another at once (``rollout --wave canary && rollout --wave
+    pilot``) finds the lock free: released when the first let go, not a moment later (a
+    PostgreSQL session closed by its client ends a moment after). Many times over: a release
+    left to the server's pace is caught in some of them."""
+    first, second = open_store(journal_url, create=True), open_store(journal_url)
+    try:
+        for n in range(100):
+            with first.lock(f"r-{n}"):
+                pass
+            assert not second.is_running(f"r-{n}"), n
+    finally:
+        first.close()
+        second.close()
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from raorch.cli.journal import open_store
+from raorch.models.events import RolloutStarted, RunKind
+store = open_store(sys.argv[1])
+with store.lock(sys.argv[2]):
+    store.record(RolloutStarted(sys.argv[2], RunKind.ROLLOUT, "/inv.yaml", "/pb.yaml", ("w",), 1.0))
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holders_run_is_closed_as_interrupted(journal_url: str) -> None:
+    """SIGKILL of the process running a rollout: its lock goes with it (flock: the kernel;
+    PostgreSQL: the server ends its session), and the next command closes its run."""
+    journal = open_store(journal_url, create=True)
+    try:
+        rid = journal.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+        journal.record(WaveStarted(rid, "w", 1, 0.0, 1.0))
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_THE_LOCK, journal_url, rid],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            assert journal.is_running(rid)
+            assert journal.close_interrupted(30.0) == []  # alive: its run is left alone
+            assert journal.runs(rid)[0].finished_at is None
+        finally:
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()
+        # PostgreSQL ends the dead client's session as soon as it reads the closed socket: a
+        # moment after the kill, not at it (bounded: a lock never released fails here).
+        deadline = time.monotonic() + 30
+        while journal.is_running(rid):
+            assert time.monotonic() < deadline, "the killed holder's lock was never released"
+            time.sleep(0.05)
+        assert journal.close_interrupted(40.0) == [rid]
+        [run] = journal.runs(rid)
+        assert (run.finished_at, run.interrupted) == (40.0, True)
+        assert journal.waves(rid)[0].state is WaveState.CANCELED
+        assert journal.close_interrupted(50.0) == []  # closed once
+    finally:
+        journal.close()
+
+
+def test_the_journal_is_the_options_else_the_environments_else_the_state_directorys(
+    tmp_path: Path,
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere" / "journal.db"
+    made = open_store(f"sqlite://{elsewhere}", create=True)
+    rid = made.open_rollout("c" * 64, "/inv.yaml", "/pb.yaml", ("w",)).id
+    made.close()
+    env = {"RAORCH_HOME": str(home)}
+    by_option = ["history", "--json", "--journal", f"sqlite://{elsewhere}"]
+    # --journal first: a RAORCH_JOURNAL of no known form is not even read.
+    result = CliRunner().invoke(main, by_option, env={**env, "RAORCH_JOURNAL": "nonsense"})
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.output)] == [rid]
+    result = CliRunner().invoke(
+        main, ["history", "--json"], env={**env, "RAORCH_JOURNAL": f"sqlite://{elsewhere}"}
+    )
+    assert result.exit_code == 0 and [r["id"] for r in json.loads(result.output)] == [rid]
+    result = CliRunner().invoke(main, ["history"], env={**env, "RAORCH_JOURNAL": "nonsense"})
+    assert result.exit_code == int(ExitCode.INVALID_INPUT), result.output
+    assert "error: RAORCH_JOURNAL: not a journal URL: 'nonsense'" in result.output
+    missing = tmp_path / "nowhere" / "state.db"
+    result = CliRunner().invoke(main, ["status", "--journal", f"sqlite://{missing}"], env=env)
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert f"there is no journal at {missing} (named by --journal" in result.output
+    assert not missing.parent.exists() and not home.exists()
+
+
+def test_a_postgresql_journal_without_its_driver_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra was not installed
+    args = ["status", "--journal", "postgresql://raorch:s3cret-pw@db/raorch"]
+    result = CliRunner().invoke(main, args, env={"RAORCH_HOME": str(tmp_path)})
+    assert result.exit_code == int(ExitCode.REFUSED), result.output
+    assert "without its PostgreSQL driver" in result.output
+    assert "pip install 'raorch[postgresql]'" in result.output
+    assert "postgresql://raorch:***@db/raorch" in result.output and "s3cret" not in result.output

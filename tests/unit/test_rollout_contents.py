@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from raorch import samples
 from raorch.engine.contents import (
     PlaybookBook,
+    _reach_digest,
     content_of,
     describe_changes,
     target_from_json,
@@ -24,7 +26,7 @@ from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollback import Rollback
 from raorch.engine.rollout import ContentChangedError, Rollout, RunOptions, WorkContext, WorkResult
-from raorch.engine.store import ContentRow
+from raorch.engine.store import ContentRow, JournalStore
 from raorch.models.errors import RefusedError
 from raorch.models.inventory import (
     AuthMethod,
@@ -107,6 +109,20 @@ def test_a_host_moved_to_another_site_is_not_reached_differently(tmp_path: Path)
     assert describe_changes(row, new) == []
 
 
+def test_a_kerberos_target_round_trips_and_old_records_keep_their_digest() -> None:
+    kerberos = replace(CONN, auth=AuthMethod.KERBEROS, spn_host="ws-03.corp")
+    cached = Target("ws-03", "10.0.0.3", kerberos, Credentials("CORP\\ops", None), "pilot")
+    assert target_from_json(target_to_json(cached)) == cached
+    ticket_cache = Target("ws-04", "ws-04.corp", kerberos, None, "pilot")
+    assert target_from_json(target_to_json(ticket_cache)) == ticket_cache
+    # A target without spn_host is digested as before spn_host existed: the journal's
+    # recorded hosts are not "reached differently" after an upgrade. (The digest of
+    # ws-01's connection as raorch wrote it before spn_host, computed then.)
+    old = Target("ws-01", "ws-01.corp", CONN, CREDS, "pilot")
+    assert _reach_digest(old) == "e47f8a62d978"
+    assert _reach_digest(replace(old, connection=kerberos)) != _reach_digest(old)
+
+
 def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:
     old_inv = inventory(tmp_path, [spec("canary", ["a", "b"]), spec("pilot", ["c", "d"])])
     new_waves = [spec("canary", ["a"]), spec("pilot", ["c", "d", "b", "e"])]
@@ -135,11 +151,13 @@ def test_the_diff_names_settings_waves_and_hosts(tmp_path: Path) -> None:
     ]
 
 
-def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
+def test_a_change_of_text_only_goes_on_with_the_rollout(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     waves = [spec("canary", ["a"]), spec("pilot", ["b"])]
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     first = Rollout(journal, inventory(tmp_path, waves), pb, changed, PLAYBOOK)
     run(first, "canary")
     # A comment added: another campaign, the same settings, waves and hosts.
@@ -154,11 +172,13 @@ def test_a_change_of_text_only_goes_on_with_the_rollout(tmp_path: Path) -> None:
     assert journal.host_revisions(first.id) == {"a": [1], "b": [2]}
 
 
-def test_changed_settings_are_refused_before_any_record(tmp_path: Path) -> None:
+def test_changed_settings_are_refused_before_any_record(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     waves = [spec("canary", ["a"]), spec("pilot", ["b"])]
     pb = tmp_path / "pb.yaml"
     pb.write_text("playbook")
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     inv = inventory(tmp_path, waves)
     first = Rollout(journal, inv, pb, changed, PLAYBOOK)
     run(first, "canary")
@@ -219,12 +239,12 @@ def test_a_journal_written_by_an_older_raorch_opens_and_goes_on(tmp_path: Path) 
 
 
 def test_rollback_refuses_a_changed_playbook_only_where_the_journal_lacks_it(
-    tmp_path: Path,
+    tmp_path: Path, journal_store: JournalStore
 ) -> None:
     pb = tmp_path / "pb.yaml"
     pb.write_bytes((Path(samples.__file__).parent / "offer-remote-assistance.yaml").read_bytes())
     inv = inventory(tmp_path, [spec("canary", ["a"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     # No checked playbook given: the journal keeps the file's hash only, as an older raorch did.
     old = Rollout(journal, inv, pb, changed)
     run(old, "canary")

@@ -2,7 +2,8 @@
 
 The host work here is a plain function standing in for a host session, so that the engine's
 own logic is checked exactly; the real sessions against the lab are in tests/integration.
-The journal is the real SQLite store in a temporary directory.
+The journal is the real store in a temporary directory or database, on each backend (the
+``journal_store`` fixture, tests/conftest.py: ``[sqlite]`` and ``[postgresql]``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from raorch.engine.dispatch import HostSide
 from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
+from raorch.engine.store import JournalStore
 from raorch.models.errors import RefusedError
 from raorch.models.events import Event, GateEvaluated, HostFinished
 from raorch.models.inventory import (
@@ -76,9 +78,9 @@ def run(rollout: Rollout, **kw: object) -> tuple[object, list[Event]]:
     return asyncio.run(rollout.run_wave(opts)), events
 
 
-def test_canary_then_pilot(tmp_path: Path) -> None:
+def test_canary_then_pilot(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a"]), wave("pilot", ["b", "c"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     work = Script()
     r = Rollout(journal, inv, pb, work)
     result, _ = run(r, wave="canary")
@@ -93,9 +95,11 @@ def test_canary_then_pilot(tmp_path: Path) -> None:
     }
 
 
-def test_later_wave_refused_until_earlier_gate_held(tmp_path: Path) -> None:
+def test_later_wave_refused_until_earlier_gate_held(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a"]), wave("pilot", ["b"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script())
     with pytest.raises(RefusedError, match="canary"):
         run(r, wave="pilot")
@@ -104,10 +108,10 @@ def test_later_wave_refused_until_earlier_gate_held(tmp_path: Path) -> None:
     assert next(w for w in journal.waves(r.id) if w.name == "pilot").forced
 
 
-def test_zero_gate_halts_at_first_failure(tmp_path: Path) -> None:
+def test_zero_gate_halts_at_first_failure(tmp_path: Path, journal_store: JournalStore) -> None:
     hosts = [f"h{i:02}" for i in range(20)]
     inv, pb = inventory(tmp_path, [wave("canary", hosts, pct=0)])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     work = Script(failing={"h00"})
     r = Rollout(journal, inv, pb, work)
     result, events = run(r, wave="canary", concurrency=1)
@@ -117,11 +121,11 @@ def test_zero_gate_halts_at_first_failure(tmp_path: Path) -> None:
     assert gates and not gates[-1].held and gates[-1].failed == 1
 
 
-def test_gate_between_batches(tmp_path: Path) -> None:
+def test_gate_between_batches(tmp_path: Path, journal_store: JournalStore) -> None:
     hosts = [f"h{i:02}" for i in range(10)]
     # 2 of the first batch of 5 fail: 40% > 30%, the second batch never starts.
     inv, pb = inventory(tmp_path, [wave("pilot", hosts, pct=30, batch=Batch(size=5))])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     work = Script(failing={"h03", "h04"})
     r = Rollout(journal, inv, pb, work)
     result, _ = run(r, wave="pilot", concurrency=5)
@@ -129,10 +133,10 @@ def test_gate_between_batches(tmp_path: Path) -> None:
     assert sorted(work.calls) == hosts[:5]
 
 
-def test_gate_holds_within_threshold(tmp_path: Path) -> None:
+def test_gate_holds_within_threshold(tmp_path: Path, journal_store: JournalStore) -> None:
     hosts = [f"h{i:02}" for i in range(10)]
     inv, pb = inventory(tmp_path, [wave("pilot", hosts, pct=10, batch=Batch(size=5))])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     work = Script(failing={"h09"})  # 1 of 10 = 10%: holds
     r = Rollout(journal, inv, pb, work)
     result, events = run(r, wave="pilot", concurrency=5)
@@ -141,9 +145,11 @@ def test_gate_holds_within_threshold(tmp_path: Path) -> None:
     assert sum(isinstance(e, HostFinished) for e in events) == 10
 
 
-def test_resume_runs_in_flight_hosts_with_original_snapshot(tmp_path: Path) -> None:
+def test_resume_runs_in_flight_hosts_with_original_snapshot(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script())
     # A run that died: "a" finished, "b" started and took its snapshot, then the controller
     # was killed (no outcome recorded).
@@ -163,9 +169,9 @@ def test_resume_runs_in_flight_hosts_with_original_snapshot(tmp_path: Path) -> N
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
 
 
-def test_retry_failed_hosts(tmp_path: Path) -> None:
+def test_retry_failed_hosts(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("pilot", ["a", "b", "c"], pct=50)])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script(failing={"b"}))
     run(r, wave="pilot")
     work = Script()
@@ -176,9 +182,9 @@ def test_retry_failed_hosts(tmp_path: Path) -> None:
     assert all(h.outcome is Outcome.CHANGED for h in journal.hosts(r.id))
 
 
-def test_limit_pattern_leaves_wave_partial(tmp_path: Path) -> None:
+def test_limit_pattern_leaves_wave_partial(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("pilot", ["ws-1", "ws-2", "srv-1"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     work = Script()
     r = Rollout(journal, inv, pb, work)
     result, _ = run(r, wave="pilot", limit="ws-*")
@@ -186,9 +192,11 @@ def test_limit_pattern_leaves_wave_partial(tmp_path: Path) -> None:
     assert result.state is WaveState.PARTIAL  # type: ignore[attr-defined]
 
 
-def test_a_host_that_raises_is_that_hosts_failure(tmp_path: Path) -> None:
+def test_a_host_that_raises_is_that_hosts_failure(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"], pct=100)])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
 
     def broken(ctx: WorkContext, side: HostSide) -> WorkResult:
         if ctx.target.name == "a":
@@ -233,7 +241,9 @@ class ScriptedRollback:
         return WorkResult(Outcome.ROLLED_BACK, changes=2)
 
 
-def rollback(journal: Journal, rollout: Rollout, work: ScriptedRollback, **kw: object) -> object:
+def rollback(
+    journal: JournalStore, rollout: Rollout, work: ScriptedRollback, **kw: object
+) -> object:
     from raorch.engine.rollback import Rollback, RollbackOptions
 
     row = journal.rollout(rollout.id)
@@ -242,9 +252,11 @@ def rollback(journal: Journal, rollout: Rollout, work: ScriptedRollback, **kw: o
     return asyncio.run(Rollback(journal, row, rollout.inventory).run(opts))
 
 
-def test_rollback_takes_changed_hosts_with_their_original_snapshot(tmp_path: Path) -> None:
+def test_rollback_takes_changed_hosts_with_their_original_snapshot(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a"]), wave("pilot", ["b", "c"], pct=50)])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script(failing={"c"}))
     run(r, wave="canary")
     run(r, wave="pilot")
@@ -259,9 +271,9 @@ def test_rollback_takes_changed_hosts_with_their_original_snapshot(tmp_path: Pat
     assert Rollout(journal, inv, pb, Script()).id != r.id
 
 
-def test_second_rollback_changes_nothing(tmp_path: Path) -> None:
+def test_second_rollback_changes_nothing(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script())
     run(r, wave="canary")
     rollback(journal, r, ScriptedRollback(), wave="canary")
@@ -271,9 +283,9 @@ def test_second_rollback_changes_nothing(tmp_path: Path) -> None:
     assert result.ran == 0  # type: ignore[attr-defined]
 
 
-def test_conflicts_are_kept_and_retried(tmp_path: Path) -> None:
+def test_conflicts_are_kept_and_retried(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script())
     run(r, wave="canary")
     result = rollback(journal, r, ScriptedRollback(conflicts={"b"}))
@@ -287,9 +299,11 @@ def test_conflicts_are_kept_and_retried(tmp_path: Path) -> None:
     assert retry.calls == ["b"]  # the rolled-back host is not touched again
 
 
-def test_unchanged_and_skipped_hosts_are_not_rolled_back(tmp_path: Path) -> None:
+def test_unchanged_and_skipped_hosts_are_not_rolled_back(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a", "b", "c"], pct=100)])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
 
     def mixed(ctx: WorkContext, side: HostSide) -> WorkResult:
         if ctx.target.name == "a":
@@ -307,11 +321,13 @@ def test_unchanged_and_skipped_hosts_are_not_rolled_back(tmp_path: Path) -> None
     assert work.calls == ["a"]
 
 
-def test_gate_failure_rolls_back_the_wave_when_asked(tmp_path: Path) -> None:
+def test_gate_failure_rolls_back_the_wave_when_asked(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     hosts = [f"h{i}" for i in range(4)]
     spec = WaveSpec("broad", tuple(hosts), 0, None, GateAction.ROLLBACK, False, None)
     inv, pb = inventory(tmp_path, [spec])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script(failing={"h1"}))
     undo = ScriptedRollback()
     result, _ = run(r, wave="broad", concurrency=1, rollback_work=undo)
@@ -328,9 +344,9 @@ def test_gate_failure_rolls_back_the_wave_when_asked(tmp_path: Path) -> None:
     assert journal.rolled_back(r.id) == {"h0", "h1"}
 
 
-def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
+def test_one_run_at_a_time_per_rollout(tmp_path: Path, journal_store: JournalStore) -> None:
     inv, pb = inventory(tmp_path, [wave("canary", ["a"])])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script())
     with journal.lock(r.id), pytest.raises(RefusedError, match="already being run"):
         run(r, wave="canary")
@@ -338,12 +354,14 @@ def test_one_run_at_a_time_per_rollout(tmp_path: Path) -> None:
     assert result.state is WaveState.DONE  # type: ignore[attr-defined]
 
 
-def test_a_wave_rolled_back_after_its_gate_failed_can_run_again(tmp_path: Path) -> None:
+def test_a_wave_rolled_back_after_its_gate_failed_can_run_again(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     hosts = [f"h{i}" for i in range(4)]
     spec = WaveSpec("broad", tuple(hosts), 0, None, GateAction.ROLLBACK, False, None)
     later = wave("after", ["z"])
     inv, pb = inventory(tmp_path, [spec, later])
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     r = Rollout(journal, inv, pb, Script(failing={"h1"}))
     run(r, wave="broad", concurrency=1, rollback_work=ScriptedRollback())
     assert next(w for w in journal.waves(r.id) if w.name == "broad").state is (

@@ -25,9 +25,9 @@ from raorch.engine.dispatch import (
     WorkResult,
 )
 from raorch.engine.host import HostMode
-from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions
 from raorch.engine.runner import dispatch_all
+from raorch.engine.store import JournalStore
 from raorch.models.events import Event, HostFinished
 from raorch.models.inventory import (
     AuthMethod,
@@ -113,7 +113,7 @@ def test_a_work_result_round_trips_through_json() -> None:
 
 
 def test_a_prompted_password_is_asked_once_in_the_controller_and_never_shipped(
-    tmp_path: Path,
+    tmp_path: Path, journal_store: JournalStore
 ) -> None:
     hosts = ["ws-1", "ws-2", "ws-3"]
     inventory, pb = fleet(tmp_path, hosts)
@@ -133,7 +133,7 @@ def test_a_prompted_password_is_asked_once_in_the_controller_and_never_shipped(
         side.commit_snapshot(f"snapshot-of-{ctx.target.name}")
         return WorkResult(Outcome.CHANGED, changes=1, applied="[]")
 
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     rollout = Rollout(journal, inventory, pb, work)
     there = ThreadPoolDispatcher(
         {HostMode.APPLY: work}, concurrency=2, passwords=passwords, snapshots=journal
@@ -159,7 +159,9 @@ def test_a_prompted_password_is_asked_once_in_the_controller_and_never_shipped(
     journal.close()
 
 
-def test_at_the_deadline_the_controller_cancels_the_work_where_it_runs(tmp_path: Path) -> None:
+def test_at_the_deadline_the_controller_cancels_the_work_where_it_runs(
+    tmp_path: Path, journal_store: JournalStore
+) -> None:
     inventory, pb = fleet(tmp_path, ["slow"])
     cancelled = threading.Event()
 
@@ -170,7 +172,7 @@ def test_at_the_deadline_the_controller_cancels_the_work_where_it_runs(tmp_path:
             return WorkResult(Outcome.CHANGED)  # the flag never came: the test fails below
         return WorkResult(Outcome.FAILED, Reason(Stage.DEADLINE, "stopped"))
 
-    journal = Journal(tmp_path / "state.db")
+    journal = journal_store
     events: list[Event] = []
     rollout = Rollout(journal, inventory, pb, hangs)
     options = RunOptions(

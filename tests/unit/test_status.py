@@ -1,5 +1,6 @@
-"""``raorch status`` against a journal written by the real engine (scripted host work, real
-SQLite in a temporary directory): its figures equal the journal's and the live view's."""
+"""``raorch status`` against a journal written by the real engine (scripted host work, a real
+journal on each backend: SQLite in a temporary directory, PostgreSQL named by RAORCH_JOURNAL):
+its figures equal the journal's and the live view's."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from raorch.cli.journal import create_journal
 from raorch.cli.main import main
 from raorch.cli.status import watch
 from raorch.cli.view import RolloutView
 from raorch.engine.dispatch import HostSide
-from raorch.engine.journal import Journal
 from raorch.engine.rollout import Rollout, RunOptions, WorkContext, WorkResult
+from raorch.engine.store import JournalStore
 from raorch.models.events import HostStarted, RolloutStarted, RunKind, WaveStarted
 from raorch.models.inventory import (
     AuthMethod,
@@ -52,12 +54,16 @@ def scripted(ctx: WorkContext, side: HostSide) -> WorkResult:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_url: str) -> Path:
+    """The state directory; on PostgreSQL, the journal named by RAORCH_JOURNAL (the commands
+    and ``create_journal`` find it there)."""
     monkeypatch.setenv("RAORCH_HOME", str(tmp_path / "home"))
+    if journal_url.startswith("postgresql://"):
+        monkeypatch.setenv("RAORCH_JOURNAL", journal_url)
     return tmp_path / "home"
 
 
-def rollout_of(tmp_path: Path, journal: Journal) -> Rollout:
+def rollout_of(tmp_path: Path, journal: JournalStore) -> Rollout:
     canary = [f"c-{i:02}" for i in range(6)]
     pilot = [f"p-{i:03}" for i in range(60)]
     waves = (
@@ -74,8 +80,8 @@ def rollout_of(tmp_path: Path, journal: Journal) -> Rollout:
     return Rollout(journal, inventory, tmp_path / "pb.yaml", scripted)
 
 
-def run_canary_and_pilot(tmp_path: Path, home: Path) -> tuple[Journal, Rollout, RolloutView]:
-    journal = Journal(home / "state.db")
+def run_canary_and_pilot(tmp_path: Path, home: Path) -> tuple[JournalStore, Rollout, RolloutView]:
+    journal = create_journal()
     rollout = rollout_of(tmp_path, journal)
     live = RolloutView()
     # Concurrency 1: hosts finish in the order they start, so that the last failures come out
@@ -144,7 +150,7 @@ def test_status_last_and_plain_summary(tmp_path: Path, home: Path) -> None:
 def test_status_watch_ends_when_the_rollout_ends(tmp_path: Path, home: Path) -> None:
     """A run in flight (started, never finished) keeps ``--watch`` reading; once the journal
     says it finished, the watch ends with the final figures."""
-    journal = Journal(home / "state.db")
+    journal = create_journal()
     rollout = rollout_of(tmp_path, journal)
     journal.record(RolloutStarted(rollout.id, RunKind.ROLLOUT, "inv", "pb", (), time.time()))
     journal.record(WaveStarted(rollout.id, "canary", 6, 50.0, time.time()))
@@ -196,7 +202,7 @@ def test_a_live_view_seeded_from_the_journal_keeps_the_earlier_waves(
 ) -> None:
     """How `raorch rollout --wave pilot` shows the canary that ran before: seed the view from
     the journal, then feed it the run's events."""
-    journal = Journal(home / "state.db")
+    journal = create_journal()
     rollout = rollout_of(tmp_path, journal)
     asyncio.run(rollout.run_wave(RunOptions(wave="canary", subscribers=[journal.record])))
     live = RolloutView.from_journal(journal, rollout.id)

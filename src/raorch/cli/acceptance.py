@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
 from raorch.cli.plan import choose_targets
 from raorch.cli.session import insecure_warnings, warn
@@ -150,7 +150,7 @@ def acceptance(
             ]
         )
     [target] = targets
-    password = resolver().password(target.credentials)
+    password = credentials_for(inventory, targets).password(target.credentials)
     warn(insecure_warnings(targets))
 
     def progress(check: Check) -> None:

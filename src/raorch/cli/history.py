@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from raorch.cli import options
 from raorch.cli.errors import handle_errors
 from raorch.cli.journal import open_journal
 from raorch.engine.store import JournalReader, RolloutRow
@@ -59,10 +60,11 @@ def rollout_document(journal: JournalReader, row: RolloutRow) -> dict[str, Any]:
 
 @click.command("history")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@options.journal
 @handle_errors
-def history(as_json: bool) -> None:
+def history(as_json: bool, journal_url: str | None) -> None:
     """List the rollouts in the journal with their waves and counts."""
-    journal = open_journal()
+    journal = open_journal(journal_url)
     docs = [rollout_document(journal, row) for row in journal.rollouts()]
     journal.close()
     if as_json:
@@ -127,10 +129,11 @@ def host_document(journal: JournalReader, row: RolloutRow, host: str) -> dict[st
 @click.argument("rollout_id")
 @click.option("--host", default=None, help="One host's timeline.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@options.journal
 @handle_errors
-def show(rollout_id: str, host: str | None, as_json: bool) -> None:
+def show(rollout_id: str, host: str | None, as_json: bool, journal_url: str | None) -> None:
     """One rollout's waves and hosts, or one host's timeline (snapshot, changes, outcomes)."""
-    journal = open_journal()
+    journal = open_journal(journal_url)
     row = journal.rollout(rollout_id)
     if row is None:
         raise RefusedError(

@@ -23,6 +23,7 @@ from raorch.models.inventory import (
     Connection,
     GateAction,
     ResolvedInventory,
+    Target,
     WaveSpec,
 )
 from raorch.models.load import load_inventory, load_playbook, resolve_playbook_path
@@ -164,6 +165,17 @@ def _hosts_text(hosts: list[str], limit: int = 8) -> str:
     return shown + (f", ... (+{len(hosts) - limit})" if len(hosts) > limit else "")
 
 
+def _account_text(target: Target) -> str:
+    account = target.credentials
+    if account is None and target.connection.auth.kerberos:
+        return "the default principal of the operator's Kerberos ticket cache (no password)"
+    if account is None:
+        return "none: the client certificate (auth: certificate)"
+    if account.password is None:
+        return f"{account.username}, its ticket from the operator's Kerberos ticket cache"
+    return f"{account.username}, password from {account.password}"
+
+
 def describe_inventory(inventory: ResolvedInventory) -> list[str]:
     """The validate summary of an inventory, as lines (no secrets: only references)."""
     lines = [
@@ -180,21 +192,23 @@ def describe_inventory(inventory: ResolvedInventory) -> list[str]:
     ports: dict[Connection, set[int]] = {}
     by_account: Counter[str] = Counter()
     for target in inventory.targets.values():
-        shared = replace(target.connection, port=0)
+        # spn_host names each host's own SPN: it does not make another kind of connection.
+        shared = replace(target.connection, port=0, spn_host=None)
         by_connection.setdefault(shared, []).append(target.name)
         ports.setdefault(shared, set()).add(target.connection.port)
-        account = target.credentials
-        by_account[
-            "none: the client certificate (auth: certificate)"
-            if account is None
-            else f"{account.username}, password from {account.password}"
-        ] += 1
+        by_account[_account_text(target)] += 1
     lines += ["", "connections:"]
     for connection, hosts in by_connection.items():
         lines.append(f"  {_connection_text(connection, sorted(ports[connection]))}")
         lines.append(f"     {_plural(len(hosts), 'host')}: {_hosts_text(hosts)}")
     lines += ["", "credentials:"]
     lines += [f"  {account} ({_plural(n, 'host')})" for account, n in by_account.items()]
+    if inventory.kerberos is not None:
+        lines += [
+            "",
+            f"kerberos:  realm {inventory.kerberos.realm}, KDC {inventory.kerberos.kdc} "
+            "(raorch's own krb5.conf)",
+        ]
     return lines
 
 

@@ -74,3 +74,13 @@ no_worker_after = click.option(
     help="With --broker: seconds a site may have no worker before the dashboard and status "
     "show it so (default 30); its hosts wait for one until their deadline.",
 )
+
+
+journal = click.option(
+    "--journal",
+    "journal_url",
+    default=None,
+    metavar="URL",
+    help="The journal: postgresql://USER@HOST[:PORT]/DATABASE (shared by several controllers) "
+    "or sqlite:///PATH. Default: $RAORCH_JOURNAL, else $RAORCH_HOME/state.db.",
+)

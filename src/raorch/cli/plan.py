@@ -20,11 +20,10 @@ from typing import Any
 import click
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.contents import content_sha
-from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.host import HostMode, HostReport
 from raorch.engine.work import read_hosts
 from raorch.models.errors import ExitCode
@@ -190,7 +189,7 @@ def plan(
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
-    passwords = ControllerPasswords(resolver(), targets)
+    passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
     reports = read_hosts(
         targets,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from raorch.cli import options
 from raorch.cli.errors import handle_errors
 from raorch.cli.journal import open_journal
 from raorch.cli.main import describe_playbook
@@ -55,8 +56,9 @@ def playbook_words(row: RolloutRow) -> tuple[tuple[str, ...], str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The HTML file to write (default: raorch-report-<rollout>.html here).",
 )
+@options.journal
 @handle_errors
-def report(rollout_id: str | None, last: bool, out: Path | None) -> None:
+def report(rollout_id: str | None, last: bool, out: Path | None, journal_url: str | None) -> None:
     """Write a rollout's change report: one HTML file, readable offline and printable.
 
     Reads the journal ($RAORCH_HOME, default ./.raorch); contacts no host. The file is
@@ -64,7 +66,7 @@ def report(rollout_id: str | None, last: bool, out: Path | None) -> None:
     """
     if last and rollout_id is not None:
         raise click.UsageError("ROLLOUT and --last name the rollout twice; give one of them")
-    journal = open_journal()
+    journal = open_journal(journal_url)
     try:
         chosen = pick_rollout(journal, rollout_id)
         row = journal.rollout(chosen)

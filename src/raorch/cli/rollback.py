@@ -395,6 +395,7 @@ def _json_document(
 @options.no_worker_after
 @options.no_dashboard
 @options.as_json
+@options.journal
 @handle_errors
 def rollback(
     rollout_id: str | None,
@@ -411,6 +412,7 @@ def rollback(
     no_worker_after: float | None,
     no_dashboard: bool,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
     """Restore every host raorch changed in a rollout (or wave) from its snapshot.
 
@@ -419,7 +421,7 @@ def rollback(
     is restored by a worker of its site (raorch worker --site NAME).
     """
     console = Console()
-    journal = open_journal()
+    journal = open_journal(journal_url)
     if all_open and wave is not None:
         raise InputError(
             [Problem(Location("--wave"), "--all-open takes every wave", "leave out --wave")]

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.journal import create_journal
 from raorch.cli.plain import print_summary
@@ -43,17 +43,19 @@ SHOWN_HOSTS = 5  # host names listed in a hint; the rest are counted
 # Item 2 of issue 19: the limit of one journal per state directory, said once per journal.
 SEPARATE_JOURNALS = (
     "note: this is the first rollout in the journal {path}. raorch knows only what this "
-    "journal records: a host another journal (another directory or RAORCH_HOME) changed reads "
-    "here as it is now, is snapshotted so, and a rollback from here restores it to that, not to "
-    "before the other journal's changes. Run every rollout of a fleet with one RAORCH_HOME "
-    "(README, 'One journal per fleet')."
+    "journal records: a host another journal (another directory, RAORCH_HOME or "
+    "RAORCH_JOURNAL) changed reads here as it is now, is snapshotted so, and a rollback from "
+    "here restores it to that, not to before the other journal's changes. Run every rollout of "
+    "a fleet with one journal: one RAORCH_HOME, or one shared journal (--journal or "
+    "RAORCH_JOURNAL) (README, 'One journal per fleet')."
 )
 
 
 def passwords_for(inventory: ResolvedInventory, hosts: Iterable[str]) -> ControllerPasswords:
     """Resolved before any host is touched, once per account (``prompt`` asks once), and kept
-    in this process: the hosts' work gets them here, never through its context."""
-    return ControllerPasswords(resolver(), [inventory.targets[h] for h in hosts])
+    in this process: the hosts' work gets them here, never through its context. The run's
+    Kerberos logon too (``credentials_for``)."""
+    return credentials_for(inventory, [inventory.targets[h] for h in hosts])
 
 
 def exit_code_for(result: WaveResult) -> ExitCode:
@@ -217,6 +219,7 @@ def run_rollout(
     broker: str | None = None,
     sites: SiteLimits | None = None,
     no_worker_after: float | None = None,
+    journal_url: str | None = None,
 ) -> ExitCode:
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
@@ -224,7 +227,7 @@ def run_rollout(
     spec = inventory.require_wave(wave)
     command = wave_command(inventory_path, playbook_opt, wave)
 
-    journal = create_journal()
+    journal = create_journal(journal_url)
     first = not journal.rollouts()
     rollout = Rollout(
         journal,
@@ -346,6 +349,7 @@ def run_rollout(
 @options.no_worker_after
 @options.no_dashboard
 @options.as_json
+@options.journal
 def rollout(
     inventory_path: str | Path,
     playbook_opt: str | Path | None,
@@ -360,6 +364,7 @@ def rollout(
     no_worker_after: float | None,
     no_dashboard: bool,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
     """Roll the playbook out to one wave of the inventory.
 
@@ -387,5 +392,6 @@ def rollout(
         broker=broker,
         sites=sites,
         no_worker_after=no_worker_after,
+        journal_url=journal_url,
     )
     raise click.exceptions.Exit(int(code))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import click
 from rich.console import Console
 
+from raorch.cli import options
 from raorch.cli.dashboard import Dashboard, DashboardFrame, should_use_dashboard
 from raorch.cli.errors import handle_errors
 from raorch.cli.journal import open_journal
@@ -67,9 +68,15 @@ def watch(
 @click.option("--watch", "watching", is_flag=True, help="Refresh until the rollout ends.")
 @click.option("--json", "as_json", is_flag=True, help="The figures as JSON, for scripts.")
 @click.option("--no-dashboard", is_flag=True, help="Plain lines even on a terminal.")
+@options.journal
 @handle_errors
 def status(
-    rollout_id: str | None, last: bool, watching: bool, as_json: bool, no_dashboard: bool
+    rollout_id: str | None,
+    last: bool,
+    watching: bool,
+    as_json: bool,
+    no_dashboard: bool,
+    journal_url: str | None,
 ) -> None:
     """Show where a rollout stands: its waves, gates, rates, last failures and refusals.
 
@@ -77,7 +84,7 @@ def status(
     """
     if last and rollout_id is not None:
         raise click.UsageError("--rollout and --last name the rollout twice; give one of them")
-    journal = open_journal()
+    journal = open_journal(journal_url)
     try:
         chosen = pick_rollout(journal, rollout_id)
 

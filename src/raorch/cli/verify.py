@@ -24,9 +24,9 @@ from typing import Any
 import click
 
 from raorch.cli import options
-from raorch.cli.credentials import resolver
+from raorch.cli.credentials import credentials_for
 from raorch.cli.errors import handle_errors
-from raorch.cli.journal import find_journal
+from raorch.cli.journal import choose_journal, find_journal
 from raorch.cli.plan import (
     choose_targets,
     gpo_json,
@@ -35,7 +35,6 @@ from raorch.cli.plan import (
 )
 from raorch.cli.session import insecure_warnings, warn
 from raorch.engine.contents import content_sha
-from raorch.engine.dispatch import ControllerPasswords
 from raorch.engine.host import HostMode, HostReport
 from raorch.engine.rollout import campaign_key
 from raorch.engine.work import read_hosts, verify_rows
@@ -104,10 +103,15 @@ def summary_line(reports: Sequence[HostReport]) -> str:
     return f"{len(reports)} host(s): " + ", ".join(parts)
 
 
-def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[HostReport]) -> str:
+def record_verify(
+    inventory_path: Path,
+    playbook_path: Path,
+    reports: Sequence[HostReport],
+    journal_url: str | None = None,
+) -> str:
     """Record the verdicts with the latest rollout of this inventory and playbook, if the
     journal has one (never creating a journal): its id, or ""."""
-    journal = find_journal()
+    journal = find_journal(journal_url)
     if journal is None:
         return ""
     try:
@@ -132,6 +136,7 @@ def record_verify(inventory_path: Path, playbook_path: Path, reports: Sequence[H
     is_flag=True,
     help="Exit 0 even when hosts could not be reached (they are still reported).",
 )
+@options.journal
 @handle_errors
 def verify(
     inventory_path: str | Path,
@@ -141,6 +146,7 @@ def verify(
     concurrency: int,
     as_json: bool,
     allow_unreachable: bool,
+    journal_url: str | None,
 ) -> None:
     """Prove compliance: read every host and compare it with the playbook. Writes nothing.
 
@@ -148,11 +154,12 @@ def verify(
     a host could not be read completely, 7 when a host could not be reached (unless
     --allow-unreachable).
     """
+    choose_journal(journal_url)  # a wrong --journal is told before any host is contacted
     inventory = load_inventory(inventory_path)
     playbook_path = resolve_playbook_path(inventory, playbook_opt)
     playbook = load_playbook(playbook_path)
     targets = choose_targets(inventory, wave, limit)
-    passwords = ControllerPasswords(resolver(), targets)
+    passwords = credentials_for(inventory, targets)
     warn(insecure_warnings(targets))
     reports = read_hosts(
         targets,
@@ -164,7 +171,7 @@ def verify(
         passwords=passwords,
     )
     code = exit_code(reports, allow_unreachable)
-    recorded = record_verify(Path(inventory.path), playbook_path, reports)
+    recorded = record_verify(Path(inventory.path), playbook_path, reports, journal_url)
     if as_json:
         click.echo(
             json.dumps(

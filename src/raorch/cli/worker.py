@@ -16,6 +16,7 @@ import threading
 
 import click
 
+from raorch.cli import options
 from raorch.cli.errors import handle_errors
 from raorch.cli.journal import worker_journal
 from raorch.engine.broker import (
@@ -50,13 +51,7 @@ def _say(line: str) -> None:
     envvar="RAORCH_BROKER",
     help="RabbitMQ, amqp://USER:PASSWORD@HOST:PORT/VHOST (or RAORCH_BROKER).",
 )
-@click.option(
-    "--journal",
-    "journal_opt",
-    default=None,
-    help="The journal shared with the controller (default: the state directory's, "
-    "$RAORCH_HOME/state.db).",
-)
+@options.journal
 @click.option(
     "--concurrency",
     default=DEFAULT_WORKER_CONCURRENCY,
@@ -65,11 +60,13 @@ def _say(line: str) -> None:
     help="Hosts this worker runs at once.",
 )
 @handle_errors
-def worker(site: str, broker: str, journal_opt: str | None, concurrency: int) -> None:
+def worker(site: str, broker: str, journal_url: str | None, concurrency: int) -> None:
     """Run the hosts of one site for `raorch rollout --broker` / `raorch rollback --broker`.
 
-    Passwords are read here (env:, file:, keyring: as the inventory says); a `prompt`
-    credential cannot be used with workers. Stop with Ctrl-C: the hosts in flight finish.
+    The journal must be the controllers' (--journal / RAORCH_JOURNAL: PostgreSQL for workers
+    on other machines; the SQLite file only on the controller's machine). Passwords are read
+    here (env:, file:, keyring: as the inventory says); a `prompt` credential cannot be used
+    with workers. Stop with Ctrl-C: the hosts in flight finish.
     """
     if not SITE_NAME.match(site):
         raise InputError(
@@ -82,7 +79,7 @@ def worker(site: str, broker: str, journal_opt: str | None, concurrency: int) ->
             ]
         )
     check_url(broker)
-    journal = worker_journal(journal_opt)
+    journal = worker_journal(journal_url)
     side = WorkerSide(journal, site, SecretResolver(), log=_say)
     app = celery_app(broker, worker=side)
     connect(app, broker).release()  # a clear error now, not Celery's retries

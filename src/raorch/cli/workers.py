@@ -61,7 +61,11 @@ def refuse_prompted(targets: Iterable[Target]) -> None:
 
 def _prompted(target: Target) -> bool:
     creds = target.credentials
-    return creds is not None and creds.password.kind is SecretKind.PROMPT
+    return (
+        creds is not None
+        and creds.password is not None
+        and creds.password.kind is SecretKind.PROMPT
+    )
 
 
 def broker_dispatcher(

@@ -44,29 +44,34 @@ SHOWN = 5  # items listed per line of a diff; the rest are counted
 def target_to_json(target: Target) -> str:
     conn = target.connection
     creds = target.credentials
+    connection = {
+        "scheme": conn.scheme.value,
+        "port": conn.port,
+        "auth": conn.auth.value,
+        "cert_validation": conn.cert_validation,
+        "ca_bundle": conn.ca_bundle,
+        "connect_timeout": conn.connect_timeout,
+        "operation_timeout": conn.operation_timeout,
+        "insecure": conn.insecure,
+        "certificate_pem": conn.certificate_pem,
+        "certificate_key_pem": conn.certificate_key_pem,
+        "spn_host": conn.spn_host,
+    }
     return json.dumps(
         {
             "name": target.name,
             "address": target.address,
             "wave": target.wave,
             "site": target.site,
-            "connection": {
-                "scheme": conn.scheme.value,
-                "port": conn.port,
-                "auth": conn.auth.value,
-                "cert_validation": conn.cert_validation,
-                "ca_bundle": conn.ca_bundle,
-                "connect_timeout": conn.connect_timeout,
-                "operation_timeout": conn.operation_timeout,
-                "insecure": conn.insecure,
-                "certificate_pem": conn.certificate_pem,
-                "certificate_key_pem": conn.certificate_key_pem,
-            },
+            "connection": connection,
             "credentials": None
             if creds is None
             else {
                 "username": creds.username,
-                "password": {"kind": creds.password.kind.value, "target": creds.password.target},
+                # None: Kerberos from the operator's ticket cache, no password.
+                "password": None
+                if creds.password is None
+                else {"kind": creds.password.kind.value, "target": creds.password.target},
             },
         },
         sort_keys=True,
@@ -87,14 +92,16 @@ def target_from_json(text: str) -> Target:
         bool(c["insecure"]),
         c.get("certificate_pem"),
         c.get("certificate_key_pem"),
+        c.get("spn_host"),
     )
     cr = data.get("credentials")
+    ref = None if cr is None else cr.get("password")
     credentials = (
         None
         if cr is None
         else Credentials(
             cr["username"],
-            SecretRef(SecretKind(cr["password"]["kind"]), cr["password"].get("target", "")),
+            None if ref is None else SecretRef(SecretKind(ref["kind"]), ref.get("target", "")),
         )
     )
     # A target the journal kept before sites existed ran where the controller was: default.
@@ -109,6 +116,10 @@ def _reach_digest(target: Target) -> str:
     # Where the work runs is not how the host is reached (and digests kept before sites
     # existed stay comparable).
     data.pop("site")
+    # Digested as before spn_host existed when it is not set: the hosts a journal recorded
+    # then are not "reached differently" after an upgrade.
+    if data["connection"].get("spn_host") is None:
+        data["connection"].pop("spn_host", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 

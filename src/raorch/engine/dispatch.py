@@ -238,15 +238,15 @@ class ControllerPasswords:
     """
 
     def __init__(self, resolver: PasswordSource, targets: Iterable[Target]) -> None:
-        self._passwords: dict[tuple[str, SecretRef], str] = {}
+        self._passwords: dict[tuple[str, SecretRef | None], str] = {}
         for target in targets:
             creds = target.credentials
             if creds is not None and _key(creds) not in self._passwords:
                 self._passwords[_key(creds)] = resolver.password(creds)
 
     def password(self, credentials: Credentials | None) -> str:
-        if credentials is None:
-            return ""  # auth: certificate
+        if credentials is None or credentials.password is None:
+            return ""  # auth: certificate; Kerberos from the operator's ticket cache
         try:
             return self._passwords[_key(credentials)]
         except KeyError:
@@ -258,7 +258,7 @@ class ControllerPasswords:
             ) from None
 
 
-def _key(credentials: Credentials) -> tuple[str, SecretRef]:
+def _key(credentials: Credentials) -> tuple[str, SecretRef | None]:
     return credentials.username.casefold(), credentials.password
 
 

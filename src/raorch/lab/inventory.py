@@ -82,8 +82,16 @@ def build_inventory(spec: InventorySpec, inventory_path: Path) -> dict[str, Any]
             site: {"hosts": names[i :: len(spec.sites)], "site": site}
             for i, site in enumerate(spec.sites)
         }
+    kerberos = spec.domain is not None and spec.auth in ("kerberos", "negotiate")
+    if kerberos and spec.domain is not None:
+        # The domain's realm and its KDC on loopback, in raorch's own krb5.conf, so that no
+        # KRB5_CONFIG is needed (docs/inventory.md, "Kerberos and Negotiate").
+        data["defaults"]["kerberos"] = {
+            "realm": spec.domain["realm"],
+            "kdc": spec.domain.get("kdc", "127.0.0.1"),
+        }
     data["hosts"] = {
-        name: {"address": "127.0.0.1", "connection": {"port": port}}
+        name: {"address": "127.0.0.1", "connection": _host_connection(spec, name, port, kerberos)}
         for name, port in spec.ports.items()
     }
     data["waves"] = [
@@ -115,6 +123,15 @@ def build_inventory(spec: InventorySpec, inventory_path: Path) -> dict[str, Any]
         if size > 0
     ]
     return data
+
+
+def _host_connection(spec: InventorySpec, name: str, port: int, kerberos: bool) -> dict[str, Any]:
+    connection: dict[str, Any] = {"port": port}
+    if kerberos and spec.domain is not None:
+        # Every host is 127.0.0.1: the SPN (HTTP/<spn_host>) names the host itself, as its
+        # computer account's SPNs do (lab-0001.corp.raorch.test).
+        connection["spn_host"] = f"{name}.{spec.domain['dns_domain']}"
+    return connection
 
 
 def write_inventory(spec: InventorySpec, inventory_path: Path) -> None:

@@ -56,6 +56,27 @@ SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 DEFAULT_SITE = "default"  # the site of a host that names none (nor its groups)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BATCH_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*\Z")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
+_SPN_HOST = re.compile(rf"(?:{_HOST_NAME}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\Z")
+_REALM = re.compile(r"[A-Z0-9](?:[A-Z0-9-]*[A-Z0-9])?(?:\.[A-Z0-9](?:[A-Z0-9-]*[A-Z0-9])?)*\Z")
+_KDC = re.compile(
+    rf"(?:(?P<name>{_HOST_NAME})|\[(?P<v6>[0-9A-Fa-f:.]+)\])(?::(?P<port>\d{{1,5}}))?\Z"
+)
+KERBEROS_PORT = 88
+
+
+def parse_kdc(value: str) -> tuple[str, int] | None:
+    """``HOST[:PORT]`` as (host, port), or None when it is not one. An IPv6 host keeps its
+    brackets (krb5.conf writes it so)."""
+    match = _KDC.match(value)
+    if match is None:
+        return None
+    port = int(match.group("port") or KERBEROS_PORT)
+    if not 1 <= port <= 65535:
+        return None
+    host = match.group("name") or f"[{match.group('v6')}]"
+    return host, port
 
 
 def _plain_name(value: str, what: str) -> str:
@@ -82,6 +103,12 @@ class AuthMethod(StrEnum):
     CERTIFICATE = "certificate"
     BASIC = "basic"
 
+    @property
+    def kerberos(self) -> bool:
+        """Kerberos, alone or first within Negotiate: the SPN, the ticket cache and the realm
+        matter (docs/inventory.md, "Kerberos and Negotiate")."""
+        return self in (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
+
 
 class GateAction(StrEnum):
     HALT = "halt"
@@ -105,6 +132,9 @@ class ConnectionSection(_Strict):
     insecure: bool | None = None
     certificate_pem: str | None = None  # auth: certificate
     certificate_key_pem: str | None = None
+    # auth: kerberos / negotiate: the host name in the SPN HTTP/<name> when the address is an
+    # IP or an alias (pypsrp's negotiate_hostname_override); default: the address.
+    spn_host: str | None = None
 
     _numbers_not_bools = field_validator(
         "port", "connect_timeout", "operation_timeout", mode="before"
@@ -122,6 +152,18 @@ class ConnectionSection(_Strict):
 
     _timeouts = field_validator("connect_timeout", "operation_timeout")(_positive_seconds)
 
+    @field_validator("spn_host")
+    @classmethod
+    def _spn_host(cls, value: str | None) -> str | None:
+        # It becomes part of a Kerberos principal name (HTTP/<name>@REALM): a name or an
+        # address, never '/', '@' or spaces, which would change the principal.
+        if value is not None and not _SPN_HOST.match(value):
+            raise reject(
+                "spn_host must be a host name (letters, digits, '.', '-') or an IP address",
+                "the name the host's SPN is registered with, e.g. ws-0101.corp.example.com",
+            )
+        return value
+
     @field_validator("ca_bundle", "certificate_pem", "certificate_key_pem")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
@@ -132,7 +174,9 @@ class ConnectionSection(_Strict):
 
 class CredentialsSection(_Strict):
     username: str
-    password: str  # a reference: env:NAME | file:PATH | prompt | keyring:SERVICE
+    # A reference: env:NAME | file:PATH | prompt | keyring:SERVICE. Absent only with auth:
+    # kerberos or negotiate: the account's ticket from the operator's ticket cache is used.
+    password: str | None = None
 
     @field_validator("username")
     @classmethod
@@ -141,7 +185,9 @@ class CredentialsSection(_Strict):
 
     @field_validator("password")
     @classmethod
-    def _password_is_reference(cls, value: str) -> str:
+    def _password_is_reference(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             parse_secret_ref(value)
         except SecretSyntaxError as exc:
@@ -149,9 +195,42 @@ class CredentialsSection(_Strict):
         return value
 
 
+class KerberosSection(_Strict):
+    """``defaults.kerberos``: the realm and KDC raorch writes into a krb5.conf of its own (in
+    the state directory), instead of relying on the system's Kerberos configuration."""
+
+    realm: str
+    kdc: str  # HOST or HOST:PORT (88 when not given); an IPv6 address in brackets
+
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        # Written into krb5.conf: only the characters of a DNS name. In capitals: MIT Kerberos
+        # compares realms case-sensitively, and an Active Directory realm is the domain's DNS
+        # name in capitals (learn.microsoft.com, "Kerberos Authentication Overview").
+        if not _REALM.match(value):
+            raise reject(
+                "realm must be the domain's DNS name in capitals (letters, digits, '.', '-')",
+                "e.g. CORP.EXAMPLE.COM",
+            )
+        return value
+
+    @field_validator("kdc")
+    @classmethod
+    def _kdc(cls, value: str) -> str:
+        if parse_kdc(value) is None:
+            raise reject(
+                "kdc must be HOST or HOST:PORT (a host name, an IPv4 address or [IPv6]; "
+                "port 1-65535)",
+                "a domain controller of the realm, e.g. dc1.corp.example.com or 10.0.0.5:88",
+            )
+        return value
+
+
 class DefaultsSection(_Strict):
     connection: ConnectionSection = ConnectionSection()
     credentials: CredentialsSection | None = None
+    kerberos: KerberosSection | None = None
 
 
 def _site(value: str | None) -> str | None:
@@ -297,12 +376,30 @@ class Connection:
     insecure: bool
     certificate_pem: str | None = None
     certificate_key_pem: str | None = None
+    # auth: kerberos / negotiate: the host name of the SPN (HTTP/<spn_host>); None: the address.
+    spn_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
     username: str
-    password: SecretRef
+    # None with auth: kerberos / negotiate: the ticket of ``username`` in the operator's ticket
+    # cache is used, and raorch holds no password at all.
+    password: SecretRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class KerberosRealm:
+    """``defaults.kerberos``, resolved: raorch's own krb5.conf names this realm and KDC."""
+
+    realm: str
+    kdc_host: str
+    kdc_port: int = KERBEROS_PORT
+
+    @property
+    def kdc(self) -> str:
+        port = "" if self.kdc_port == KERBEROS_PORT else f":{self.kdc_port}"
+        return self.kdc_host + port
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,11 +410,17 @@ class Target:
     address: str
     connection: Connection
     # None with ``auth: certificate``: the client certificate is the identity, there is no
-    # user name or password to give (docs/inventory.md).
+    # user name or password to give; and with ``auth: kerberos`` / ``negotiate`` without
+    # credentials: the default principal of the operator's ticket cache (docs/inventory.md).
     credentials: Credentials | None
     wave: str
     # Where its work runs with workers (raorch worker --site NAME): its queue on the broker.
     site: str = DEFAULT_SITE
+
+    @property
+    def spn_host(self) -> str:
+        """The host name of the host's Kerberos SPN (``HTTP/<spn_host>``)."""
+        return self.connection.spn_host or self.address
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +451,8 @@ class ResolvedInventory:
     waves: tuple[WaveSpec, ...]
     # Where ``playbook:`` is written, so that a missing playbook file is reported there.
     playbook_location: Location | None = None
+    # ``defaults.kerberos``; None: the system's Kerberos configuration.
+    kerberos: KerberosRealm | None = None
 
     def wave(self, name: str) -> WaveSpec | None:
         return next((w for w in self.waves if w.name == name), None)

@@ -33,12 +33,14 @@ from raorch.models.inventory import (
     Credentials,
     CredentialsSection,
     Inventory,
+    KerberosRealm,
     ResolvedInventory,
     Scheme,
     SecretKind,
     SecretRef,
     Target,
     WaveSpec,
+    parse_kdc,
 )
 from raorch.models.playbook import Playbook
 from raorch.models.secretref import parse_secret_ref
@@ -454,6 +456,16 @@ class _Resolver:
                         f"add {field}: PATH (relative to the inventory file)",
                     )
                     ok = False
+        spn_host = pick("spn_host")
+        if spn_host is not None and not auth.kerberos:
+            where = self._origin(host, "spn_host") or ("hosts", host)
+            self.fail(
+                where,
+                f"{self._who(host, where)}spn_host is used by auth: kerberos and negotiate only "
+                f"(this connection uses {auth.value})",
+                "remove spn_host, or set auth: kerberos (or negotiate)",
+            )
+            ok = False
         if not ok:
             return None
         port = pick("port")
@@ -503,7 +515,24 @@ class _Resolver:
             insecure=insecure,
             certificate_pem=path_of("certificate_pem"),
             certificate_key_pem=path_of("certificate_key_pem"),
+            spn_host=spn_host,
         )
+
+    def kerberos(self) -> KerberosRealm | None:
+        """``defaults.kerberos``, resolved; ``defaults.connection.spn_host`` refused here (one
+        SPN host name for every host is a mistake: it names one host)."""
+        if self.inv.defaults.connection.spn_host is not None:
+            self.fail(
+                ("defaults", "connection", "spn_host"),
+                "spn_host names one host's SPN and cannot be a default for every host",
+                "set it under hosts.NAME.connection of the host addressed by IP or alias",
+            )
+        section = self.inv.defaults.kerberos
+        if section is None:
+            return None
+        kdc = parse_kdc(section.kdc)
+        assert kdc is not None  # checked by the model
+        return KerberosRealm(section.realm, kdc[0], kdc[1])
 
     def auth(self, host: str) -> AuthMethod:
         """The host's authentication method as configured (even when its connection has
@@ -545,12 +574,29 @@ class _Resolver:
         )
         if section is None and auth is AuthMethod.CERTIFICATE:
             return None  # the certificate is the identity: no account, no password
+        if section is None and auth is not None and auth.kerberos:
+            return None  # the default principal of the operator's ticket cache
         if section is None:
             self.fail(
                 ("hosts", host),
                 f"host {host!r} has no credentials",
-                f"add defaults.credentials, or credentials under hosts.{host}",
+                f"add defaults.credentials, or credentials under hosts.{host} (auth: kerberos "
+                "or negotiate can use the operator's ticket cache instead)",
                 key=True,
+            )
+            return None
+        if section.password is None:
+            if auth is not None and auth.kerberos:
+                # The account's ticket from the operator's ticket cache (kinit).
+                return Credentials(username=section.username, password=None)
+            own = self.inv.hosts[host].credentials is not None
+            where: PathKey = ("hosts", host, "credentials") if own else ("defaults", "credentials")
+            self.fail(
+                where,
+                f"{'' if not own else f'host {host!r}: '}credentials need a password reference "
+                f"with auth: {auth.value if auth is not None else 'ntlm'}",
+                "add password: env:NAME (or file:PATH, prompt, keyring:SERVICE); only auth: "
+                "kerberos and negotiate can use the operator's ticket cache without one",
             )
             return None
         ref = parse_secret_ref(section.password)  # syntax already checked by the model
@@ -571,13 +617,14 @@ def load_inventory(path: str | Path) -> ResolvedInventory:
     inventory = _validate(source, Inventory)
     resolver = _Resolver(source, inventory, file.absolute())
     waves, wave_of = resolver.waves()
+    kerberos = resolver.kerberos()
     targets: dict[str, Target] = {}
     for host, section in inventory.hosts.items():
         connection = resolver.connection(host)
         auth = resolver.auth(host)
         credentials = resolver.credentials(host, auth)
         site = resolver.site(host)
-        needs_credentials = auth is not AuthMethod.CERTIFICATE
+        needs_credentials = auth is not AuthMethod.CERTIFICATE and not auth.kerberos
         if connection is None or (credentials is None and needs_credentials):
             continue
         if host not in wave_of:
@@ -592,6 +639,7 @@ def load_inventory(path: str | Path) -> ResolvedInventory:
         targets=targets,
         waves=waves,
         playbook_location=source.location(("playbook",)) if inventory.playbook else None,
+        kerberos=kerberos,
     )
 
 

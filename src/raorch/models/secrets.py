@@ -97,8 +97,9 @@ class SecretResolver:
         self._cache: dict[tuple[str, SecretRef], str] = {}
 
     def password(self, credentials: Credentials | None) -> str:
-        """The password of ``credentials``; "" for a host without any (``auth: certificate``)."""
-        if credentials is None:
+        """The password of ``credentials``; "" for a host without any (``auth: certificate``,
+        or Kerberos from the operator's ticket cache)."""
+        if credentials is None or credentials.password is None:
             return ""
         key = (credentials.username.casefold(), credentials.password)
         if key not in self._cache:

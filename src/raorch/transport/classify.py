@@ -21,8 +21,10 @@ from pypsrp.exceptions import (
 )
 from spnego.exceptions import SpnegoError
 
+from raorch.models.inventory import AuthMethod, Target
 from raorch.models.outcomes import Stage
 from raorch.transport.errors import TransportError
+from raorch.transport.kerberos import Account, KerberosProblem, explain, failure_of, spn_of
 
 _MASK = "********"
 _MAX_DETAIL = 300
@@ -61,6 +63,90 @@ _TLS_CUT = (
 
 # WS-Management fault code 5 is ERROR_ACCESS_DENIED: the account may not use remoting.
 _WSMAN_ACCESS_DENIED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTrace:
+    """What a session's HTTP authentication showed, for telling why a host refused it."""
+
+    auth: AuthMethod
+    offered: str  # WWW-Authenticate of the host's last 401 ("" when none came)
+    protocol: str | None  # the mechanism the client used last: "ntlm", "kerberos", None
+    host_answered: bool  # the host sent an authentication token back at least once
+
+
+# pypsrp 0.9 (negotiate.py, HTTPNegotiateAuth.handle_401) when the host does not offer the
+# authentication asked for.
+_INCOMPATIBLE = re.compile(r"auth protocol '([^']*)' which is incompatible", re.IGNORECASE)
+
+_NTLM_REFUSED_HINT = (
+    "the domain or the host restricts NTLM (policy 'Network security: Restrict NTLM: Incoming "
+    "NTLM traffic'); use auth: kerberos (or negotiate) for this host, reached by its DNS name "
+    "(or connection.spn_host), with a ticket from kinit or a password reference "
+    "(docs/inventory.md, 'Kerberos and Negotiate')"
+)
+
+
+def _auth_refusal(
+    exc: BaseException, trace: AuthTrace | None, target: Target | None
+) -> tuple[str, str] | None:
+    """(message, hint) when the host refused the authentication itself rather than the
+    credentials: NTLM refused, or a mechanism the host does not offer; else None."""
+    if trace is None:
+        return None
+    offered = trace.offered or "nothing"
+    incompatible = _INCOMPATIBLE.search(str(exc)) if isinstance(exc, ValueError) else None
+    if incompatible is not None:
+        if trace.auth is AuthMethod.NTLM:
+            return (
+                f"the host refuses NTLM: it offers only {incompatible.group(1)}",
+                _NTLM_REFUSED_HINT,
+            )
+        return (
+            f"the host does not offer {trace.auth.value} authentication (it offers "
+            f"{incompatible.group(1)})",
+            "a host outside the domain offers no Kerberos: use auth: ntlm (or negotiate) for "
+            "it; else enable the method in WinRM (winrm set winrm/config/service/auth)",
+        )
+    refused = isinstance(exc, AuthenticationError) or (
+        isinstance(exc, WinRMTransportError) and exc.code == 401
+    )
+    if not refused:
+        return None
+    used_ntlm = trace.protocol == "ntlm" or (
+        trace.protocol is None and trace.auth is AuthMethod.NTLM
+    )
+    if used_ntlm and not trace.host_answered:
+        # The host did not even send an NTLM challenge: the password was never looked at.
+        return (
+            f"the host refuses NTLM: it answered the NTLM logon without a challenge, and "
+            f"offers {offered}",
+            _NTLM_REFUSED_HINT
+            + (
+                "; with auth: negotiate, Kerberos could not be used for this host first"
+                if trace.auth is AuthMethod.NEGOTIATE
+                else ""
+            ),
+        )
+    if used_ntlm and "kerberos" in trace.offered.lower():
+        # A domain member offers Kerberos. Windows refusing NTLM ("Restrict NTLM") answers
+        # the complete handshake with a 401, as it answers a wrong password: on the wire the
+        # two are the same, so both are named.
+        return (
+            "the host refused the NTLM logon (HTTP 401): the password is wrong, or the host "
+            f"refuses NTLM, as domains that restrict it do; it offers {offered}",
+            "check the password reference of this host; if the password is right, "
+            + _NTLM_REFUSED_HINT,
+        )
+    if trace.protocol == "kerberos" and target is not None:
+        return (
+            f"the host refused the Kerberos ticket for {spn_of(target)}",
+            "the host's clock may differ from the domain's by more than 5 minutes (w32tm "
+            "/resync on the host), or its key for the SPN is not the one the KDC used: the "
+            "SPN is registered on another account (setspn -Q SPN finds it), or the host's "
+            "computer account password changed (Test-ComputerSecureChannel -Repair)",
+        )
+    return None
 
 
 def scrub(text: str, secret: str) -> str:
@@ -129,15 +215,34 @@ def classify(
     stage: Stage | None,
     step: str,
     secret: str,
+    target: Target | None = None,
+    account: Account | None = None,
+    trace: AuthTrace | None = None,
 ) -> TransportError:
     """The ``TransportError`` for ``exc``, raised while doing ``step`` with ``host`` at ``url``.
 
     ``stage`` None means the session was being opened: the stage is then CONNECT, or AUTH when
     the credentials were refused. Otherwise it is the stage the caller ran the pipeline for.
-    The exception's family picks the step that classifies it, in this order (requests' SSLError
-    and timeouts are ConnectionErrors too, so they come first).
+    ``target``, ``account`` and ``trace`` name the SPN, the Kerberos account and what the
+    host's authentication answers showed, for Kerberos and NTLM refusals.
+
+    The exception's family picks the step that classifies it, in this order (a Kerberos
+    failure first: pyspnego wraps it in errors of other families; requests' SSLError and
+    timeouts are ConnectionErrors too, so they come before those).
     """
     f = _Failure(exc, host, url, stage, step, _detail(exc, secret))
+    failure = failure_of(exc)
+    if failure is not None:
+        message, hint = explain(failure, account or Account(None, None, None), target)
+        return f.error(
+            Stage.AUTH,
+            scrub(message, secret),
+            transient=failure.problem is KerberosProblem.KDC_UNREACHABLE,
+            hint=scrub(hint, secret),
+        )
+    refusal = _auth_refusal(exc, trace, target)
+    if refusal is not None:
+        return f.error(Stage.AUTH, refusal[0], transient=False, hint=refusal[1])
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
         return _tls(f)
     if isinstance(exc, requests.exceptions.ConnectTimeout):

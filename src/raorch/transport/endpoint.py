@@ -17,6 +17,7 @@ from typing import Any
 from raorch.models.inventory import AuthMethod, Scheme, Target
 from raorch.models.outcomes import Stage
 from raorch.transport.errors import TransportError
+from raorch.transport.kerberos import SERVICE
 
 # Authentications that can seal messages over plain HTTP (pypsrp: "credssp", "kerberos",
 # "negotiate", "ntlm"); with them, encryption='auto' seals every message.
@@ -45,6 +46,9 @@ class Endpoint:
     encryption: str
     certificate_pem: str | None
     certificate_key_pem: str | None
+    # auth: kerberos / negotiate: the host name of the SPN HTTP/<name> (the address, or the
+    # inventory's spn_host); None for the other authentications.
+    spn_host: str | None = None
 
     @property
     def url(self) -> str:
@@ -68,6 +72,14 @@ class Endpoint:
         if self.auth == AuthMethod.CERTIFICATE.value:
             kwargs["certificate_pem"] = self.certificate_pem
             kwargs["certificate_key_pem"] = self.certificate_key_pem
+        if self.spn_host is not None:
+            # The SPN is HTTP/<spn_host> (pypsrp would say host/<the URL's host>); the channel
+            # binding token ties the authentication to the TLS channel over HTTPS (pypsrp's
+            # default, said here because it matters); over HTTP, encryption="auto" seals
+            # every message with the Kerberos session key.
+            kwargs["negotiate_service"] = SERVICE
+            kwargs["negotiate_hostname_override"] = self.spn_host
+            kwargs["negotiate_send_cbt"] = True
         return kwargs
 
 
@@ -133,4 +145,5 @@ def endpoint_for(target: Target) -> Endpoint:
         encryption=encryption,
         certificate_pem=conn.certificate_pem,
         certificate_key_pem=conn.certificate_key_pem,
+        spn_host=target.spn_host if conn.auth.kerberos else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -24,7 +25,8 @@ from pypsrp.wsman import WSMan
 from raorch.models.inventory import Target
 from raorch.models.outcomes import Stage
 from raorch.models.remote import Operation, OpResult
-from raorch.transport.classify import classify, error_record_text, scrub
+from raorch.transport import kerberos
+from raorch.transport.classify import AuthTrace, classify, error_record_text, scrub
 from raorch.transport.clixml import runspace_pool
 from raorch.transport.endpoint import Endpoint, endpoint_for
 from raorch.transport.errors import TransportError
@@ -45,6 +47,9 @@ ABORT_CLOSE_TIMEOUT = 3
 _WSMAN_CONSTRUCTION = threading.Lock()
 
 log = logging.getLogger(__name__)
+
+# A WWW-Authenticate value that carries a token ("Negotiate <base64>"), not just a scheme.
+_AUTH_TOKEN = re.compile(r"(?:Negotiate|Kerberos|NTLM)\s+[A-Za-z0-9+/=]", re.IGNORECASE)
 
 
 class HostSession:
@@ -73,6 +78,9 @@ class HostSession:
         self._aborted = threading.Event()
         self._connections: list[Any] = []
         self._connections_lock = threading.Lock()
+        # What the host's authentication answers showed (classify: NTLM refused...).
+        self._offered = ""
+        self._host_tokens = 0
 
     def __repr__(self) -> str:
         # Never the password.
@@ -124,8 +132,9 @@ class HostSession:
                     self._open(endpoint)
                     return self
                 except Exception as exc:  # every failure is classified, none escapes raw
+                    trace = self._auth_trace()
                     self._discard()
-                    error = self._classify(exc, None, "opening the session")
+                    error = self._classify(exc, None, "opening the session", trace)
                 if self.aborted:
                     raise self._aborted_error(None, "opening the session")
                 if not error.transient or attempt >= self.retries:
@@ -145,8 +154,20 @@ class HostSession:
             self._discard()
 
     def _open(self, endpoint: Endpoint) -> None:
+        self._offered, self._host_tokens = "", 0
+        kwargs = endpoint.wsman_kwargs()
+        password: str | None = self._password
+        if self.target.connection.auth.kerberos:
+            if kerberos.use_ntlm(self.target, self._password):
+                # auth: negotiate for an account whose Kerberos the run's logon found
+                # unavailable: NTLM at once, instead of a failing KDC exchange per host.
+                kwargs["auth"] = "ntlm"
+            else:
+                kwargs["username"], password = kerberos.session_credentials(
+                    self.target, self._password
+                )
         with _WSMAN_CONSTRUCTION:
-            wsman = WSMan(password=self._password, **endpoint.wsman_kwargs())
+            wsman = WSMan(password=password, **kwargs)
         self._wsman = wsman
         self._count_requests(wsman)
         pool = runspace_pool(wsman)
@@ -231,9 +252,31 @@ class HostSession:
     def _counting(self, send: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.requests += 1
-            return send(*args, **kwargs)
+            response = send(*args, **kwargs)
+            headers = getattr(response, "headers", None)
+            offered = headers.get("WWW-Authenticate", "") if headers is not None else ""
+            if getattr(response, "status_code", 0) == 401:
+                self._offered = offered
+            if _AUTH_TOKEN.search(offered):
+                self._host_tokens += 1
+            return response
 
         return counted
+
+    def _auth_trace(self) -> AuthTrace:
+        """What the authentication exchange showed, read before the session is discarded."""
+        protocol: str | None = None
+        transport = getattr(self._wsman, "transport", None)
+        auth = getattr(getattr(transport, "session", None), "auth", None)
+        for context in (getattr(auth, "contexts", None) or {}).values():
+            with contextlib.suppress(Exception):  # a context that never started
+                protocol = context.negotiated_protocol
+        return AuthTrace(
+            auth=self.target.connection.auth,
+            offered=self._offered,
+            protocol=protocol,
+            host_answered=self._host_tokens > 0,
+        )
 
     # ------------------------------------------------------------ run
 
@@ -320,11 +363,25 @@ class HostSession:
 
     # ------------------------------------------------------------ helpers
 
-    def _classify(self, exc: BaseException, stage: Stage | None, step: str) -> TransportError:
+    def _classify(
+        self,
+        exc: BaseException,
+        stage: Stage | None,
+        step: str,
+        trace: AuthTrace | None = None,
+    ) -> TransportError:
         endpoint = self._endpoint
         url = endpoint.url if endpoint is not None else self.target.address
         return classify(
-            exc, host=self.target.name, url=url, stage=stage, step=step, secret=self._password
+            exc,
+            host=self.target.name,
+            url=url,
+            stage=stage,
+            step=step,
+            secret=self._password,
+            target=self.target,
+            account=kerberos.account_of(self.target, self._password),
+            trace=trace,
         )
 
     def _exclusive(self) -> _Exclusive:
