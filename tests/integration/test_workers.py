@@ -90,6 +90,7 @@ class Fleet:
     labs: dict[str, LabHandle]
     broker: Broker
     tmp: Path
+    journal_url: str | None = None  # None: the state directory's SQLite file
     inventory: Path = field(init=False)
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
@@ -136,6 +137,9 @@ class Fleet:
             if k not in ("NO_COLOR", "COLUMNS", "LINES", "RAORCH_HOME", "RAORCH_LAB_PASSWORD")
         }
         env["RAORCH_HOME"] = str(self.home)
+        env.pop("RAORCH_JOURNAL", None)
+        if self.journal_url is not None:
+            env["RAORCH_JOURNAL"] = self.journal_url  # the controller's and the workers'
         if site is not None:
             env["RAORCH_LAB_PASSWORD"] = self.labs[site].password
         return env
@@ -188,7 +192,7 @@ class Fleet:
 
     @property
     def journal(self) -> JournalFile:
-        return JournalFile(self.home / "state.db")
+        return JournalFile(self.home / "state.db", self.journal_url)
 
     def stop(self) -> None:
         for process in self.procs:
@@ -199,9 +203,22 @@ class Fleet:
                 process.stdout.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request: pytest.FixtureRequest) -> str | None:
+    """The journal the controller and the workers share: the SQLite file (None), or a
+    PostgreSQL database (tests/conftest.py, ``postgres_url``)."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @contextlib.contextmanager
 def two_sites(
-    broker: Broker, tmp_path: Path, hosts: int = 3, faults: dict[str, Any] | None = None
+    broker: Broker,
+    tmp_path: Path,
+    hosts: int = 3,
+    faults: dict[str, Any] | None = None,
+    journal_url: str | None = None,
 ) -> Iterator[Fleet]:
     # In one process, two labs serve two accounts (a lab of the process owns its account).
     common: dict[str, Any] = {"hosts": hosts, "mix": "win10-ent:1", "faults": faults}
@@ -209,7 +226,7 @@ def two_sites(
         running_lab(**common, in_process=True, user="CORP\\parisadmin") as paris,
         running_lab(**common, in_process=True, user="CORP\\lyonadmin") as lyon,
     ):
-        fleet = Fleet({"paris": paris, "lyon": lyon}, broker, tmp_path)
+        fleet = Fleet({"paris": paris, "lyon": lyon}, broker, tmp_path, journal_url)
         try:
             yield fleet
         finally:
@@ -253,9 +270,9 @@ class Firehose:
 
 
 def test_two_sites_run_on_their_own_workers_and_roll_back_through_them(
-    broker: Broker, tmp_path: Path
+    broker: Broker, tmp_path: Path, journal_url: str | None
 ) -> None:
-    with two_sites(broker, tmp_path) as fleet:
+    with two_sites(broker, tmp_path, journal_url=journal_url) as fleet:
         before = {
             h: fleet.lab_of(h)[0].state(fleet.lab_of(h)[1]) for s in SITES for h in fleet.hosts(s)
         }
@@ -319,9 +336,9 @@ SLOW = {"faults": [{"share": 1.0, "latency_ms": 300}]}
 
 
 def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
-    broker: Broker, tmp_path: Path
+    broker: Broker, tmp_path: Path, journal_url: str | None
 ) -> None:
-    with two_sites(broker, tmp_path, hosts=3, faults=SLOW) as fleet:
+    with two_sites(broker, tmp_path, hosts=3, faults=SLOW, journal_url=journal_url) as fleet:
         paris = fleet.hosts("paris")
         fleet.write_inventory([{"name": "w", "hosts": paris, "max_fail_percentage": 0}, REST])
         workers = [fleet.worker("paris"), fleet.worker("paris")]
