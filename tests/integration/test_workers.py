@@ -346,8 +346,9 @@ def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
         journal = fleet.journal
 
         # One host at a time (--concurrency 1): the first worker to take one is killed once
-        # the host's snapshot is in the journal (committed before any write) and before its
-        # outcome is; the other worker of the site is then the only one to redeliver it to.
+        # its writes are carried out on the host (the lab ran its write pipeline), before its
+        # result came back: the other worker of the site is the only one to redeliver it to,
+        # and must find the host done, from the ORIGINAL snapshot, and write nothing again.
         def taken() -> Worker | None:
             for worker in workers:
                 if any(": apply (" in ln for ln in worker.lines.drain()):
@@ -360,17 +361,19 @@ def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
         second = next(w for w in workers if w is not first)
         host = next(ln for ln in first.lines.lines if ": apply (" in ln).split(":")[0]
         assert host == paris[0]
-        _wait(lambda: host in _snapshots(journal))
-        original = journal.snapshots()[host]
+        lab, lab_host = fleet.lab_of(host)
+        _wait(lambda: write_pipelines(lab, lab_host) == 1, pause=0.01)
         first.process.send_signal(signal.SIGKILL)
         assert first.process.wait(timeout=CHILD_WAIT) == -signal.SIGKILL
+        original = journal.snapshots()[host]  # committed before the writes
         # the kill came before the host's outcome (else this test proves nothing)
         assert journal.hosts()[host]["outcome"] is None
 
         assert controller.wait(timeout=CLI_WAIT) == 0
         rows = journal.hosts()
         assert {h: r["outcome"] for h, r in rows.items()} == {h: "changed" for h in paris}
-        # redelivered to the other worker, which resumed from the journal's snapshot
+        # redelivered to the other worker, which resumed from the journal's snapshot: nothing
+        # left to write, and the host is "changed" (raorch changed it, the snapshot says so)
         second.wait_for(lambda lines: f"{host}: changed" in lines)
         assert second.said(f"{host}: the journal holds its snapshot from an earlier attempt")
         assert journal.snapshots()[host] == original  # never replaced
@@ -429,11 +432,11 @@ def test_a_site_without_workers_is_shown_so_and_its_hosts_fail_at_their_deadline
             assert lab.state(name)["runtime"]["requests"] == 0, host
 
 
-def _wait(condition: Callable[[], bool]) -> None:
+def _wait(condition: Callable[[], bool], pause: float = 0.2) -> None:
     deadline = time.monotonic() + CHILD_WAIT
     while not condition():
         assert time.monotonic() < deadline, "the condition never came"
-        time.sleep(0.2)
+        time.sleep(pause)
 
 
 # ---------------------------------------------------------------- a gate failure
