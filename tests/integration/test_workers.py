@@ -383,13 +383,6 @@ def test_a_worker_killed_mid_host_its_task_goes_to_the_other_worker_of_its_site(
             assert write_pipelines(lab, lab_host) == 1, name  # no host applied twice
 
 
-def _snapshots(journal: JournalFile) -> dict[str, Any]:
-    try:
-        return journal.snapshots()
-    except FileNotFoundError:
-        return {}
-
-
 # ---------------------------------------------------------------- a site without workers
 
 
