@@ -6,6 +6,9 @@ password in their environment (``env:RAORCH_LAB_PASSWORD``), the only place it i
 broker's firehose (RabbitMQ's tracer) copies every message published in the test's virtual host,
 tasks and results, so that the tests can say no password went through it.
 
+The two-site run and the worker SIGKILL run on both journals (SQLite; PostgreSQL with
+``-m slow``, with the controller killed).
+
 What must hold (the issue's "Must hold"): a worker SIGKILLed mid-wave, its host redelivered to
 the other worker of its site, the original snapshot kept and no host applied twice (each
 host's write pipelines counted in the lab); a site without workers (shown so, its hosts failed
@@ -203,10 +206,10 @@ class Fleet:
                 process.stdout.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def journal_url(request: pytest.FixtureRequest) -> str | None:
     """The journal the controller and the workers share: the SQLite file (None), or a
-    PostgreSQL database (tests/conftest.py, ``postgres_url``)."""
+    PostgreSQL database (tests/conftest.py, ``postgres_url``; with ``-m slow``)."""
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("postgres_url"))
