@@ -20,6 +20,16 @@ own child process, measured with ``os.wait4`` (that child's user+system CPU and 
 
 HTTP requests are counted by the lab. Figures are medians over ``--repeat`` runs; ratios are
 computed within each run, then their median taken. The last line is the headline.
+
+    python bench/rollout.py --workers W [--sites S] [--worker-concurrency K] [--broker URL]
+                            --hosts N --latency-ms L --concurrency C [--waves 1|3]
+
+``--workers W`` measures raorch with workers per site instead (issue 20), in one run: a fresh
+lab whose hosts are dealt to S sites in turn, W ``raorch worker`` processes dealt to the sites in
+turn (K hosts at a time each), the controller ``raorch rollout --broker``; the controller's own
+CPU per host, the workers' CPU per host (summed, less what an idle worker spends starting and
+stopping), and hosts per second. The broker: ``--broker URL``, else a RabbitMQ of its own on
+loopback (tests/integration/rabbitmq.py: Debian's rabbitmq-server, as root).
 """
 
 from __future__ import annotations
@@ -319,6 +329,147 @@ def measure_raorch(args: argparse.Namespace) -> Sample:
     )
 
 
+# ---------------------------------------------------------------- workers per site (issue 20)
+
+
+@dataclass
+class WorkersSample:
+    hosts: int
+    workers: int
+    wall: float  # the controller's runs
+    controller_cpu: float
+    workers_cpu: float  # summed, their start and stop included
+    idle_worker_cpu: float  # one idle worker's start and stop
+    errors: int
+
+    def per_host_ms(self, seconds: float) -> float:
+        return seconds / self.hosts * 1000
+
+
+def _broker(args: argparse.Namespace) -> Any:
+    import contextlib
+
+    if args.broker:
+        return contextlib.nullcontext(args.broker)
+
+    @contextlib.contextmanager
+    def own() -> Any:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+        import rabbitmq
+
+        missing = rabbitmq.missing()
+        if missing:
+            raise SystemExit(f"--workers needs a broker: --broker URL, or {missing}")
+        server = rabbitmq.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+    return own()
+
+
+def _start_worker(site: str, url: str, concurrency: int, env: dict[str, str], out: Path) -> Any:
+    log = out.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raorch", "worker", "--site", site, "--broker", url,
+         "--concurrency", str(concurrency)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 120
+    while "raorch worker: ready" not in out.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"a worker did not start:\n{out.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def _stop_worker(proc: Any) -> float:
+    """SIGTERM (Celery's warm shutdown), then its own CPU from ``os.wait4``."""
+    proc.send_signal(signal.SIGTERM)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def measure_workers(args: argparse.Namespace) -> WorkersSample:
+    import yaml
+
+    sites = [f"site{i + 1}" for i in range(args.sites)]
+    with _broker(args) as url, lab_context(args, args.latency_ms) as lab:
+        state = Path(lab.state_dir)
+        data = yaml.safe_load(Path(lab.inventory_path).read_text(encoding="utf-8"))
+        names = list(data["hosts"])
+        data["groups"] = {
+            site: {"hosts": names[i :: len(sites)], "site": site} for i, site in enumerate(sites)
+        }
+        if args.waves == 1:
+            data["waves"] = [{"name": "all", "rest": True, "max_fail_percentage": 100}]
+        inventory = state / "bench-workers-inventory.yaml"
+        inventory.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        waves = [w["name"] for w in data["waves"]]
+        env = child_env(RAORCH_LAB_PASSWORD=lab.password, RAORCH_HOME=str(state / "raorch-home"))
+        # What an idle worker spends starting and stopping (Celery's imports, the broker).
+        idle = _stop_worker(_start_worker(sites[0], url, 1, env, state / "idle-worker.out"))
+        workers = []
+        for i in range(args.workers):
+            log = state / f"worker-{i}.out"
+            site = sites[i % len(sites)]
+            workers.append(_start_worker(site, url, args.worker_concurrency, env, log))
+        wall = cpu = 0.0
+        errors = 0
+        try:
+            for wave in waves:
+                cmd = [sys.executable, "-m", "raorch", "rollout", "--inventory", str(inventory)]
+                cmd += ["--wave", wave, "--concurrency", str(args.concurrency), "--broker", url]
+                cmd += ["--no-dashboard", "--json", "--deadline", "600"]
+                run = run_child(cmd, env)
+                wall, cpu = wall + run.wall, cpu + run.cpu
+                try:
+                    summary = json.loads(run.stdout)
+                except ValueError:
+                    raise SystemExit(
+                        f"raorch rollout --broker --wave {wave} failed ({run.returncode}):\n"
+                        f"{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+                    ) from None
+                errors += int(summary["counts"].get("failed", 0))
+                if summary["state"] != "done" or run.returncode != 0:
+                    errors += 1
+        finally:
+            workers_cpu = sum(_stop_worker(w) for w in workers)
+    return WorkersSample(args.hosts, args.workers, wall, cpu, workers_cpu, idle, errors)
+
+
+def report_workers(args: argparse.Namespace, s: WorkersSample) -> None:
+    controller = s.per_host_ms(s.controller_cpu)
+    # The workers' own cost of the hosts: less what each spends starting and stopping idle
+    # (a small run is dominated by it; never below zero).
+    workers = s.per_host_ms(max(0.0, s.workers_cpu - s.idle_worker_cpu * s.workers))
+    raw = s.per_host_ms(s.workers_cpu)
+    print()
+    print(
+        f"hosts {s.hosts}, {args.sites} sites, {s.workers} workers ({args.worker_concurrency} "
+        f"hosts at a time each), controller concurrency {args.concurrency}, latency "
+        f"{args.latency_ms:g} ms/request, waves {args.waves}, one run"
+    )
+    print("| wall s | hosts/s | controller CPU ms/host | workers CPU ms/host (sum, less idle) "
+          "| workers CPU ms/host (sum, all) | idle worker CPU s | controller / workers CPU "
+          "| errors |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    ratio = controller / workers if workers else math.nan
+    print(
+        f"| {fmt(s.wall)} | {fmt(s.hosts / s.wall, 1)} | {fmt(controller, 1)} "
+        f"| {fmt(workers, 1)} | {fmt(raw, 1)} | {fmt(s.idle_worker_cpu)} | {fmt(ratio)} "
+        f"| {s.errors} |"
+    )
+    print(
+        f"headline: {fmt(s.hosts / s.wall, 1)} hosts/s with {s.workers} workers; controller "
+        f"{fmt(controller, 1)} ms CPU/host, workers {fmt(workers, 1)} ms CPU/host "
+        f"(ratio {fmt(ratio)}); {s.errors} errors"
+    )
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -414,11 +565,19 @@ def main() -> None:
         "baseline takes a fifth of them (at least 3)",
     )
     p.add_argument("--skip", default="", help="comma-separated: floor,sequential,per-setting")
+    p.add_argument("--workers", type=int, default=0, help="measure raorch with W workers")
+    p.add_argument("--sites", type=int, default=2, help="with --workers: sites of the fleet")
+    p.add_argument("--worker-concurrency", type=int, default=8, help="hosts per worker at once")
+    p.add_argument("--broker", default=None, help="with --workers: amqp://... (default: its own)")
     args = p.parse_args()
     # SIGTERM unwinds like Ctrl-C: the labs and children are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.worker:
         worker_main(args.worker)
+        return
+    if args.workers:
+        run_child([sys.executable, "-m", "raorch", "worker", "--help"])  # warm-up
+        report_workers(args, measure_workers(args))
         return
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(SYSTEMS)

@@ -36,3 +36,24 @@ def test_bench_smoke_50_hosts() -> None:
     # Per-setting opens a session per operation: many more requests than raorch.
     assert float(rows["per-setting"][6]) > 5 * requests_per_host, run.stdout
     assert re.search(r"CPU/host raorch/floor \d+\.\d+x", lines[-1]), lines[-1]
+
+
+def test_bench_workers_smoke_two_sites(rabbitmq: object) -> None:
+    """``--workers``: 20 hosts over two sites, two real workers, the session's RabbitMQ (a
+    virtual host of its own is not needed: the queues are the bench's, and it deletes
+    nothing): the table is printed and no host failed."""
+    from rabbitmq import RabbitMQ
+
+    assert isinstance(rabbitmq, RabbitMQ)
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--workers", "2", "--hosts", "20", "--concurrency", "8",
+         "--worker-concurrency", "4", "--broker", rabbitmq.url],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1].startswith("headline: ") and lines[-1].endswith("; 0 errors"), run.stdout
+    row = [c.strip() for c in lines[-2].strip("|").split("|")]
+    assert len(row) == 8 and row[-1] == "0", run.stdout
