@@ -25,6 +25,7 @@ from raorch.models.events import (
     RolloutFinished,
     RolloutStarted,
     RunKind,
+    SiteChecked,
     WaveFinished,
     WaveStarted,
 )
@@ -317,3 +318,15 @@ def test_the_summary_lists_the_largest_refusal_groups_only() -> None:
     assert "  reason 24: 25" in text and "  reason 15: 16" in text
     assert "reason 14" not in text
     assert "  15 other reasons: 120" in text  # 1 + 2 + ... + 15
+
+
+def test_a_run_through_workers_shows_its_sites_and_still_fits() -> None:
+    view = fleet(10_000, failures_every=10, reasons=40)
+    view(SiteChecked(view.rollout_id, "paris", 2, 14, None, T0 + 150))
+    view(SiteChecked(view.rollout_id, "lyon", 0, 12, T0 + 100, T0 + 150))
+    lines = render(view, T0 + 200)
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    screen = "\n".join(lines)
+    assert "site paris: 2 worker(s), 14 queued" in screen
+    assert "site lyon: NO WORKER since" in screen
+    assert "last failures (" in screen  # the sites took rows, not the whole screen
