@@ -248,104 +248,15 @@ def build_draft(
 ) -> ImportResult:
     """The draft for the computers a search returned (``source``: the server, for comments)."""
     options.check()
-    domains = options.domains or tuple(d for d in (domain_of(base_dn),) if d)
-    if not domains:
-        raise InputError(
-            [
-                Problem(
-                    Location("--domain"),
-                    f"the base DN {base_dn} names no domain (no DC= part)",
-                    "give the hosts' domain: --domain CORP",
-                )
-            ]
-        )
-    notices: list[Notice] = []
-    if options.stale_days and options.stale_days < LOGON_SYNC_DAYS:
-        notices.append(
-            Problem(
-                Location("--stale-days"),
-                f"{options.stale_days} days is under lastLogonTimestamp's update interval "
-                f"({LOGON_SYNC_DAYS} days by default): computers in use may be left out",
-                f"use --stale-days {LOGON_SYNC_DAYS} or more",
-            )
-        )
-    left: dict[Exclusion, list[Computer]] = {}
-    kept: list[Computer] = []
-    seen_names: dict[str, str] = {}
-    for computer in sorted(computers, key=lambda c: (containers(c.dn, base_dn), c.name.casefold())):
-        why = exclusion(computer, now, options.stale_days)
-        if why is not None:
-            left.setdefault(why, []).append(computer)
-            continue
-        key = computer.name.casefold()
-        if key in seen_names:
-            notices.append(
-                Problem(
-                    Location(computer.dn),
-                    f"a second computer named {computer.name} (the first is {seen_names[key]}): "
-                    "left out",
-                    "rename one of them in the directory, or import each OU on its own",
-                )
-            )
-            continue
-        seen_names[key] = computer.dn
-        kept.append(computer)
-
-    port = options.port if options.port is not None else DEFAULT_PORTS[options.scheme]
-    connection = DraftConnection(
-        scheme=options.scheme,
-        port=port,
-        auth=options.auth,
-        ca_bundle=options.ca_bundle,
-    )
-    hosts: list[DraftHost] = []
-    group_members: dict[str, list[str]] = {}
-    group_dn: dict[str, str] = {}
-    for computer in kept:
-        path = containers(computer.dn, base_dn)
-        names = group_names(path)
-        for i, name in enumerate(names):
-            group_members.setdefault(name, []).append(computer.name)
-            # The OU's own DN: the object's DN less its first RDN and the OUs below this one.
-            group_dn.setdefault(name, _parent_dn(computer.dn, len(path) - 1 - i))
-        notes = [n for n in (os_hint(computer),) if n]
-        if computer.last_logon is not None:
-            notes.append(f"last logon {computer.last_logon.date().isoformat()}")
-        assert computer.dns_host_name is not None  # excluded otherwise
-        hosts.append(
-            DraftHost(
-                name=computer.name,
-                address=computer.dns_host_name,
-                connection=connection,
-                username=options.user,
-                password=None if options.user is None else options.password_ref,
-                origin=Origin(computer.dn),
-                notes=tuple(notes),
-                group=names[-1] if names else None,
-            )
-        )
-    groups = tuple(
-        DraftGroup(name, tuple(members), Origin(group_dn[name]))
-        for name, members in sorted(group_members.items())
-    )
+    domains = _domains(options, base_dn)
+    notices = _stale_days_notices(options.stale_days)
+    kept, left, duplicates = _sort_out(computers, base_dn, options.stale_days, now)
+    notices += duplicates
+    hosts, groups = _hosts_and_groups(kept, base_dn, options)
     proposal = propose(options.waves, [(h.name, h.group) for h in hosts])
-    for dropped in proposal.dropped if hosts else ():
-        notices.append(
-            Problem(
-                Location("--waves"),
-                f"wave {dropped!r} would have no host: not written",
-                "fewer waves, or larger shares, for a fleet this size",
-            )
-        )
-    for why, which in left.items():
-        listed = ", ".join(c.name for c in which[:5]) + (
-            f", +{len(which) - 5}" if len(which) > 5 else ""
-        )
-        text = why.value.format(days=options.stale_days)
-        notices.append(
-            Problem(Location(which[0].dn), f"{len(which)} left out, {text}: {listed}", "")
-        )
-
+    if hosts:
+        notices += proposal.notices()
+    notices += _left_out_notices(left, options.stale_days)
     draft = InventoryDraft(
         header=(
             f"Imported by `{options.command}` from {source}, base {base_dn}.",
@@ -365,13 +276,137 @@ def build_draft(
         f"left out: {n} {why.value.format(days=options.stale_days)}" for why, n in counts.items()
     ]
     summary.append(f"groups (OUs): {len(groups)}")
-    summary.append(
-        "waves: "
-        + ", ".join(f"{w.name} ({'the rest' if w.rest else len(w.hosts)})" for w in proposal.waves)
-    )
+    summary.append(proposal.summary())
     if options.user is not None:
         summary.append(f"account {options.user}, password from {options.password_ref}")
     return ImportResult(draft, tuple(notices), tuple(summary))
+
+
+def _domains(options: AdOptions, base_dn: str) -> tuple[str, ...]:
+    """``--domain``, else the base DN's DNS domain; an error without either."""
+    domains = options.domains or tuple(d for d in (domain_of(base_dn),) if d)
+    if not domains:
+        raise InputError(
+            [
+                Problem(
+                    Location("--domain"),
+                    f"the base DN {base_dn} names no domain (no DC= part)",
+                    "give the hosts' domain: --domain CORP",
+                )
+            ]
+        )
+    return domains
+
+
+def _stale_days_notices(stale_days: int | None) -> list[Notice]:
+    """A warning when ``--stale-days`` is under lastLogonTimestamp's update interval, which a
+    computer in use may not have refreshed yet."""
+    if stale_days and stale_days < LOGON_SYNC_DAYS:
+        return [
+            Problem(
+                Location("--stale-days"),
+                f"{stale_days} days is under lastLogonTimestamp's update interval "
+                f"({LOGON_SYNC_DAYS} days by default): computers in use may be left out",
+                f"use --stale-days {LOGON_SYNC_DAYS} or more",
+            )
+        ]
+    return []
+
+
+def _sort_out(
+    computers: list[Computer], base_dn: str, stale_days: int | None, now: datetime.datetime
+) -> tuple[list[Computer], dict[Exclusion, list[Computer]], list[Notice]]:
+    """The computers kept, those left out by reason, and a notice for each computer left out
+    because an earlier one (in OU order) has its name: a host's name is unique in an
+    inventory."""
+    left: dict[Exclusion, list[Computer]] = {}
+    kept: list[Computer] = []
+    notices: list[Notice] = []
+    seen_names: dict[str, str] = {}
+    for computer in sorted(computers, key=lambda c: (containers(c.dn, base_dn), c.name.casefold())):
+        why = exclusion(computer, now, stale_days)
+        if why is not None:
+            left.setdefault(why, []).append(computer)
+            continue
+        key = computer.name.casefold()
+        if key in seen_names:
+            notices.append(
+                Problem(
+                    Location(computer.dn),
+                    f"a second computer named {computer.name} (the first is {seen_names[key]}): "
+                    "left out",
+                    "rename one of them in the directory, or import each OU on its own",
+                )
+            )
+            continue
+        seen_names[key] = computer.dn
+        kept.append(computer)
+    return kept, left, notices
+
+
+def _hosts_and_groups(
+    kept: list[Computer], base_dn: str, options: AdOptions
+) -> tuple[list[DraftHost], tuple[DraftGroup, ...]]:
+    """A host per computer, all reached alike; a group per OU holding one, with every host
+    below it."""
+    port = options.port if options.port is not None else DEFAULT_PORTS[options.scheme]
+    connection = DraftConnection(
+        scheme=options.scheme,
+        port=port,
+        auth=options.auth,
+        ca_bundle=options.ca_bundle,
+    )
+    hosts: list[DraftHost] = []
+    group_members: dict[str, list[str]] = {}
+    group_dn: dict[str, str] = {}
+    for computer in kept:
+        path = containers(computer.dn, base_dn)
+        names = group_names(path)
+        for i, name in enumerate(names):
+            group_members.setdefault(name, []).append(computer.name)
+            # The OU's own DN: the object's DN less its first RDN and the OUs below this one.
+            group_dn.setdefault(name, _parent_dn(computer.dn, len(path) - 1 - i))
+        hosts.append(_draft_host(computer, connection, options, names[-1] if names else None))
+    groups = tuple(
+        DraftGroup(name, tuple(members), Origin(group_dn[name]))
+        for name, members in sorted(group_members.items())
+    )
+    return hosts, groups
+
+
+def _draft_host(
+    computer: Computer, connection: DraftConnection, options: AdOptions, group: str | None
+) -> DraftHost:
+    notes = [n for n in (os_hint(computer),) if n]
+    if computer.last_logon is not None:
+        notes.append(f"last logon {computer.last_logon.date().isoformat()}")
+    assert computer.dns_host_name is not None  # excluded otherwise
+    return DraftHost(
+        name=computer.name,
+        address=computer.dns_host_name,
+        connection=connection,
+        username=options.user,
+        password=None if options.user is None else options.password_ref,
+        origin=Origin(computer.dn),
+        notes=tuple(notes),
+        group=group,
+    )
+
+
+def _left_out_notices(
+    left: dict[Exclusion, list[Computer]], stale_days: int | None
+) -> list[Notice]:
+    """A notice per reason computers were left out, naming the first five."""
+    notices: list[Notice] = []
+    for why, which in left.items():
+        listed = ", ".join(c.name for c in which[:5]) + (
+            f", +{len(which) - 5}" if len(which) > 5 else ""
+        )
+        text = why.value.format(days=stale_days)
+        notices.append(
+            Problem(Location(which[0].dn), f"{len(which)} left out, {text}: {listed}", "")
+        )
+    return notices
 
 
 def _parent_dn(dn: str, up: int) -> str:

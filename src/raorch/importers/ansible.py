@@ -36,7 +36,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from raorch.importers.ansible_source import (
@@ -56,7 +56,7 @@ from raorch.importers.draft import (
     Notice,
     Origin,
 )
-from raorch.importers.waves import DEFAULT_WAVES, WaveShare, parse_waves, propose
+from raorch.importers.waves import DEFAULT_WAVES, Proposal, WaveShare, parse_waves, propose
 from raorch.models.errors import InputError, Location, Problem
 from raorch.models.inventory import AuthMethod, Scheme, SecretKind, SecretRef
 from raorch.models.load import (
@@ -313,7 +313,17 @@ class _Mapper:
     # -- one host
 
     def host(self, name: str) -> DraftHost | None:
+        """The draft of one host; None when it is left out (counted in ``skipped`` or
+        ``no_user``) or wrong (its problems are in ``problems``)."""
         v = self.inv.effective_vars(name)
+        kind = self._connection_kind(name, v)
+        if kind is None:
+            return None
+        return _HostReader(self, name, kind, v).read()
+
+    def _connection_kind(self, name: str, v: dict[str, Var]) -> str | None:
+        """``psrp`` or ``winrm``; None for a host left out (another connection, or none and no
+        ``--connection``) or whose ``ansible_connection`` cannot be read."""
         conn_var = v.get("ansible_connection")
         if conn_var is None:
             if self.opts.assume_connection is None:
@@ -321,253 +331,15 @@ class _Mapper:
                     name
                 )
                 return None
-            kind = self.opts.assume_connection
-        else:
-            text = self._text("ansible_connection", conn_var)
-            if text is None:
-                return None
-            kind = text.strip().removeprefix("ansible.builtin.")
-            if kind not in CONNECTIONS:
-                self.skipped.setdefault(f"ansible_connection={kind}", []).append(name)
-                return None
-        names = _NAMES[kind]
-        origins: dict[str, Origin] = {}
-        used: set[str] = {"ansible_connection", "ansible_group_priority"}
-
-        def pick(option: str) -> tuple[str, Var] | None:
-            found = self._get(v, names.get(option, ()))
-            for n in names.get(option, ()):
-                used.add(n)
-            if found is not None:
-                origins[option] = Origin(_short(found[1]), _scoped(*found))
-            return found
-
-        ok = True
-        address = name
-        found = pick("address")
-        if found is not None:
-            text = self._text(*found)
-            if text is None:
-                ok = False
-            elif not text.strip() or any(c.isspace() or ord(c) < 32 for c in text):
-                self.fail(found[1].location, f"{found[0]} must be a host name or address", "")
-                ok = False
-            else:
-                address = text
-        user: str | None = None
-        found = pick("user")
-        if found is not None:
-            text = self._text(*found)
-            if text is None:
-                ok = False
-            elif (
-                not text.strip()
-                or text != text.strip()
-                or any(ord(c) < 32 for c in text)
-                or re.search(r"\s[#;]", text)
-            ):
-                self.fail(
-                    found[1].location,
-                    f"{found[0]} must be an account name, without spaces around it or a "
-                    "comment after it",
-                    "a ' # comment' after a value in a :vars section is part of the value in "
-                    "Ansible: move the comment to its own line",
-                )
-                ok = False
-            else:
-                user = text
-
-        port: int | None = None
-        found = pick("port")
-        if found is not None:
-            number = self._number(found[0], found[1], 1, 65535)
-            if number is None or number != int(number):
-                ok = False
-                if number is not None:
-                    self.fail(found[1].location, f"{found[0]} must be a whole number", "")
-            else:
-                port = int(number)
-        scheme_found = pick("scheme")
-        scheme_text = (
-            self._choice(scheme_found[0], scheme_found[1], ("http", "https"))
-            if scheme_found
-            else None
-        )
-        if scheme_found is not None and scheme_text is None:
-            ok = False
-
-        cert_pem = key_pem = None
-        found = pick("certificate_pem")
-        cert_given = found is not None
-        if found is not None:
-            cert_pem = self._path(found[0], found[1], "CERTIFICATE")
-            ok = ok and cert_pem is not None
-        found = pick("certificate_key_pem")
-        key_given = found is not None
-        if found is not None:
-            key_pem = self._path(found[0], found[1], "PRIVATE KEY")
-            ok = ok and key_pem is not None
-
-        if kind == "psrp":
-            # psrp.py, _build_kwargs: protocol and port default from each other.
-            if scheme_text is None and port is None:
-                scheme, port = Scheme.HTTPS, 5986
-            elif scheme_text is None:
-                scheme = Scheme.HTTP if port == 5985 else Scheme.HTTPS
-            else:
-                scheme = Scheme(scheme_text)
-                port = port if port is not None else DEFAULT_PORTS[scheme]
-            auth = AuthMethod.NEGOTIATE  # psrp.py: auth defaults to negotiate
-            found = pick("auth")
-            if found is not None:
-                chosen = self._choice(found[0], found[1], tuple(_PSRP_AUTH))
-                if chosen is None:
-                    ok = False
-                else:
-                    auth = _PSRP_AUTH[chosen]
-        else:
-            # winrm.py: port defaults to 5986; scheme http only for port 5985.
-            port = port if port is not None else 5986
-            scheme = (
-                Scheme(scheme_text)
-                if scheme_text
-                else (Scheme.HTTP if port == 5985 else Scheme.HTTPS)
-            )
-            found = pick("auth")
-            auth_or_none = self._winrm_auth(found, user, cert_given)
-            if auth_or_none is None:
-                ok = False
-                auth = AuthMethod.BASIC
-            else:
-                auth = auth_or_none
-
-        cert_validation = True
-        found = pick("cert_validation")
-        if found is not None:
-            value = found[1].value
-            if isinstance(value, bool):
-                cert_validation = value
-            else:
-                chosen = self._choice(found[0], found[1], ("validate", "ignore"))
-                if chosen is None:
-                    ok = False
-                else:
-                    cert_validation = chosen == "validate"
-        insecure = False
-        if scheme is Scheme.HTTP:
-            cert_validation = True  # no certificate over http: the setting means nothing
-        elif not cert_validation:
-            assert found is not None
-            if not self.opts.keep_insecure:
-                self.fail(
-                    found[1].location,
-                    f"{found[0]}=ignore: raorch checks the host's certificate unless told "
-                    "insecure: true (without a check, anyone in the middle can pose as the "
-                    "host)",
-                    "give the CA that signed the WinRM certificates in the Ansible file "
-                    f"({names['ca_bundle'][-1]}) and drop 'ignore', or pass --keep-insecure "
-                    "to import it as insecure: true",
-                )
-                ok = False
-            else:
-                insecure = True
-                self.notes.add(
-                    "insecure-cert",
-                    found[1].location,
-                    f"{found[0]}=ignore imported as cert_validation: false, insecure: true "
-                    "(--keep-insecure)",
-                    "raorch warns about these hosts on every run",
-                )
-        if auth is AuthMethod.BASIC and scheme is Scheme.HTTP:
-            where = self._get(v, names["auth"])
-            location = where[1].location if where else self.inv.hosts[name].location
-            if not self.opts.keep_insecure:
-                self.fail(
-                    location,
-                    f"host {name}: Basic authentication over plain http sends the password in "
-                    "clear text" + ("" if where else " (winrm's default transport for this host)"),
-                    "use https, or ntlm / kerberos (ansible_winrm_transport / "
-                    "ansible_psrp_auth), or pass --keep-insecure to import it as insecure: true",
-                )
-                ok = False
-            else:
-                insecure = True
-                self.notes.add(
-                    "insecure-basic",
-                    location,
-                    "Basic over http imported as insecure: true (--keep-insecure)",
-                    "raorch warns about these hosts on every run",
-                )
-
-        ca_bundle = None
-        found = pick("ca_bundle")
-        # Kept for an http host too (where it is not used), so that hosts of a group that
-        # names one CA share it in defaults; not with 'ignore', which Ansible says ignores it.
-        if found is not None and cert_validation:
-            ca_bundle = self._path(found[0], found[1], "CERTIFICATE")
-            ok = ok and ca_bundle is not None
-
-        if auth is AuthMethod.CERTIFICATE:
-            if scheme is not Scheme.HTTPS:
-                self.fail(
-                    self.inv.hosts[name].location,
-                    f"host {name}: certificate authentication needs https",
-                    "set the scheme / protocol to https",
-                )
-                ok = False
-            if not (cert_given and key_given):
-                self.fail(
-                    self.inv.hosts[name].location,
-                    f"host {name}: certificate authentication needs the certificate and its key",
-                    f"set {names['certificate_pem'][0]} and {names['certificate_key_pem'][0]}",
-                )
-                ok = False
-
-        timeouts: dict[str, float] = {}
-        for option in ("connect_timeout", "operation_timeout"):
-            found = pick(option)
-            if found is not None:
-                number = self._number(found[0], found[1], 1, 86400)
-                if number is None:
-                    ok = False
-                else:
-                    timeouts[option] = number
-
-        self._passwords(v, user, used)
-        self._leftovers(v, used)
-        if not ok:
+            return self.opts.assume_connection
+        text = self._text("ansible_connection", conn_var)
+        if text is None:
             return None
-        if user is None and auth is not AuthMethod.CERTIFICATE:
-            if self.opts.user is None:
-                self.no_user.append(name)
-                return None
-            user = self.opts.user
-            origins["user"] = Origin("--user")
-        assert port is not None  # every branch above gives the port a value
-        connection = DraftConnection(
-            scheme=scheme,
-            port=port,
-            auth=auth,
-            cert_validation=cert_validation,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-            connect_timeout=timeouts.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-            operation_timeout=timeouts.get("operation_timeout", DEFAULT_OPERATION_TIMEOUT),
-            certificate_pem=cert_pem if auth is AuthMethod.CERTIFICATE else None,
-            certificate_key_pem=key_pem if auth is AuthMethod.CERTIFICATE else None,
-        )
-        host = self.inv.hosts[name]
-        first_group = next((g for g in host.groups if g not in (ALL, UNGROUPED)), None)
-        return DraftHost(
-            name=name,
-            address=address,
-            connection=connection,
-            username=user,
-            password=None,  # set once every account is known
-            origin=Origin.at(host.location, f"[{first_group or UNGROUPED}] ({kind})"),
-            field_origins={k: o for k, o in origins.items() if k not in ("address", "user")},
-            group=first_group,
-        )
+        kind = text.strip().removeprefix("ansible.builtin.")
+        if kind not in CONNECTIONS:
+            self.skipped.setdefault(f"ansible_connection={kind}", []).append(name)
+            return None
+        return kind
 
     def _winrm_auth(
         self, found: tuple[str, Var] | None, user: str | None, has_cert: bool
@@ -644,6 +416,305 @@ class _Mapper:
             )
 
 
+class _HostReader:
+    """One host's variables read as its connection plugin (``kind``) reads them, step by step.
+
+    Each step reads its option through ``pick``, which records the names the plugin reads
+    (``used``: ``_leftovers`` reports the others) and where the value came from (``origins``:
+    the output's comments). A step that finds a wrong value reports it, clears ``ok`` and
+    returns a stand-in, and the reading goes on: one import reports every problem of a host.
+    """
+
+    def __init__(self, mapper: _Mapper, name: str, kind: str, v: dict[str, Var]) -> None:
+        self.m = mapper  # the import's readers of values, its problems and notices
+        self.name = name
+        self.kind = kind
+        self.v = v
+        self.names = _NAMES[kind]
+        self.origins: dict[str, Origin] = {}
+        self.used: set[str] = {"ansible_connection", "ansible_group_priority"}
+        self.ok = True
+
+    def read(self) -> DraftHost | None:
+        """The host's draft; None when a value is wrong or no account is known."""
+        address = self.address()
+        user = self.user()
+        port = self.port()
+        scheme_text = self.scheme_text()
+        cert_given, cert_pem = self.pem_file("certificate_pem", "CERTIFICATE")
+        key_given, key_pem = self.pem_file("certificate_key_pem", "PRIVATE KEY")
+        scheme, port = _scheme_and_port(self.kind, scheme_text, port)
+        auth = self.auth(user, cert_given)
+        cert_validation, insecure_cert = self.cert_validation(scheme)
+        insecure_basic = self.basic_over_http(auth, scheme)
+        ca_bundle = self.ca_bundle(cert_validation)
+        if auth is AuthMethod.CERTIFICATE:
+            self.certificate_auth(scheme, cert_given and key_given)
+        timeouts = self.timeouts()
+        self.m._passwords(self.v, user, self.used)
+        self.m._leftovers(self.v, self.used)
+        if not self.ok:
+            return None
+        if user is None and auth is not AuthMethod.CERTIFICATE:
+            user = self.user_from_options()
+            if user is None:
+                return None
+        connection = DraftConnection(
+            scheme=scheme,
+            port=port,
+            auth=auth,
+            cert_validation=cert_validation,
+            ca_bundle=ca_bundle,
+            insecure=insecure_cert or insecure_basic,
+            connect_timeout=timeouts.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            operation_timeout=timeouts.get("operation_timeout", DEFAULT_OPERATION_TIMEOUT),
+            certificate_pem=cert_pem if auth is AuthMethod.CERTIFICATE else None,
+            certificate_key_pem=key_pem if auth is AuthMethod.CERTIFICATE else None,
+        )
+        return self.draft(address, user, connection)
+
+    def pick(self, option: str) -> tuple[str, Var] | None:
+        """The variable that sets ``option`` (the later name of the plugin's list wins)."""
+        found = self.m._get(self.v, self.names.get(option, ()))
+        for n in self.names.get(option, ()):
+            self.used.add(n)
+        if found is not None:
+            self.origins[option] = Origin(_short(found[1]), _scoped(*found))
+        return found
+
+    def address(self) -> str:
+        found = self.pick("address")
+        if found is None:
+            return self.name
+        text = self.m._text(*found)
+        if text is None:
+            self.ok = False
+        elif not text.strip() or any(c.isspace() or ord(c) < 32 for c in text):
+            self.m.fail(found[1].location, f"{found[0]} must be a host name or address", "")
+            self.ok = False
+        else:
+            return text
+        return self.name
+
+    def user(self) -> str | None:
+        found = self.pick("user")
+        if found is None:
+            return None
+        text = self.m._text(*found)
+        if text is None:
+            self.ok = False
+            return None
+        if (
+            not text.strip()
+            or text != text.strip()
+            or any(ord(c) < 32 for c in text)
+            or re.search(r"\s[#;]", text)
+        ):
+            self.m.fail(
+                found[1].location,
+                f"{found[0]} must be an account name, without spaces around it or a "
+                "comment after it",
+                "a ' # comment' after a value in a :vars section is part of the value in "
+                "Ansible: move the comment to its own line",
+            )
+            self.ok = False
+            return None
+        return text
+
+    def port(self) -> int | None:
+        found = self.pick("port")
+        if found is None:
+            return None
+        number = self.m._number(found[0], found[1], 1, 65535)
+        if number is None or number != int(number):
+            self.ok = False
+            if number is not None:
+                self.m.fail(found[1].location, f"{found[0]} must be a whole number", "")
+            return None
+        return int(number)
+
+    def scheme_text(self) -> str | None:
+        """``http`` or ``https`` when set: the plugin defaults it from the port."""
+        found = self.pick("scheme")
+        if found is None:
+            return None
+        text = self.m._choice(found[0], found[1], ("http", "https"))
+        if text is None:
+            self.ok = False
+        return text
+
+    def pem_file(self, option: str, kind: str) -> tuple[bool, str | None]:
+        """Whether ``option`` is set, and its file once checked to hold a PEM ``kind``."""
+        found = self.pick(option)
+        if found is None:
+            return False, None
+        return True, self.pem_path(found, kind)
+
+    def pem_path(self, found: tuple[str, Var], kind: str) -> str | None:
+        path = self.m._path(found[0], found[1], kind)
+        self.ok = self.ok and path is not None
+        return path
+
+    def auth(self, user: str | None, cert_given: bool) -> AuthMethod:
+        """The authentication method. A wrong value leaves psrp's default, negotiate, or
+        Basic for winrm, for the checks that follow."""
+        found = self.pick("auth")
+        if self.kind == "psrp":
+            if found is None:
+                return AuthMethod.NEGOTIATE  # psrp.py: auth defaults to negotiate
+            chosen = self.m._choice(found[0], found[1], tuple(_PSRP_AUTH))
+            if chosen is None:
+                self.ok = False
+                return AuthMethod.NEGOTIATE
+            return _PSRP_AUTH[chosen]
+        auth = self.m._winrm_auth(found, user, cert_given)
+        if auth is None:
+            self.ok = False
+            return AuthMethod.BASIC
+        return auth
+
+    def cert_validation(self, scheme: Scheme) -> tuple[bool, bool]:
+        """Whether the host's certificate is checked, and whether the host is imported as
+        insecure because it is not (``ignore`` with ``--keep-insecure``)."""
+        validate = True
+        found = self.pick("cert_validation")
+        if found is not None:
+            validate = self.validation_setting(found)
+        if scheme is Scheme.HTTP:
+            return True, False  # no certificate over http: the setting means nothing
+        if validate:
+            return True, False
+        assert found is not None
+        insecure = self.insecure(
+            "insecure-cert",
+            found[1].location,
+            f"{found[0]}=ignore: raorch checks the host's certificate unless told "
+            "insecure: true (without a check, anyone in the middle can pose as the "
+            "host)",
+            "give the CA that signed the WinRM certificates in the Ansible file "
+            f"({self.names['ca_bundle'][-1]}) and drop 'ignore', or pass --keep-insecure "
+            "to import it as insecure: true",
+            f"{found[0]}=ignore imported as cert_validation: false, insecure: true "
+            "(--keep-insecure)",
+        )
+        return False, insecure
+
+    def validation_setting(self, found: tuple[str, Var]) -> bool:
+        """``validate`` / ``ignore`` (or a YAML boolean); a wrong value validates."""
+        value = found[1].value
+        if isinstance(value, bool):
+            return value
+        chosen = self.m._choice(found[0], found[1], ("validate", "ignore"))
+        if chosen is None:
+            self.ok = False
+            return True
+        return chosen == "validate"
+
+    def basic_over_http(self, auth: AuthMethod, scheme: Scheme) -> bool:
+        """Whether the host is imported as insecure for sending Basic over http."""
+        if auth is not AuthMethod.BASIC or scheme is not Scheme.HTTP:
+            return False
+        where = self.m._get(self.v, self.names["auth"])
+        return self.insecure(
+            "insecure-basic",
+            where[1].location if where else self.m.inv.hosts[self.name].location,
+            f"host {self.name}: Basic authentication over plain http sends the password in "
+            "clear text" + ("" if where else " (winrm's default transport for this host)"),
+            "use https, or ntlm / kerberos (ansible_winrm_transport / "
+            "ansible_psrp_auth), or pass --keep-insecure to import it as insecure: true",
+            "Basic over http imported as insecure: true (--keep-insecure)",
+        )
+
+    def insecure(self, key: str, location: Location, refusal: str, hint: str, note: str) -> bool:
+        """A setting raorch refuses without ``insecure: true``: an error, or with
+        ``--keep-insecure`` a notice and True (the host is imported as insecure)."""
+        if not self.m.opts.keep_insecure:
+            self.m.fail(location, refusal, hint)
+            self.ok = False
+            return False
+        self.m.notes.add(key, location, note, "raorch warns about these hosts on every run")
+        return True
+
+    def ca_bundle(self, cert_validation: bool) -> str | None:
+        found = self.pick("ca_bundle")
+        # Kept for an http host too (where it is not used), so that hosts of a group that
+        # names one CA share it in defaults; not with 'ignore', which Ansible says ignores it.
+        if found is None or not cert_validation:
+            return None
+        return self.pem_path(found, "CERTIFICATE")
+
+    def certificate_auth(self, scheme: Scheme, pair_given: bool) -> None:
+        """Certificate authentication needs https and the certificate with its key."""
+        location = self.m.inv.hosts[self.name].location
+        if scheme is not Scheme.HTTPS:
+            self.m.fail(
+                location,
+                f"host {self.name}: certificate authentication needs https",
+                "set the scheme / protocol to https",
+            )
+            self.ok = False
+        if not pair_given:
+            self.m.fail(
+                location,
+                f"host {self.name}: certificate authentication needs the certificate and its key",
+                f"set {self.names['certificate_pem'][0]} and "
+                f"{self.names['certificate_key_pem'][0]}",
+            )
+            self.ok = False
+
+    def timeouts(self) -> dict[str, float]:
+        """The timeouts set (winrm has no connect timeout: raorch's default stays)."""
+        timeouts: dict[str, float] = {}
+        for option in ("connect_timeout", "operation_timeout"):
+            found = self.pick(option)
+            if found is not None:
+                number = self.m._number(found[0], found[1], 1, 86400)
+                if number is None:
+                    self.ok = False
+                else:
+                    timeouts[option] = number
+        return timeouts
+
+    def user_from_options(self) -> str | None:
+        """``--user`` for a host without an account; None (the host counted) without one."""
+        if self.m.opts.user is None:
+            self.m.no_user.append(self.name)
+            return None
+        self.origins["user"] = Origin("--user")
+        return self.m.opts.user
+
+    def draft(self, address: str, user: str | None, connection: DraftConnection) -> DraftHost:
+        host = self.m.inv.hosts[self.name]
+        first_group = next((g for g in host.groups if g not in (ALL, UNGROUPED)), None)
+        return DraftHost(
+            name=self.name,
+            address=address,
+            connection=connection,
+            username=user,
+            password=None,  # set once every account is known
+            origin=Origin.at(host.location, f"[{first_group or UNGROUPED}] ({self.kind})"),
+            field_origins={k: o for k, o in self.origins.items() if k not in ("address", "user")},
+            group=first_group,
+        )
+
+
+def _scheme_and_port(kind: str, scheme_text: str | None, port: int | None) -> tuple[Scheme, int]:
+    """The scheme and port the plugin connects with: each defaults from the other."""
+    if kind == "psrp":
+        # psrp.py, _build_kwargs: protocol and port default from each other.
+        if scheme_text is None:
+            if port is None:
+                return Scheme.HTTPS, 5986
+            return (Scheme.HTTP if port == 5985 else Scheme.HTTPS), port
+        scheme = Scheme(scheme_text)
+        return scheme, port if port is not None else DEFAULT_PORTS[scheme]
+    # winrm.py: port defaults to 5986; scheme http only for port 5985.
+    port = port if port is not None else 5986
+    if scheme_text:
+        return Scheme(scheme_text), port
+    return (Scheme.HTTP if port == 5985 else Scheme.HTTPS), port
+
+
 def _domain_of(user: str) -> str | None:
     if "\\" in user:
         domain = user.split("\\", 1)[0].strip()
@@ -671,31 +742,68 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
     """Read an Ansible inventory into a draft. Raises ``InputError`` with every problem found
     (located in the Ansible files); the result's notices are the warnings to show."""
     inv = read_inventory(path, options.fmt)
-    chosen = list(inv.hosts)
-    if options.groups:
-        unknown = [g for g in options.groups if g not in inv.groups]
-        if unknown:
-            known = sorted(set(inv.groups) - {ALL, UNGROUPED})
-            raise InputError(
-                [
-                    Problem(
-                        Location("--group"),
-                        f"no group {g!r} in {inv.file}",
-                        f"groups: {', '.join(known) or '(none)'}",
-                    )
-                    for g in unknown
-                ]
-            )
-        members: set[str] = set()
-        for g in options.groups:
-            members |= inv.members(g)
-        chosen = [h for h in chosen if h in members]
-
+    chosen = _chosen_hosts(inv, options.groups)
     mapper = _Mapper(inv, options)
+    hosts = _mapped_hosts(mapper, chosen)
+    counts = Counter(h.username for h in hosts if h.username is not None)
+    refs = _password_refs([a for a, _ in counts.most_common()], options.password_ref)
+    hosts = [h if h.username is None else replace(h, password=refs[h.username]) for h in hosts]
+    domains, domains_origin = _domains(options.domains, counts, hosts)
+    groups = _draft_groups(inv, hosts)
+    proposal = propose(options.waves, [(h.name, h.group) for h in hosts])
+    notices: list[Notice] = [*inv.notices, *mapper.notes.notices(), *_left_out(mapper)]
+    if hosts:
+        notices += proposal.notices()
+    draft = InventoryDraft(
+        header=(
+            f"Imported by `{options.command}` from {inv.file}.",
+            "Review before use: the waves and their gates are a proposal; passwords were not",
+            "copied (each account's password comes from the reference under credentials).",
+            "Each host's comment says where it is defined in the Ansible inventory.",
+        ),
+        domains=domains,
+        hosts=tuple(hosts),
+        groups=tuple(groups),
+        waves=proposal.waves,
+        playbook=options.playbook,
+        domains_origin=domains_origin,
+    )
+    summary = _summary(mapper, hosts, groups, proposal, counts, refs)
+    notices.sort(key=lambda n: (n.location.file, n.location.line or 0))
+    return ImportResult(draft, tuple(notices), tuple(summary))
+
+
+def _chosen_hosts(inv: AnsibleInventory, groups: tuple[str, ...]) -> list[str]:
+    """The hosts to import: all, or the members of ``--group`` (an unknown one is an error)."""
+    chosen = list(inv.hosts)
+    if not groups:
+        return chosen
+    unknown = [g for g in groups if g not in inv.groups]
+    if unknown:
+        known = sorted(set(inv.groups) - {ALL, UNGROUPED})
+        raise InputError(
+            [
+                Problem(
+                    Location("--group"),
+                    f"no group {g!r} in {inv.file}",
+                    f"groups: {', '.join(known) or '(none)'}",
+                )
+                for g in unknown
+            ]
+        )
+    members: set[str] = set()
+    for g in groups:
+        members |= inv.members(g)
+    return [h for h in chosen if h in members]
+
+
+def _mapped_hosts(mapper: _Mapper, chosen: list[str]) -> list[DraftHost]:
+    """The drafts of the chosen hosts; ``InputError`` with every problem of every host, in
+    file order, and one for the hosts without an account."""
     hosts = [h for h in (mapper.host(name) for name in chosen) if h is not None]
     problems = list(mapper.problems)
     if mapper.no_user:
-        first = inv.hosts[mapper.no_user[0]].location
+        first = mapper.inv.hosts[mapper.no_user[0]].location
         shown = ", ".join(mapper.no_user[:5]) + (
             f", +{len(mapper.no_user) - 5}" if len(mapper.no_user) > 5 else ""
         )
@@ -708,32 +816,17 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         )
     if problems:
         raise InputError(sorted(problems, key=lambda p: (p.location.file, p.location.line or 0)))
+    return hosts
 
-    notices: list[Notice] = list(inv.notices)
-    counts = Counter(h.username for h in hosts if h.username is not None)
-    refs = _password_refs([a for a, _ in counts.most_common()], options.password_ref)
-    hosts = [
-        h
-        if h.username is None
-        else DraftHost(
-            name=h.name,
-            address=h.address,
-            connection=h.connection,
-            username=h.username,
-            password=refs[h.username],
-            origin=h.origin,
-            field_origins=h.field_origins,
-            group=h.group,
-        )
-        for h in hosts
-    ]
 
-    domains = options.domains
-    domains_origin = "--domain"
-    if not domains:
-        derived = [d for d in (_domain_of(u) for u in counts) if d is not None]
-        domains = tuple(dict.fromkeys(derived))
-        domains_origin = "from the account names: check them (the hosts' domains, --domain)"
+def _domains(
+    given: tuple[str, ...], accounts: Counter[str], hosts: list[DraftHost]
+) -> tuple[tuple[str, ...], str]:
+    """The domains and where they come from: ``--domain``, else the accounts' domains."""
+    if given:
+        return given, "--domain"
+    derived = [d for d in (_domain_of(u) for u in accounts) if d is not None]
+    domains = tuple(dict.fromkeys(derived))
     if hosts and not domains:
         raise InputError(
             [
@@ -744,8 +837,13 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
                 )
             ]
         )
+    return domains, "from the account names: check them (the hosts' domains, --domain)"
 
-    notices += mapper.notes.notices()
+
+def _left_out(mapper: _Mapper) -> list[Notice]:
+    """A notice per reason hosts were left out, and one naming the variables not imported
+    that are not Ansible's."""
+    notices: list[Notice] = []
     for reason, names in mapper.skipped.items():
         shown = ", ".join(names[:5]) + (f", +{len(names) - 5}" if len(names) > 5 else "")
         hint = (
@@ -755,7 +853,7 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         )
         notices.append(
             Problem(
-                inv.hosts[names[0]].location,
+                mapper.inv.hosts[names[0]].location,
                 f"{len(names)} host(s) left out, {reason}: {shown}",
                 hint,
             )
@@ -764,12 +862,16 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         names = sorted(mapper.other_vars)
         notices.append(
             Problem(
-                Location(inv.file),
+                Location(mapper.inv.file),
                 f"variables that are not connection settings, not imported: {', '.join(names)}",
                 "",
             )
         )
+    return notices
 
+
+def _draft_groups(inv: AnsibleInventory, hosts: list[DraftHost]) -> list[DraftGroup]:
+    """The Ansible groups with an imported member (``all`` and ``ungrouped`` aside)."""
     imported = {h.name for h in hosts}
     groups = []
     for gname, group in inv.groups.items():
@@ -786,31 +888,18 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
                 note=f"children: {', '.join(group.children)}" if group.children else "",
             )
         )
+    return groups
 
-    proposal = propose(options.waves, [(h.name, h.group) for h in hosts])
-    for dropped in proposal.dropped if hosts else ():
-        notices.append(
-            Problem(
-                Location("--waves"),
-                f"wave {dropped!r} would have no host: not written",
-                "fewer waves, or larger shares, for a fleet this size",
-            )
-        )
 
-    draft = InventoryDraft(
-        header=(
-            f"Imported by `{options.command}` from {inv.file}.",
-            "Review before use: the waves and their gates are a proposal; passwords were not",
-            "copied (each account's password comes from the reference under credentials).",
-            "Each host's comment says where it is defined in the Ansible inventory.",
-        ),
-        domains=domains,
-        hosts=tuple(hosts),
-        groups=tuple(groups),
-        waves=proposal.waves,
-        playbook=options.playbook,
-        domains_origin=domains_origin,
-    )
+def _summary(
+    mapper: _Mapper,
+    hosts: list[DraftHost],
+    groups: list[DraftGroup],
+    proposal: Proposal,
+    accounts: Counter[str],
+    refs: dict[str, SecretRef],
+) -> list[str]:
+    """The summary lines: counts, the waves, each account and where its password comes from."""
     by_kind = Counter(h.origin.what.rsplit("(", 1)[-1].rstrip(")") for h in hosts)
     left_out = sum(len(v) for v in mapper.skipped.values())
     summary = [
@@ -818,12 +907,10 @@ def import_ansible(path: Path, options: AnsibleOptions) -> ImportResult:
         + ", ".join(f"{k}: {n}" for k, n in sorted(by_kind.items()))
         + f"), {left_out} left out",
         f"groups: {len(groups)}",
-        "waves: "
-        + ", ".join(f"{w.name} ({'the rest' if w.rest else len(w.hosts)})" for w in proposal.waves),
+        proposal.summary(),
     ]
-    for account, n in counts.most_common():
+    for account, n in accounts.most_common():
         summary.append(f"account {account}: {n} host(s), password from {refs[account]}")
     if mapper.passwords_seen:
         summary.append("passwords in the Ansible files: not copied (see the warnings)")
-    notices.sort(key=lambda n: (n.location.file, n.location.line or 0))
-    return ImportResult(draft, tuple(notices), tuple(summary))
+    return summary

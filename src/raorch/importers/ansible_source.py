@@ -353,68 +353,99 @@ def literal(text: str) -> Any:
 
 
 def read_ini(text: str, file: str) -> AnsibleInventory:
-    inv = AnsibleInventory(file)
-    problems: list[Problem] = []
-    pending: dict[str, tuple[str, Location, list[str]]] = {}  # group -> (state, where, parents)
-    group, state = UNGROUPED, "hosts"
-    declared: set[str] = {ALL, UNGROUPED}  # always there (intro_inventory.rst)
+    reader = _IniReader(file)
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        here = Location(file, number)
+        reader.line(raw.strip(), Location(file, number))
+    problems = reader.problems + _undefined_groups(reader.pending, reader.declared)
+    if problems:
+        raise InputError(problems)
+    return reader.inv
+
+
+class _IniReader:
+    """An INI inventory read line by line, its problems gathered to be reported together.
+
+    A group may be named (by ``[NAME:vars]``, or under ``[PARENT:children]``) before its own
+    section defines it: ``pending`` keeps the first such place, ``_undefined_groups`` reports
+    the groups never defined.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.inv = AnsibleInventory(file)
+        self.problems: list[Problem] = []
+        # group -> (state, where, parents)
+        self.pending: dict[str, tuple[str, Location, list[str]]] = {}
+        self.group, self.state = UNGROUPED, "hosts"
+        self.declared: set[str] = {ALL, UNGROUPED}  # always there (intro_inventory.rst)
+
+    def line(self, line: str, here: Location) -> None:
         if not line or line[0] in "#;":
-            continue
+            return
         m = _SECTION.match(line)
         if m:
-            group, state = m.group(1), m.group(2) or "hosts"
-            if state not in ("hosts", "children", "vars"):
-                problems.append(
-                    Problem(
-                        here,
-                        f"section [{group}:{state}] has an unknown type {state!r}",
-                        "a section is [NAME], [NAME:vars] or [NAME:children]",
-                    )
-                )
-                state = "skip"
-                continue
-            inv.group(group, here if state != "vars" else None)
-            if state != "vars":
-                declared.add(group)
-                pending.pop(group, None)
-            elif group not in declared and group not in pending:
-                pending[group] = ("vars", here, [])
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            problems.append(
+            self.section(m.group(1), m.group(2) or "hosts", here)
+        elif line.startswith("[") and line.endswith("]"):
+            self.problems.append(
                 Problem(
                     here,
                     f"invalid section {line!r}",
                     "no spaces inside the brackets: [NAME], [NAME:vars] or [NAME:children]",
                 )
             )
-            state = "skip"
-            continue
-        try:
-            if state == "hosts":
-                _ini_host_line(inv, line, group, here)
-            elif state == "vars":
-                key, eq, value = line.partition("=")
-                if not eq or not key.strip():
-                    raise _fail(
-                        here, "expected key=value in a :vars section", "one variable per line"
-                    )
-                scope = f"[{group}:vars]"
-                inv.group(group, None).vars[key.strip()] = Var(literal(value.strip()), here, scope)
-            elif state == "children":
-                gm = _GROUP_NAME.match(line)
-                if not gm:
-                    raise _fail(here, f"expected a group name, got {line!r}", "one group per line")
-                child = gm.group(1)
-                if child not in declared:
-                    entry = pending.setdefault(child, ("children", here, []))
-                    entry[2].append(group)
-                inv.add_child(group, child, here)
-        except InputError as exc:
-            problems.extend(exc.problems)
+            self.state = "skip"
+        else:
+            try:
+                self.content(line, here)
+            except InputError as exc:
+                self.problems.extend(exc.problems)
+
+    def section(self, group: str, state: str, here: Location) -> None:
+        self.group, self.state = group, state
+        if state not in ("hosts", "children", "vars"):
+            self.problems.append(
+                Problem(
+                    here,
+                    f"section [{group}:{state}] has an unknown type {state!r}",
+                    "a section is [NAME], [NAME:vars] or [NAME:children]",
+                )
+            )
+            self.state = "skip"
+            return
+        self.inv.group(group, here if state != "vars" else None)
+        if state != "vars":
+            self.declared.add(group)
+            self.pending.pop(group, None)
+        elif group not in self.declared and group not in self.pending:
+            self.pending[group] = ("vars", here, [])
+
+    def content(self, line: str, here: Location) -> None:
+        """A line of the current section: a host, a variable or a child group."""
+        if self.state == "hosts":
+            _ini_host_line(self.inv, line, self.group, here)
+        elif self.state == "vars":
+            key, eq, value = line.partition("=")
+            if not eq or not key.strip():
+                raise _fail(here, "expected key=value in a :vars section", "one variable per line")
+            scope = f"[{self.group}:vars]"
+            self.inv.group(self.group, None).vars[key.strip()] = Var(
+                literal(value.strip()), here, scope
+            )
+        elif self.state == "children":
+            gm = _GROUP_NAME.match(line)
+            if not gm:
+                raise _fail(here, f"expected a group name, got {line!r}", "one group per line")
+            child = gm.group(1)
+            if child not in self.declared:
+                entry = self.pending.setdefault(child, ("children", here, []))
+                entry[2].append(self.group)
+            self.inv.add_child(self.group, child, here)
+
+
+def _undefined_groups(
+    pending: dict[str, tuple[str, Location, list[str]]], declared: set[str]
+) -> list[Problem]:
+    """A problem for each group named but never defined by a section of its own."""
+    problems: list[Problem] = []
     for name, (kind, where, parents) in pending.items():
         if name in declared:
             continue
@@ -436,9 +467,7 @@ def read_ini(text: str, file: str) -> AnsibleInventory:
                     + _did_you_mean(name, declared),
                 )
             )
-    if problems:
-        raise InputError(problems)
-    return inv
+    return problems
 
 
 def _did_you_mean(name: str, known: set[str]) -> str:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from raorch.importers.draft import DraftWave
+from raorch.importers.draft import DraftWave, Notice
 from raorch.models.errors import InputError, Location, Problem
 from raorch.models.inventory import WAVE_NAME
 
@@ -110,6 +110,24 @@ def spread(hosts: Sequence[tuple[str, str | None]]) -> list[str]:
 class Proposal:
     waves: tuple[DraftWave, ...]
     dropped: tuple[str, ...]  # waves left without a host
+
+    def notices(self) -> list[Notice]:
+        """A warning for each wave left without a host (the importers say so only when some
+        host was imported: with none, every wave is empty)."""
+        return [
+            Problem(
+                Location("--waves"),
+                f"wave {dropped!r} would have no host: not written",
+                "fewer waves, or larger shares, for a fleet this size",
+            )
+            for dropped in self.dropped
+        ]
+
+    def summary(self) -> str:
+        """The waves line of an import's summary: each wave and its size."""
+        return "waves: " + ", ".join(
+            f"{w.name} ({'the rest' if w.rest else len(w.hosts)})" for w in self.waves
+        )
 
 
 def propose(shares: Sequence[WaveShare], hosts: Sequence[tuple[str, str | None]]) -> Proposal:
