@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raorch.lab.tls import write_dc_certificates
+
 REALM = "CORP.RAORCH.TEST"
 NETBIOS_DOMAIN = "CORP"
 DC_HOST_NAME = "dc1"
@@ -249,6 +251,7 @@ class SambaDC:
             conf=False,
         )
         self.krb5_conf.write_text(krb5_conf_text(self.realm))
+        write_dc_certificates(self.ca_file.parent, self.dc_fqdn)
         fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(self.admin_password)
