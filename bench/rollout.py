@@ -26,10 +26,15 @@ computed within each run, then their median taken. The last line is the headline
 
 ``--workers W`` measures raorch with workers per site instead (issue 20), in one run: a fresh
 lab whose hosts are dealt to S sites in turn, W ``raorch worker`` processes dealt to the sites in
-turn (K hosts at a time each), the controller ``raorch rollout --broker``; the controller's own
-CPU per host, the workers' CPU per host (summed, less what an idle worker spends starting and
-stopping), and hosts per second. The broker: ``--broker URL``, else a RabbitMQ of its own on
-loopback (tests/integration/rabbitmq.py: Debian's rabbitmq-server, as root).
+turn (K hosts at a time each), the controller ``raorch rollout --broker`` wave by wave; the
+controller's own CPU per host (all of it, and less its start: a rerun of the last wave with
+nothing left to do), the workers' CPU per host (summed, read from /proc from the first wave's
+start to the last one's end, and with their start and stop), hosts per second, peak RSS of
+each, the lab's and the broker's CPU; then the in-process engine (``raorch rollout`` without
+``--broker``) on a fresh lab of the same fleet, unless ``--skip in-process``. W must be at
+least S (a site without a worker would hold its hosts until their deadline). The broker:
+``--broker URL``, else a RabbitMQ of its own on loopback (tests/integration/rabbitmq.py:
+Debian's rabbitmq-server, as root).
 """
 
 from __future__ import annotations
@@ -339,8 +344,14 @@ class WorkersSample:
     wall: float  # the controller's runs
     controller_cpu: float
     workers_cpu: float  # summed, their start and stop included
-    idle_worker_cpu: float  # one idle worker's start and stop
+    workers_run_cpu: float  # summed, from the first wave's start to the last one's end
+    controller_start_cpu: float  # a rerun of the last wave with nothing left to do
     errors: int
+    controller_rss_mb: float = 0.0  # the largest of the controller's runs (one per wave)
+    worker_rss_mb: tuple[float, ...] = ()  # each worker's peak
+    lab_cpu: float = 0.0  # the lab's CPU over the controller's runs
+    broker_cpu: float | None = None  # RabbitMQ's VM over the same span (its own broker only)
+    waves: tuple[tuple[str, int, float], ...] = ()  # (wave, hosts done, wall s)
 
     def per_host_ms(self, seconds: float) -> float:
         return seconds / self.hosts * 1000
@@ -350,7 +361,7 @@ def _broker(args: argparse.Namespace) -> Any:
     import contextlib
 
     if args.broker:
-        return contextlib.nullcontext(args.broker)
+        return contextlib.nullcontext((args.broker, None))
 
     @contextlib.contextmanager
     def own() -> Any:
@@ -362,7 +373,7 @@ def _broker(args: argparse.Namespace) -> Any:
             raise SystemExit(f"--workers needs a broker: --broker URL, or {missing}")
         server = rabbitmq.start()
         try:
-            yield server.url
+            yield server.url, server._vm_pid()
         finally:
             server.stop()
 
@@ -386,18 +397,30 @@ def _start_worker(site: str, url: str, concurrency: int, env: dict[str, str], ou
     return proc
 
 
-def _stop_worker(proc: Any) -> float:
-    """SIGTERM (Celery's warm shutdown), then its own CPU from ``os.wait4``."""
+def _stop_worker(proc: Any) -> tuple[float, float]:
+    """SIGTERM (Celery's warm shutdown), then its own CPU (s) and peak RSS (MB) from
+    ``os.wait4``."""
     proc.send_signal(signal.SIGTERM)
     _, _, usage = os.wait4(proc.pid, 0)
-    return float(usage.ru_utime + usage.ru_stime)
+    return float(usage.ru_utime + usage.ru_stime), usage.ru_maxrss / 1024
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """A process's user + system CPU (s) from /proc (the broker's VM is not our child)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_workers(args: argparse.Namespace) -> WorkersSample:
     import yaml
 
     sites = [f"site{i + 1}" for i in range(args.sites)]
-    with _broker(args) as url, lab_context(args, args.latency_ms) as lab:
+    with _broker(args) as (url, broker_pid), lab_context(args, args.latency_ms) as lab:
         state = Path(lab.state_dir)
         data = yaml.safe_load(Path(lab.inventory_path).read_text(encoding="utf-8"))
         names = list(data["hosts"])
@@ -410,22 +433,30 @@ def measure_workers(args: argparse.Namespace) -> WorkersSample:
         inventory.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         waves = [w["name"] for w in data["waves"]]
         env = child_env(RAORCH_LAB_PASSWORD=lab.password, RAORCH_HOME=str(state / "raorch-home"))
-        # What an idle worker spends starting and stopping (Celery's imports, the broker).
-        idle = _stop_worker(_start_worker(sites[0], url, 1, env, state / "idle-worker.out"))
         workers = []
         for i in range(args.workers):
             log = state / f"worker-{i}.out"
             site = sites[i % len(sites)]
             workers.append(_start_worker(site, url, args.worker_concurrency, env, log))
-        wall = cpu = 0.0
+        wall = cpu = rss = 0.0
         errors = 0
+        per_wave: list[tuple[str, int, float]] = []
+        lab_before = lab.stats()["cpu_seconds"]
+        broker_before = _process_cpu(broker_pid)
+        # The workers' CPU while the controller runs (read from /proc: their start and stop,
+        # Celery's imports and connections, are left out without guessing them).
+        workers_before = [_process_cpu(w.pid) or 0.0 for w in workers]
+
+        def rollout(wave: str) -> ChildRun:
+            cmd = [sys.executable, "-m", "raorch", "rollout", "--inventory", str(inventory)]
+            cmd += ["--wave", wave, "--concurrency", str(args.concurrency), "--broker", url]
+            cmd += ["--no-dashboard", "--json", "--deadline", "600"]
+            return run_child(cmd, env)
+
         try:
             for wave in waves:
-                cmd = [sys.executable, "-m", "raorch", "rollout", "--inventory", str(inventory)]
-                cmd += ["--wave", wave, "--concurrency", str(args.concurrency), "--broker", url]
-                cmd += ["--no-dashboard", "--json", "--deadline", "600"]
-                run = run_child(cmd, env)
-                wall, cpu = wall + run.wall, cpu + run.cpu
+                run = rollout(wave)
+                wall, cpu, rss = wall + run.wall, cpu + run.cpu, max(rss, run.maxrss_mb)
                 try:
                     summary = json.loads(run.stdout)
                 except ValueError:
@@ -436,16 +467,57 @@ def measure_workers(args: argparse.Namespace) -> WorkersSample:
                 errors += int(summary["counts"].get("failed", 0))
                 if summary["state"] != "done" or run.returncode != 0:
                     errors += 1
+                    print(
+                        f"wave {wave}: {summary['state']}, exit {run.returncode}", file=sys.stderr
+                    )
+                done = sum(int(v) for v in summary["counts"].values())
+                per_wave.append((wave, done, run.wall))
+                print(
+                    f"wave {wave}: {done} hosts {dict(summary['counts'])}, wall {run.wall:.1f} s, "
+                    f"controller CPU {run.cpu:.1f} s, RSS {run.maxrss_mb:.0f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            lab_cpu = lab.stats()["cpu_seconds"] - lab_before
+            broker_after = _process_cpu(broker_pid)
+            workers_run = sum(
+                (_process_cpu(w.pid) or 0.0) - b
+                for w, b in zip(workers, workers_before, strict=True)
+            )
+            # The controller's start and end without hosts (imports, the inventory, the journal,
+            # the broker's connection): the last wave again, every host of it done.
+            again = rollout(waves[-1])
+            if again.returncode != 0:
+                raise SystemExit(f"the rerun of wave {waves[-1]} failed:\n{again.stderr[-3000:]}")
         finally:
-            workers_cpu = sum(_stop_worker(w) for w in workers)
-    return WorkersSample(args.hosts, args.workers, wall, cpu, workers_cpu, idle, errors)
+            stopped = [_stop_worker(w) for w in workers]
+    broker_cpu = (
+        None if broker_before is None or broker_after is None else broker_after - broker_before
+    )
+    return WorkersSample(
+        args.hosts,
+        args.workers,
+        wall,
+        cpu,
+        sum(c for c, _ in stopped),
+        workers_run,
+        again.cpu,
+        errors,
+        rss,
+        tuple(r for _, r in stopped),
+        lab_cpu,
+        broker_cpu,
+        tuple(per_wave),
+    )
 
 
-def report_workers(args: argparse.Namespace, s: WorkersSample) -> None:
+def report_workers(
+    args: argparse.Namespace, s: WorkersSample, inproc: Sample | None = None
+) -> None:
     controller = s.per_host_ms(s.controller_cpu)
-    # The workers' own cost of the hosts: less what each spends starting and stopping idle
-    # (a small run is dominated by it; never below zero).
-    workers = s.per_host_ms(max(0.0, s.workers_cpu - s.idle_worker_cpu * s.workers))
+    # Less one start per wave (a small run is dominated by it; never below zero).
+    marginal = s.per_host_ms(max(0.0, s.controller_cpu - s.controller_start_cpu * len(s.waves)))
+    workers = s.per_host_ms(s.workers_run_cpu)
     raw = s.per_host_ms(s.workers_cpu)
     print()
     print(
@@ -453,20 +525,66 @@ def report_workers(args: argparse.Namespace, s: WorkersSample) -> None:
         f"hosts at a time each), controller concurrency {args.concurrency}, latency "
         f"{args.latency_ms:g} ms/request, waves {args.waves}, one run"
     )
-    print("| wall s | hosts/s | controller CPU ms/host | workers CPU ms/host (sum, less idle) "
-          "| workers CPU ms/host (sum, all) | idle worker CPU s | controller / workers CPU "
-          "| errors |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| wall s | hosts/s | controller CPU ms/host | controller less its starts "
+          "| workers CPU ms/host (sum, during the runs) | workers, with start and stop "
+          "| controller / workers CPU | controller less starts / workers | errors |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     ratio = controller / workers if workers else math.nan
+    ratio_marginal = marginal / workers if workers else math.nan
     print(
         f"| {fmt(s.wall)} | {fmt(s.hosts / s.wall, 1)} | {fmt(controller, 1)} "
-        f"| {fmt(workers, 1)} | {fmt(raw, 1)} | {fmt(s.idle_worker_cpu)} | {fmt(ratio)} "
-        f"| {s.errors} |"
+        f"| {fmt(marginal, 1)} | {fmt(workers, 1)} | {fmt(raw, 1)} | {fmt(ratio)} "
+        f"| {fmt(ratio_marginal)} | {s.errors} |"
     )
+    print(f"controller start (a rerun with nothing to do): {fmt(s.controller_start_cpu)} s CPU")
+    print()
+    rss = ", ".join(fmt(r, 0) for r in s.worker_rss_mb)
+    broker = "-" if s.broker_cpu is None else fmt(s.per_host_ms(s.broker_cpu), 1)
+    print(
+        "| controller peak RSS MB | workers' peak RSS MB | lab CPU ms/host | broker CPU ms/host |"
+    )
+    print("|---|---|---|---|")
+    print(f"| {fmt(s.controller_rss_mb, 0)} | {rss} | {fmt(s.per_host_ms(s.lab_cpu), 1)} "
+          f"| {broker} |")  # fmt: skip
+    if len(s.waves) > 1:
+        print()
+        print("| wave | hosts | wall s | hosts/s |")
+        print("|---|---|---|---|")
+        for name, done, wall in s.waves:
+            print(
+                f"| {name} | {done} | {fmt(wall)} | {fmt(done / wall if wall else math.nan, 1)} |"
+            )
+    tail = ""
+    if inproc is not None:
+        # The in-process engine (no workers) on a fresh lab of the same fleet, in the same run.
+        print()
+        print("in-process engine (raorch rollout without --broker), same fleet, same run:")
+        print(
+            "| wall s | hosts/s | controller CPU ms/host | peak RSS MB | lab CPU ms/host | errors |"
+        )
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| {fmt(inproc.wall)} | {fmt(inproc.hosts_per_s, 1)} "
+            f"| {fmt(inproc.cpu_ms_per_host, 1)} | {fmt(inproc.maxrss_mb, 0)} "
+            f"| {fmt(inproc.lab_cpu / inproc.hosts * 1000, 1)} | {inproc.errors} |"
+        )
+        print()
+        print("| ratio | value |")
+        print("|---|---|")
+        speed = (s.hosts / s.wall) / inproc.hosts_per_s
+        print(f"| workers / in-process: hosts per second | {fmt(speed)} |")
+        print(f"| controller with workers / in-process: CPU per host "
+              f"| {fmt(controller / inproc.cpu_ms_per_host)} |")  # fmt: skip
+        print(f"| workers (during the runs) / in-process: CPU per host "
+              f"| {fmt(workers / inproc.cpu_ms_per_host)} |")  # fmt: skip
+        tail = (
+            f"; in-process {fmt(inproc.hosts_per_s, 1)} hosts/s, "
+            f"{fmt(inproc.cpu_ms_per_host, 1)} ms CPU/host"
+        )
     print(
         f"headline: {fmt(s.hosts / s.wall, 1)} hosts/s with {s.workers} workers; controller "
         f"{fmt(controller, 1)} ms CPU/host, workers {fmt(workers, 1)} ms CPU/host "
-        f"(ratio {fmt(ratio)}); {s.errors} errors"
+        f"(ratio {fmt(ratio)}){tail}; {s.errors} errors"
     )
 
 
@@ -564,7 +682,11 @@ def main() -> None:
         help="hosts for the sequential baseline (default: enough for ~20 s); the per-setting "
         "baseline takes a fifth of them (at least 3)",
     )
-    p.add_argument("--skip", default="", help="comma-separated: floor,sequential,per-setting")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: floor,sequential,per-setting (with --workers: in-process)",
+    )
     p.add_argument("--workers", type=int, default=0, help="measure raorch with W workers")
     p.add_argument("--sites", type=int, default=2, help="with --workers: sites of the fleet")
     p.add_argument("--worker-concurrency", type=int, default=8, help="hosts per worker at once")
@@ -575,11 +697,33 @@ def main() -> None:
     if args.worker:
         worker_main(args.worker)
         return
-    if args.workers:
-        run_child([sys.executable, "-m", "raorch", "worker", "--help"])  # warm-up
-        report_workers(args, measure_workers(args))
-        return
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.workers:
+        if args.workers < args.sites:
+            # Workers are dealt to the sites in turn: a site without one would leave its hosts
+            # queued until their deadline (600 s), then failed.
+            p.error(
+                f"--workers {args.workers} leaves a site without a worker: give at least one "
+                f"per site (--workers >= --sites {args.sites}), or fewer --sites"
+            )
+        if skip - {"in-process"}:
+            p.error("with --workers, --skip takes only in-process")
+        run_child([sys.executable, "-m", "raorch", "worker", "--help"])  # warm-up
+        run_child([sys.executable, "-m", "raorch", "rollout", "--help"])
+        sample = measure_workers(args)
+        inproc = None
+        if "in-process" not in skip:
+            t = time.monotonic()
+            inproc = measure_raorch(args)
+            print(
+                f"in-process: {inproc.hosts} hosts, wall {inproc.wall:.2f} s, CPU "
+                f"{inproc.cpu_ms_per_host:.1f} ms/host, {inproc.errors} errors "
+                f"({time.monotonic() - t:.0f} s with lab start)",
+                file=sys.stderr,
+                flush=True,
+            )
+        report_workers(args, sample, inproc)
+        return
     unknown = skip - set(SYSTEMS)
     if unknown or "raorch" in skip:
         p.error(f"--skip takes floor, sequential, per-setting (not {', '.join(sorted(unknown))})")

@@ -55,5 +55,13 @@ def test_bench_workers_smoke_two_sites(rabbitmq: object) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()
     assert lines[-1].startswith("headline: ") and lines[-1].endswith("; 0 errors"), run.stdout
-    row = [c.strip() for c in lines[-2].strip("|").split("|")]
-    assert len(row) == 8 and row[-1] == "0", run.stdout
+
+    def row_under(header: str) -> list[str]:
+        at = next(i for i, line in enumerate(lines) if line.startswith(header))
+        return [c.strip() for c in lines[at + 2].strip("|").split("|")]
+
+    workers = row_under("| wall s | hosts/s | controller CPU ms/host |")
+    assert len(workers) == 9 and workers[-1] == "0", run.stdout
+    # The in-process engine on the same fleet, in the same run: no host failed either.
+    in_process = row_under("| wall s | hosts/s | controller CPU ms/host | peak RSS MB |")
+    assert len(in_process) == 6 and in_process[-1] == "0", run.stdout
