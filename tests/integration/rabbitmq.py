@@ -57,17 +57,28 @@ class RabbitMQ:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
     def ctl(self, *args: str) -> str:
-        """``rabbitmqctl -n NODE ARGS`` (e.g. ``trace_on``, ``list_queues``)."""
-        done = subprocess.run(
-            ["rabbitmqctl", "-n", self.node, *args],
-            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
-        return done.stdout
+        """``rabbitmqctl -n NODE ARGS`` (e.g. ``trace_on``, ``list_queues``).
+
+        The CLI is an Erlang node of its own: it registers a random name with the node's epmd
+        and opens a distribution port. Once, in a CI run that shared the machine with a
+        10,000-host benchmark, that start failed ("Distribution failed ... nodistribution")
+        while the broker itself was up: such a failure of the CLI's own start is tried again
+        (up to three times), any other failure is raised at once."""
+        for attempt in range(3):
+            done = subprocess.run(
+                ["rabbitmqctl", "-n", self.node, *args],
+                env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if done.returncode == 0:
+                return done.stdout
+            text = done.stderr or done.stdout
+            if "Distribution failed" not in text or attempt == 2:
+                break
+            time.sleep(1.0 + attempt)
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {text}")
 
     def _vm_pid(self) -> int | None:
         """The Erlang VM's process id (its pid file): the wrapper drops to the rabbitmq user
