@@ -448,7 +448,15 @@ def measure_workers(args: argparse.Namespace) -> WorkersSample:
         workers_before = [_process_cpu(w.pid) or 0.0 for w in workers]
 
         def rollout(wave: str) -> ChildRun:
-            cmd = [sys.executable, "-m", "raorch", "rollout", "--inventory", str(inventory)]
+            cmd = [sys.executable, "-m", "raorch"]
+            if args.profile_controller is not None:
+                # Each thread's CPU by function (bench/cpu_profile.py): for finding where the
+                # controller's time goes; cProfile's overhead inflates such a run's figures.
+                runs = len(list(Path(args.profile_controller).glob("controller-*.MainThread.prof")))
+                out = Path(args.profile_controller) / f"controller-{runs + 1}-{wave}"
+                profiler = str(Path(__file__).with_name("cpu_profile.py"))
+                cmd = [sys.executable, profiler, str(out), "-m", "raorch"]
+            cmd += ["rollout", "--inventory", str(inventory)]
             cmd += ["--wave", wave, "--concurrency", str(args.concurrency), "--broker", url]
             cmd += ["--no-dashboard", "--json", "--deadline", "600"]
             return run_child(cmd, env)
@@ -690,6 +698,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="measure raorch with W workers")
     p.add_argument("--sites", type=int, default=2, help="with --workers: sites of the fleet")
     p.add_argument("--worker-concurrency", type=int, default=8, help="hosts per worker at once")
+    p.add_argument(
+        "--profile-controller",
+        default=None,
+        metavar="DIR",
+        help="with --workers: profile each controller run (each thread's CPU) into DIR",
+    )
     p.add_argument("--broker", default=None, help="with --workers: amqp://... (default: its own)")
     args = p.parse_args()
     # SIGTERM unwinds like Ctrl-C: the labs and children are stopped on the way out.

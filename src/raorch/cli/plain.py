@@ -159,11 +159,28 @@ def summary_lines(figures: RolloutFigures) -> list[str]:
     return lines
 
 
+# Control characters a line could carry from a host (a Windows message is the remote side's
+# text) and that a terminal would act on: shown as ``\x1b``, never sent to it. Line feeds and
+# tabs stay: multi-line Windows messages read as they always have. Carriage returns, which
+# would overwrite the line on a terminal, go (as rich's print did).
+_CONTROLS = {
+    code: f"\\x{code:02x}"
+    for code in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))
+    if code not in (0x09, 0x0A, 0x0D)
+}
+_CONTROLS[0x0D] = ""
+
+
 def say(console: Console, text: str) -> None:
-    """One plain line, exactly as given."""
-    # markup off: host names and Windows messages hold brackets and backslashes; soft_wrap:
-    # a piped line is never cut at the console's width.
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """One plain line, exactly as given, but for control characters (``_CONTROLS``).
+
+    Written straight to the console's file: rich's ``print`` renders each line through its
+    whole pipeline (markup, emoji codes, wrapping, segments), a third of the controller's
+    event-loop CPU per host with a line per host; a plain line needs none of it. Flushed, so
+    a pipe or ``tail -f`` sees each host as it finishes."""
+    file = console.file
+    file.write(text.translate(_CONTROLS) + "\n")
+    file.flush()
 
 
 class PlainLines:

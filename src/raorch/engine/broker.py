@@ -123,7 +123,7 @@ def celery_app(url: str, worker: WorkerSide | None = None) -> Any:
     check_url(url)
     from celery import Celery
 
-    app = Celery("raorch", broker=url, backend="rpc://", set_as_current=False)
+    app = Celery("raorch", broker=url, backend=_reply_backend(), set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -156,6 +156,28 @@ def celery_app(url: str, worker: WorkerSide | None = None) -> Any:
             )
 
     return app
+
+
+def _reply_backend() -> type:
+    """Celery's ``rpc://`` backend, declaring the controller's reply queue only while no
+    consumer holds it.
+
+    ``RPCBackend.on_task_call`` (celery/backends/rpc.py) declares the reply queue before every
+    publish, and kombu never caches the declaration of an auto-delete queue
+    (``Queue.can_cache_declaration``, kombu/entity.py): a round trip to RabbitMQ per host,
+    about a fifth of the controller's CPU per host. The queue cannot be missing while the
+    controller's result consumer is on it: AMQP deletes an auto-delete queue only when its
+    last consumer goes, and Celery's consumer declares it again when it reconnects
+    (``ResultConsumer._reconnect``), in the thread that also publishes. So: declared before
+    the first task (no consumer yet), then no more."""
+    from celery.backends.rpc import RPCBackend
+
+    class ReplyQueueBackend(RPCBackend):  # type: ignore[misc]
+        def on_task_call(self, producer: Any, task_id: str) -> None:
+            if self.result_consumer._consumer is None:
+                super().on_task_call(producer, task_id)
+
+    return ReplyQueueBackend
 
 
 def _timestamp(value: Any) -> float | None:
@@ -266,6 +288,10 @@ class CeleryDispatcher:
         # host -> its task of this run (the event loop's own: ``late`` reads it after the
         # controller gave up on the host, when the broker's thread has forgotten the task)
         self._task_of: dict[str, _Task] = {}
+        self._queues: dict[str, Any] = {}  # site -> its queue, declared (``_declare``)
+        # One producer for the dispatcher's thread, on its own connection: Celery would take
+        # one from its pool and give it back for every task.
+        self._producer = self.app.amqp.Producer(self._conn, auto_declare=False)
         for site in self._sites:
             self._declare(site)
         self._thread = threading.Thread(target=self._run, name="raorch-broker", daemon=True)
@@ -416,8 +442,17 @@ class CeleryDispatcher:
                 TASK,
                 args=[context.to_json()],
                 task_id=task.id,
-                queue=site_queue(task.site),
+                queue=self._queues[task.site],
+                # Declared once, when the site was first seen (``_declare``): Celery would
+                # otherwise bind a copy of the queue and look it up again for every task.
+                declare=[],
+                producer=self._producer,
                 expires=expires,
+                # What Celery's events and a worker's log show for the task: the host, not
+                # a repr of its whole context (which Celery would build for every task).
+                argsrepr=f"[{context.target.name!r}]",
+                kwargsrepr="{}",
+                add_to_parent=False,
             )
         except Exception as exc:
             self._settle(
@@ -481,8 +516,10 @@ class CeleryDispatcher:
 
     def _declare(self, site: str) -> None:
         """Declare the site's queue (exchange, queue, binding), as its workers do."""
+        queue = site_queue(site)
         with self._conn.channel() as channel:
-            site_queue(site).bind(channel).declare()
+            queue.bind(channel).declare()
+        self._queues[site] = queue
 
     def _look(self, site: str) -> tuple[int, int]:
         """The site's queue as the broker has it: (tasks waiting, consumers)."""

@@ -37,8 +37,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+_KINDS: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def _kind(event_type: type) -> tuple[str, tuple[str, ...]]:
+    """``HostFinished`` -> (``host_finished``, its field names): worked out once per event
+    type, not for every line."""
+    known = _KINDS.get(event_type)
+    if known is None:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", event_type.__name__).lower()
+        known = _KINDS[event_type] = (name, tuple(f.name for f in dataclasses.fields(event_type)))
+    return known
 
 
 class RolloutLog:
@@ -58,9 +67,10 @@ class RolloutLog:
         )
 
     def __call__(self, event: Event, kind: str = "rollout") -> None:
-        fields = {f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
+        name, names = _kind(type(event))
+        fields = {n: _plain(getattr(event, n)) for n in names}
         fields["run"] = kind
-        self._logger.info(_snake(type(event).__name__), **fields)
+        self._logger.info(name, **fields)
         self._file.flush()
 
     def close(self) -> None:
