@@ -197,6 +197,26 @@ def test_status_unknown_rollout(tmp_path: Path, home: Path) -> None:
     assert "there is no rollout 'nope'" in result.output and rollout.id in result.output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "--rollout", "nope"],
+        ["show", "nope"],
+        ["report", "nope"],
+        ["rollback", "--rollout", "nope"],
+    ],
+    ids=["status", "show", "report", "rollback"],
+)
+def test_every_command_names_an_unknown_rollout_alike(
+    tmp_path: Path, home: Path, command: list[str]
+) -> None:
+    _, rollout, _ = run_canary_and_pilot(tmp_path, home)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 6, result.output
+    assert "there is no rollout 'nope' in the journal" in result.output
+    assert f"the latest rollouts are: {rollout.id}" in result.output
+
+
 def test_a_live_view_seeded_from_the_journal_keeps_the_earlier_waves(
     tmp_path: Path, home: Path
 ) -> None:

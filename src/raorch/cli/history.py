@@ -16,7 +16,7 @@ import click
 
 from raorch.cli import options
 from raorch.cli.errors import handle_errors
-from raorch.cli.journal import open_journal
+from raorch.cli.journal import find_rollout, open_journal
 from raorch.engine.store import JournalReader, RolloutRow
 from raorch.models.errors import RefusedError
 from raorch.planning.plan import changes_from_json
@@ -134,11 +134,7 @@ def host_document(journal: JournalReader, row: RolloutRow, host: str) -> dict[st
 def show(rollout_id: str, host: str | None, as_json: bool, journal_url: str | None) -> None:
     """One rollout's waves and hosts, or one host's timeline (snapshot, changes, outcomes)."""
     journal = open_journal(journal_url)
-    row = journal.rollout(rollout_id)
-    if row is None:
-        raise RefusedError(
-            f"no rollout {rollout_id!r} in {journal.location}", "see `raorch history`"
-        )
+    row = find_rollout(journal, rollout_id)
     if host is None:
         doc = rollout_document(journal, row)
         doc["hosts"] = [

@@ -28,7 +28,7 @@ from typing import cast
 from raorch.engine.journal import JOURNAL_FILE, Journal
 from raorch.engine.journal_url import mask_url, scrub
 from raorch.engine.paths import state_home
-from raorch.engine.store import JournalStore, WorkerJournal
+from raorch.engine.store import JournalReader, JournalStore, RolloutRow, WorkerJournal
 from raorch.models.errors import InputError, Location, Problem, RefusedError
 
 JOURNAL_ENV = "RAORCH_JOURNAL"
@@ -169,6 +169,26 @@ def open_journal(url: str | None = None) -> JournalStore:
     journal = open_store(url)
     journal.close_interrupted(time.time())
     return journal
+
+
+def find_rollout(journal: JournalReader, rollout_id: str | None) -> RolloutRow:
+    """The rollout a command names (``None``: the last one), or a refusal that lists the
+    latest ones: every command that reads one rollout says the same."""
+    row = journal.last_rollout() if rollout_id is None else journal.rollout(rollout_id)
+    if row is not None:
+        return row
+    if rollout_id is None:
+        raise RefusedError(
+            f"the journal {journal.location} holds no rollout yet",
+            "start one with raorch rollout --inventory FILE --wave NAME",
+        )
+    known = [r.id for r in journal.rollouts()][-5:]
+    raise RefusedError(
+        f"there is no rollout {rollout_id!r} in the journal {journal.location}",
+        "the latest rollouts are: " + ", ".join(reversed(known)) + " (all: raorch history)"
+        if known
+        else "the journal holds no rollout yet",
+    )
 
 
 def worker_journal(url: str | None = None) -> WorkerJournal:

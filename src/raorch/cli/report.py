@@ -16,9 +16,8 @@ import click
 
 from raorch.cli import options
 from raorch.cli.errors import handle_errors
-from raorch.cli.journal import open_journal
+from raorch.cli.journal import find_rollout, open_journal
 from raorch.cli.main import describe_playbook
-from raorch.cli.status import pick_rollout
 from raorch.engine.contents import content_sha
 from raorch.engine.report import build_report
 from raorch.engine.report_html import render_report
@@ -68,9 +67,8 @@ def report(rollout_id: str | None, last: bool, out: Path | None, journal_url: st
         raise click.UsageError("ROLLOUT and --last name the rollout twice; give one of them")
     journal = open_journal(journal_url)
     try:
-        chosen = pick_rollout(journal, rollout_id)
-        row = journal.rollout(chosen)
-        assert row is not None  # pick_rollout checked it
+        row = find_rollout(journal, rollout_id)
+        chosen = row.id
         lines, note = playbook_words(row)
         model = build_report(
             journal, chosen, generated_at=time.time(), playbook_lines=lines, playbook_note=note

@@ -28,7 +28,7 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import should_use_dashboard
 from raorch.cli.errors import handle_errors
-from raorch.cli.journal import open_journal
+from raorch.cli.journal import find_rollout, open_journal
 from raorch.cli.plain import print_summary, say
 from raorch.cli.rollout import passwords_for
 from raorch.cli.session import Terminal, insecure_warnings, warn
@@ -53,15 +53,7 @@ def choose_rollout(journal: JournalReader, rollout_id: str | None, last: bool) -
         raise RefusedError(
             "say which rollout: --rollout ID or --last", "list them with `raorch history`"
         )
-    row = journal.last_rollout() if rollout_id is None else journal.rollout(rollout_id)
-    if row is None:
-        raise RefusedError(
-            f"no rollout {rollout_id!r} in {journal.location}"
-            if rollout_id
-            else f"no rollout in {journal.location}",
-            "list them with `raorch history`",
-        )
-    return row
+    return find_rollout(journal, rollout_id)
 
 
 def exit_code_for(result: RollbackResult, canceled: bool) -> ExitCode:

@@ -18,33 +18,11 @@ from rich.console import Console
 from raorch.cli import options
 from raorch.cli.dashboard import Dashboard, DashboardFrame, should_use_dashboard
 from raorch.cli.errors import handle_errors
-from raorch.cli.journal import open_journal
+from raorch.cli.journal import find_rollout, open_journal
 from raorch.cli.plain import print_summary
 from raorch.cli.view import RolloutView
-from raorch.engine.store import JournalReader
-from raorch.models.errors import RefusedError
 
 WATCH_INTERVAL = 1.0  # seconds between reads of the journal: a 10,000-host read takes ~50 ms
-
-
-def pick_rollout(journal: JournalReader, rollout_id: str | None) -> str:
-    if rollout_id is None:
-        last = journal.last_rollout()
-        if last is None:
-            raise RefusedError(
-                f"the journal {journal.location} holds no rollout yet",
-                "start one with raorch rollout --inventory FILE --wave NAME",
-            )
-        return last.id
-    if journal.rollout(rollout_id) is None:
-        known = [r.id for r in journal.rollouts()][-5:]
-        raise RefusedError(
-            f"there is no rollout {rollout_id!r} in the journal {journal.location}",
-            "the latest rollouts are: " + ", ".join(reversed(known))
-            if known
-            else "the journal holds no rollout yet",
-        )
-    return rollout_id
 
 
 def watch(
@@ -86,7 +64,7 @@ def status(
         raise click.UsageError("--rollout and --last name the rollout twice; give one of them")
     journal = open_journal(journal_url)
     try:
-        chosen = pick_rollout(journal, rollout_id)
+        chosen = find_rollout(journal, rollout_id).id
 
         def read() -> RolloutView:
             # While watching: the controller may die between two reads.
