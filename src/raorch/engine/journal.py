@@ -19,27 +19,20 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from raorch.engine.journal_dialect import SQLITE
 from raorch.engine.journal_schema import migrate
+from raorch.engine.journal_sql import SqlJournal, Statements
 from raorch.engine.lock import host_lock, is_running, run_lock
 from raorch.engine.paths import private_dir, private_file, state_home
 from raorch.engine.store import (
     Content,
-    ContentRow,
-    HostRow,
-    PlatformRow,
-    RollbackRow,
     RolloutRow,
-    RunRow,
-    SiteRow,
-    TimelineRow,
     VerifyRow,
-    WaveRow,
-    WorkerJournal,
     operator_account,
 )
 from raorch.models.events import (
@@ -54,7 +47,7 @@ from raorch.models.events import (
     WaveFinished,
     WaveStarted,
 )
-from raorch.models.outcomes import Outcome, Stage, WaveState
+from raorch.models.outcomes import Outcome, WaveState
 
 JOURNAL_FILE = "state.db"  # in the state directory ($RAORCH_HOME)
 
@@ -63,10 +56,13 @@ JOURNAL_FILE = "state.db"  # in the state directory ($RAORCH_HOME)
 _NEXT_POSITION = "(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE rollout_id = ?)"
 
 
-class Journal(WorkerJournal):
-    """The journal store in one SQLite database (``engine/store.py`` has its two sides).
-    Thread-safe: one connection behind a lock (the engine writes from the event loop, and
-    snapshots from worker threads). The run lock is a ``flock`` beside it (``engine/lock.py``)."""
+class Journal(SqlJournal):
+    """The journal store in one SQLite database (``engine/store.py`` has its two sides; its
+    queries: ``engine/journal_sql.py``). Thread-safe: one connection behind a lock (the engine
+    writes from the event loop, and snapshots from worker threads). The run lock is a ``flock``
+    beside it (``engine/lock.py``)."""
+
+    _sql = Statements(SQLITE)
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
@@ -131,17 +127,15 @@ class Journal(WorkerJournal):
                 raise
             self._db.execute("COMMIT")
 
-    # ------------------------------------------------------------ rollouts
-
-    def find_rollout(self, campaign: str) -> RolloutRow | None:
-        """The open rollout of this campaign, if any (reads only)."""
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            row = self._db.execute(
-                "SELECT id FROM rollouts WHERE campaign = ? AND closed_at IS NULL "
-                "ORDER BY created_at DESC, position DESC LIMIT 1",
-                (campaign,),
-            ).fetchone()
-        return None if row is None else self.rollout(str(row[0]))
+            return self._db.execute(sql, args).fetchall()
+
+    def _row(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    # ------------------------------------------------------------ rollouts
 
     def open_rollout(
         self,
@@ -237,52 +231,6 @@ class Journal(WorkerJournal):
             )
         return revision
 
-    def contents(self, rollout_id: str) -> list[ContentRow]:
-        """The revisions of a rollout's content, oldest first (empty: begun by an older
-        raorch, which kept the playbook's hash only)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT rollout_id, revision, campaign, inventory_sha, playbook, playbook_sha, "
-                "playbook_json, inventory_json, note, at FROM contents WHERE rollout_id = ? "
-                "ORDER BY revision",
-                (rollout_id,),
-            ).fetchall()
-        return [
-            ContentRow(
-                str(r[0]),
-                int(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                str(r[5]),
-                str(r[6]),
-                str(r[7]),
-                str(r[8]),
-                float(r[9]),
-            )
-            for r in rows
-        ]
-
-    def current_revision(self, rollout_id: str) -> int | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MAX(revision) FROM contents WHERE rollout_id = ?", (rollout_id,)
-            ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
-    def host_revisions(self, rollout_id: str) -> dict[str, list[int]]:
-        """host -> the revisions it was applied with, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, revision FROM host_contents WHERE rollout_id = ? "
-                "ORDER BY host, revision",
-                (rollout_id,),
-            ).fetchall()
-        out: dict[str, list[int]] = {}
-        for host, revision in rows:
-            out.setdefault(str(host), []).append(int(revision))
-        return out
-
     def save_targets(self, rollout_id: str, targets: dict[str, str]) -> None:
         """How each host is reached (JSON), the latest wins."""
         with self._tx() as db:
@@ -292,117 +240,11 @@ class Journal(WorkerJournal):
                 [(rollout_id, h, d) for h, d in targets.items()],
             )
 
-    def targets(self, rollout_id: str) -> dict[str, str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, data FROM targets WHERE rollout_id = ?", (rollout_id,)
-            ).fetchall()
-        return {str(r[0]): str(r[1]) for r in rows}
-
-    def has_hosts(self, rollout_id: str) -> bool:
-        """Whether any host ever started in this rollout."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM hosts WHERE rollout_id = ? LIMIT 1", (rollout_id,)
-            ).fetchone()
-        return row is not None
-
-    def unrestored(self, rollout_id: str) -> list[str]:
-        """Hosts raorch may have written to in this rollout (a snapshot was taken, and the
-        outcome is changed, failed or none: killed in flight) that no rollback restored."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT h.host FROM hosts h JOIN snapshots s "
-                "ON s.rollout_id = h.rollout_id AND s.host = h.host "
-                "WHERE h.rollout_id = ? AND (h.outcome IS NULL OR h.outcome IN (?, ?)) "
-                "AND NOT EXISTS (SELECT 1 FROM rollbacks b WHERE b.rollout_id = h.rollout_id "
-                "AND b.host = h.host AND b.outcome = ?) ORDER BY h.position",
-                (
-                    rollout_id,
-                    Outcome.CHANGED.value,
-                    Outcome.FAILED.value,
-                    Outcome.ROLLED_BACK.value,
-                ),
-            ).fetchall()
-        return [str(r[0]) for r in rows]
-
     def close_rollout(self, rollout_id: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE rollouts SET closed_at = ? WHERE id = ?", (time.time(), rollout_id))
 
-    def rollout(self, rollout_id: str) -> RolloutRow | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
-                "playbook_sha "
-                "FROM rollouts WHERE id = ?",
-                (rollout_id,),
-            ).fetchone()
-        return None if row is None else _rollout_row(row)
-
-    def rollouts(self) -> list[RolloutRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
-                "playbook_sha "
-                "FROM rollouts ORDER BY created_at, position"
-            ).fetchall()
-        return [_rollout_row(r) for r in rows]
-
     # ------------------------------------------------------------ waves and hosts
-
-    def waves(self, rollout_id: str) -> list[WaveRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
-                "failure_percentage, started_at, finished_at, size FROM waves "
-                "WHERE rollout_id = ? ORDER BY position",
-                (rollout_id,),
-            ).fetchall()
-        return [
-            WaveRow(
-                r[0],
-                r[1],
-                WaveState(r[2]),
-                r[3],
-                r[4],
-                bool(r[5]),
-                None if r[6] is None else bool(r[6]),
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-            )
-            for r in rows
-        ]
-
-    def hosts(self, rollout_id: str, wave: str | None = None) -> list[HostRow]:
-        sql = (
-            "SELECT rollout_id, host, wave, outcome, stage, reason, changes, attempts, "
-            "started_at, finished_at, duration FROM hosts WHERE rollout_id = ?"
-        )
-        args: tuple[str, ...] = (rollout_id,)
-        if wave is not None:
-            sql += " AND wave = ?"
-            args = (rollout_id, wave)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY position", args).fetchall()
-        return [
-            HostRow(
-                r[0],
-                r[1],
-                r[2],
-                None if r[3] is None else Outcome(r[3]),
-                None if r[4] is None else Stage(r[4]),
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-            )
-            for r in rows
-        ]
 
     def reset_hosts(self, rollout_id: str, hosts: list[str]) -> None:
         """Forget the outcome of hosts to run again (``--limit @failed``)."""
@@ -434,63 +276,6 @@ class Journal(WorkerJournal):
                     (rollout_id, host, revision),
                 )
 
-    def snapshot(self, rollout_id: str, host: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data FROM snapshots WHERE rollout_id = ? AND host = ?", (rollout_id, host)
-            ).fetchone()
-        return None if row is None else str(row[0])
-
-    def snapshots(self, rollout_id: str) -> dict[str, str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, data FROM snapshots WHERE rollout_id = ?", (rollout_id,)
-            ).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def snapshot_taken_at(self, rollout_id: str, host: str) -> float | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT taken_at FROM snapshots WHERE rollout_id = ? AND host = ?",
-                (rollout_id, host),
-            ).fetchone()
-        return None if row is None else float(row[0])
-
-    def snapshot_hosts(self, rollout_id: str) -> set[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host FROM snapshots WHERE rollout_id = ?", (rollout_id,)
-            ).fetchall()
-        return {str(r[0]) for r in rows}
-
-    def rolled_back(self, rollout_id: str) -> set[str]:
-        """Hosts whose last rollback in this rollout restored them."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host FROM rollbacks WHERE rollout_id = ? AND outcome = ?",
-                (rollout_id, Outcome.ROLLED_BACK.value),
-            ).fetchall()
-        return {str(r[0]) for r in rows}
-
-    def rollback_outcomes(self, rollout_id: str) -> dict[str, Outcome]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, outcome FROM rollbacks WHERE rollout_id = ?", (rollout_id,)
-            ).fetchall()
-        return {str(r[0]): Outcome(r[1]) for r in rows}
-
-    def rollback_details(self, rollout_id: str, hosts: Iterable[str]) -> dict[str, list[str]]:
-        """The recorded differences of hosts' last rollback (conflicts), by host."""
-        out: dict[str, list[str]] = {}
-        with self._lock:
-            for host in hosts:
-                row = self._db.execute(
-                    "SELECT details FROM rollbacks WHERE rollout_id = ? AND host = ?",
-                    (rollout_id, host),
-                ).fetchone()
-                out[host] = json.loads(row[0]) if row and row[0] else []
-        return out
-
     def save_applied(self, rollout_id: str, host: str, data: str) -> None:
         """What raorch changed on a host (a resumed run merges into the first record)."""
         with self._tx() as db:
@@ -501,70 +286,6 @@ class Journal(WorkerJournal):
                 "recorded_at = excluded.recorded_at",
                 (rollout_id, host, time.time(), data, rollout_id),
             )
-
-    def applied(self, rollout_id: str, host: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data FROM applied WHERE rollout_id = ? AND host = ?", (rollout_id, host)
-            ).fetchone()
-        return None if row is None else str(row[0])
-
-    def timeline(self, rollout_id: str, host: str) -> list[TimelineRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT kind, outcome, stage, reason, at, duration FROM timeline "
-                "WHERE rollout_id = ? AND host = ? ORDER BY seq",
-                (rollout_id, host),
-            ).fetchall()
-        return [
-            TimelineRow(
-                RunKind(r[0]),
-                Outcome(r[1]),
-                None if r[2] is None else Stage(r[2]),
-                r[3],
-                r[4],
-                r[5],
-            )
-            for r in rows
-        ]
-
-    def runs(self, rollout_id: str) -> list[RunRow]:
-        """The runs of a rollout, oldest first (read-only; ``raorch status`` reads it)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, rollout_id, kind, forced, started_at, finished_at, interrupted, "
-                "account FROM runs WHERE rollout_id = ? ORDER BY seq",
-                (rollout_id,),
-            ).fetchall()
-        return [
-            RunRow(r[0], r[1], RunKind(r[2]), bool(r[3]), r[4], r[5], bool(r[6]), r[7] or "")
-            for r in rows
-        ]
-
-    def latest_rollout_of(self, campaign: str) -> RolloutRow | None:
-        """The most recent rollout of a campaign (inventory + playbook content), open or not."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id FROM rollouts WHERE campaign = ? "
-                "ORDER BY created_at DESC, position DESC LIMIT 1",
-                (campaign,),
-            ).fetchone()
-        return None if row is None else self.rollout(str(row[0]))
-
-    def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
-        """Each host's last rollback in this rollout, in the order they were restored."""
-        return [
-            RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, position")
-        ]
-
-    def applied_all(self, rollout_id: str) -> dict[str, str]:
-        """Every host's ``applied`` record (JSON), by host: one query for a whole report."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY position",
-                (rollout_id,),
-            ).fetchall()
-        return {str(r[0]): str(r[1]) for r in rows}
 
     # ------------------------------------------------------------ platforms and verify
 
@@ -578,14 +299,6 @@ class Journal(WorkerJournal):
                 "profile) VALUES (?, ?, ?, ?, ?)",
                 (rollout_id, host, caption, os_version, profile),
             )
-
-    def platforms(self, rollout_id: str) -> dict[str, PlatformRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host, caption, os_version, profile FROM platforms WHERE rollout_id = ?",
-                (rollout_id,),
-            ).fetchall()
-        return {str(r[0]): PlatformRow(str(r[0]), r[1], r[2], r[3]) for r in rows}
 
     def record_verify(self, rollout_id: str, rows: Iterable[VerifyRow]) -> None:
         """A ``raorch verify`` of this rollout's inventory and playbook: each host's verdict
@@ -623,32 +336,6 @@ class Journal(WorkerJournal):
                     ),
                 )
 
-    def verifications(self, rollout_id: str) -> list[VerifyRow]:
-        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "position")]
-
-    def _verdicts(
-        self, table: str, rollout_id: str, order: str
-    ) -> list[tuple[str, Outcome, Stage | None, str | None, tuple[str, ...], float]]:
-        """A host's verdict rows of ``rollbacks`` or ``verifications`` (the same columns);
-        ``table`` and ``order`` are this module's constants, never input."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT host, outcome, stage, reason, details, at FROM {table} "
-                f"WHERE rollout_id = ? ORDER BY {order}",
-                (rollout_id,),
-            ).fetchall()
-        return [
-            (
-                str(r[0]),
-                Outcome(r[1]),
-                None if r[2] is None else Stage(r[2]),
-                r[3],
-                tuple(json.loads(r[4])) if r[4] else (),
-                float(r[5]),
-            )
-            for r in rows
-        ]
-
     # ------------------------------------------------------------ the event subscriber
 
     def record(self, event: Event) -> None:
@@ -661,14 +348,6 @@ class Journal(WorkerJournal):
         with self._tx() as db:
             for handle in handlers:
                 handle(db, event)
-
-    def unfinished_runs(self) -> list[str]:
-        """Rollouts whose last run has no end: running now, or its controller died."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT rollout_id FROM runs WHERE finished_at IS NULL"
-            ).fetchall()
-        return [str(r[0]) for r in rows]
 
     def mark_interrupted(self, rollout_id: str, at: float) -> None:
         """Record that the runs of a rollout without an end ended (their controller died:
@@ -685,15 +364,6 @@ class Journal(WorkerJournal):
                 "UPDATE waves SET state = ?, finished_at = ? WHERE rollout_id = ? AND state = ?",
                 (WaveState.CANCELED.value, at, rollout_id, WaveState.RUNNING.value),
             )
-
-    def sites(self, rollout_id: str) -> list[SiteRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT site, workers, queued, no_worker_since, at FROM sites "
-                "WHERE rollout_id = ? ORDER BY position",
-                (rollout_id,),
-            ).fetchall()
-        return [SiteRow(str(r[0]), int(r[1]), int(r[2]), r[3], float(r[4])) for r in rows]
 
     def mark_forced(self, rollout_id: str, wave: str) -> None:
         with self._tx() as db:
@@ -721,20 +391,6 @@ def _insert_content(
             note,
             at,
         ),
-    )
-
-
-def _rollout_row(r: tuple[object, ...]) -> RolloutRow:
-    waves = json.loads(str(r[4]))
-    return RolloutRow(
-        str(r[0]),
-        str(r[1]),
-        str(r[2]),
-        str(r[3]),
-        tuple(waves),
-        float(str(r[5])),
-        None if r[6] is None else float(str(r[6])),
-        str(r[7] or ""),
     )
 
 

@@ -40,21 +40,14 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from raorch.engine.journal_dialect import POSTGRESQL
 from raorch.engine.journal_pg_schema import JournalMissing, migrate
+from raorch.engine.journal_sql import SqlJournal, Statements
 from raorch.engine.journal_url import mask_url, scrub
 from raorch.engine.store import (
     Content,
-    ContentRow,
-    HostRow,
-    PlatformRow,
-    RollbackRow,
     RolloutRow,
-    RunRow,
-    SiteRow,
-    TimelineRow,
     VerifyRow,
-    WaveRow,
-    WorkerJournal,
     operator_account,
 )
 from raorch.models.errors import ExitCode, RaorchError, RefusedError
@@ -70,7 +63,7 @@ from raorch.models.events import (
     WaveFinished,
     WaveStarted,
 )
-from raorch.models.outcomes import Outcome, Stage, WaveState
+from raorch.models.outcomes import Outcome, WaveState
 
 __all__ = ["JournalMissing", "JournalServerError", "PgJournal", "run_lock_key"]
 
@@ -182,11 +175,14 @@ def connect(url: str, name: str = "raorch") -> _Db:
     return db
 
 
-class PgJournal(WorkerJournal):
-    """The journal store in a PostgreSQL database (``engine/store.py`` has its two sides).
+class PgJournal(SqlJournal):
+    """The journal store in a PostgreSQL database (``engine/store.py`` has its two sides; its
+    queries: ``engine/journal_sql.py``).
 
     ``create``: make the journal's tables in an empty database (``raorch rollout``); without
     it, a database holding no journal raises ``JournalMissing`` and is left untouched."""
+
+    _sql = Statements(POSTGRESQL)
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
@@ -346,14 +342,6 @@ class PgJournal(WorkerJournal):
 
     # ------------------------------------------------------------ rollouts
 
-    def find_rollout(self, campaign: str) -> RolloutRow | None:
-        row = self._row(
-            "SELECT id FROM rollouts WHERE campaign = %s AND closed_at IS NULL "
-            "ORDER BY created_at DESC, position DESC LIMIT 1",
-            (campaign,),
-        )
-        return None if row is None else self.rollout(str(row[0]))
-
     def open_rollout(
         self,
         campaign: str,
@@ -448,44 +436,6 @@ class PgJournal(WorkerJournal):
             )
         return revision
 
-    def contents(self, rollout_id: str) -> list[ContentRow]:
-        rows = self._rows(
-            "SELECT rollout_id, revision, campaign, inventory_sha, playbook, playbook_sha, "
-            "playbook_json, inventory_json, note, at FROM contents WHERE rollout_id = %s "
-            "ORDER BY revision",
-            (rollout_id,),
-        )
-        return [
-            ContentRow(
-                str(r[0]),
-                int(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                str(r[5]),
-                str(r[6]),
-                str(r[7]),
-                str(r[8]),
-                float(r[9]),
-            )
-            for r in rows
-        ]
-
-    def current_revision(self, rollout_id: str) -> int | None:
-        row = self._row("SELECT MAX(revision) FROM contents WHERE rollout_id = %s", (rollout_id,))
-        return None if row is None or row[0] is None else int(row[0])
-
-    def host_revisions(self, rollout_id: str) -> dict[str, list[int]]:
-        rows = self._rows(
-            "SELECT host, revision FROM host_contents WHERE rollout_id = %s "
-            "ORDER BY host, revision",
-            (rollout_id,),
-        )
-        out: dict[str, list[int]] = {}
-        for host, revision in rows:
-            out.setdefault(str(host), []).append(int(revision))
-        return out
-
     def save_targets(self, rollout_id: str, targets: dict[str, str]) -> None:
         with self._tx() as db:
             for host, data in targets.items():
@@ -495,102 +445,13 @@ class PgJournal(WorkerJournal):
                     (rollout_id, host, data),
                 )
 
-    def targets(self, rollout_id: str) -> dict[str, str]:
-        rows = self._rows("SELECT host, data FROM targets WHERE rollout_id = %s", (rollout_id,))
-        return {str(r[0]): str(r[1]) for r in rows}
-
-    def has_hosts(self, rollout_id: str) -> bool:
-        return (
-            self._row("SELECT 1 FROM hosts WHERE rollout_id = %s LIMIT 1", (rollout_id,))
-            is not None
-        )
-
-    def unrestored(self, rollout_id: str) -> list[str]:
-        rows = self._rows(
-            "SELECT h.host FROM hosts h JOIN snapshots s "
-            "ON s.rollout_id = h.rollout_id AND s.host = h.host "
-            "WHERE h.rollout_id = %s AND (h.outcome IS NULL OR h.outcome IN (%s, %s)) "
-            "AND NOT EXISTS (SELECT 1 FROM rollbacks b WHERE b.rollout_id = h.rollout_id "
-            "AND b.host = h.host AND b.outcome = %s) ORDER BY h.position",
-            (
-                rollout_id,
-                Outcome.CHANGED.value,
-                Outcome.FAILED.value,
-                Outcome.ROLLED_BACK.value,
-            ),
-        )
-        return [str(r[0]) for r in rows]
-
     def close_rollout(self, rollout_id: str) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE rollouts SET closed_at = %s WHERE id = %s", (time.time(), rollout_id)
             )
 
-    def rollout(self, rollout_id: str) -> RolloutRow | None:
-        row = self._row(
-            "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
-            "playbook_sha FROM rollouts WHERE id = %s",
-            (rollout_id,),
-        )
-        return None if row is None else _rollout_row(row)
-
-    def rollouts(self) -> list[RolloutRow]:
-        rows = self._rows(
-            "SELECT id, campaign, inventory, playbook, waves, created_at, closed_at, "
-            "playbook_sha FROM rollouts ORDER BY created_at, position"
-        )
-        return [_rollout_row(r) for r in rows]
-
-    def latest_rollout_of(self, campaign: str) -> RolloutRow | None:
-        row = self._row(
-            "SELECT id FROM rollouts WHERE campaign = %s "
-            "ORDER BY created_at DESC, position DESC LIMIT 1",
-            (campaign,),
-        )
-        return None if row is None else self.rollout(str(row[0]))
-
     # ------------------------------------------------------------ waves, hosts, runs
-
-    def waves(self, rollout_id: str) -> list[WaveRow]:
-        rows = self._rows(
-            "SELECT rollout_id, name, state, total, max_fail_percentage, forced, gate_held, "
-            "failure_percentage, started_at, finished_at, size FROM waves "
-            "WHERE rollout_id = %s ORDER BY position",
-            (rollout_id,),
-        )
-        return [
-            WaveRow(
-                r[0], r[1], WaveState(r[2]), r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10]
-            )
-            for r in rows
-        ]
-
-    def hosts(self, rollout_id: str, wave: str | None = None) -> list[HostRow]:
-        sql = (
-            "SELECT rollout_id, host, wave, outcome, stage, reason, changes, attempts, "
-            "started_at, finished_at, duration FROM hosts WHERE rollout_id = %s"
-        )
-        args: tuple[str, ...] = (rollout_id,)
-        if wave is not None:
-            sql += " AND wave = %s"
-            args = (rollout_id, wave)
-        return [
-            HostRow(
-                r[0],
-                r[1],
-                r[2],
-                None if r[3] is None else Outcome(r[3]),
-                None if r[4] is None else Stage(r[4]),
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-            )
-            for r in self._rows(sql + " ORDER BY position", args)
-        ]
 
     def reset_hosts(self, rollout_id: str, hosts: list[str]) -> None:
         with self._tx() as db:
@@ -600,18 +461,6 @@ class PgJournal(WorkerJournal):
                     "WHERE rollout_id = %s AND host = %s",
                     (rollout_id, host),
                 )
-
-    def runs(self, rollout_id: str) -> list[RunRow]:
-        rows = self._rows(
-            "SELECT seq, rollout_id, kind, forced, started_at, finished_at, interrupted, "
-            "account FROM runs WHERE rollout_id = %s ORDER BY seq",
-            (rollout_id,),
-        )
-        return [RunRow(r[0], r[1], RunKind(r[2]), r[3], r[4], r[5], r[6], r[7] or "") for r in rows]
-
-    def unfinished_runs(self) -> list[str]:
-        rows = self._rows("SELECT DISTINCT rollout_id FROM runs WHERE finished_at IS NULL")
-        return [str(r[0]) for r in rows]
 
     def mark_interrupted(self, rollout_id: str, at: float) -> None:
         """As the SQLite journal's: the runs without an end end ``at``, interrupted, and a wave
@@ -635,24 +484,6 @@ class PgJournal(WorkerJournal):
                 (rollout_id, wave),
             )
 
-    def timeline(self, rollout_id: str, host: str) -> list[TimelineRow]:
-        rows = self._rows(
-            "SELECT kind, outcome, stage, reason, at, duration FROM timeline "
-            "WHERE rollout_id = %s AND host = %s ORDER BY seq",
-            (rollout_id, host),
-        )
-        return [
-            TimelineRow(
-                RunKind(r[0]),
-                Outcome(r[1]),
-                None if r[2] is None else Stage(r[2]),
-                r[3],
-                r[4],
-                r[5],
-            )
-            for r in rows
-        ]
-
     # ------------------------------------------------------------ snapshots and changes
 
     def save_snapshot(
@@ -674,27 +505,6 @@ class PgJournal(WorkerJournal):
                     (rollout_id, host, revision),
                 )
 
-    def snapshot(self, rollout_id: str, host: str) -> str | None:
-        row = self._row(
-            "SELECT data FROM snapshots WHERE rollout_id = %s AND host = %s", (rollout_id, host)
-        )
-        return None if row is None else str(row[0])
-
-    def snapshots(self, rollout_id: str) -> dict[str, str]:
-        rows = self._rows("SELECT host, data FROM snapshots WHERE rollout_id = %s", (rollout_id,))
-        return {str(r[0]): str(r[1]) for r in rows}
-
-    def snapshot_taken_at(self, rollout_id: str, host: str) -> float | None:
-        row = self._row(
-            "SELECT taken_at FROM snapshots WHERE rollout_id = %s AND host = %s",
-            (rollout_id, host),
-        )
-        return None if row is None else float(row[0])
-
-    def snapshot_hosts(self, rollout_id: str) -> set[str]:
-        rows = self._rows("SELECT host FROM snapshots WHERE rollout_id = %s", (rollout_id,))
-        return {str(r[0]) for r in rows}
-
     def save_applied(self, rollout_id: str, host: str, data: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -704,47 +514,7 @@ class PgJournal(WorkerJournal):
                 (rollout_id, host, time.time(), data),
             )
 
-    def applied(self, rollout_id: str, host: str) -> str | None:
-        row = self._row(
-            "SELECT data FROM applied WHERE rollout_id = %s AND host = %s", (rollout_id, host)
-        )
-        return None if row is None else str(row[0])
-
-    def applied_all(self, rollout_id: str) -> dict[str, str]:
-        rows = self._rows(
-            "SELECT host, data FROM applied WHERE rollout_id = %s ORDER BY position",
-            (rollout_id,),
-        )
-        return {str(r[0]): str(r[1]) for r in rows}
-
     # ------------------------------------------------------------ rollbacks
-
-    def rolled_back(self, rollout_id: str) -> set[str]:
-        rows = self._rows(
-            "SELECT host FROM rollbacks WHERE rollout_id = %s AND outcome = %s",
-            (rollout_id, Outcome.ROLLED_BACK.value),
-        )
-        return {str(r[0]) for r in rows}
-
-    def rollback_outcomes(self, rollout_id: str) -> dict[str, Outcome]:
-        rows = self._rows(
-            "SELECT host, outcome FROM rollbacks WHERE rollout_id = %s", (rollout_id,)
-        )
-        return {str(r[0]): Outcome(r[1]) for r in rows}
-
-    def rollback_details(self, rollout_id: str, hosts: Iterable[str]) -> dict[str, list[str]]:
-        names = list(hosts)
-        rows = self._rows(
-            "SELECT host, details FROM rollbacks WHERE rollout_id = %s AND host = ANY(%s)",
-            (rollout_id, names),
-        )
-        found = {str(r[0]): r[1] for r in rows}
-        return {h: json.loads(found[h]) if found.get(h) else [] for h in names}
-
-    def rollbacks(self, rollout_id: str) -> list[RollbackRow]:
-        return [
-            RollbackRow(*row) for row in self._verdicts("rollbacks", rollout_id, "at, position")
-        ]
 
     # ------------------------------------------------------------ platforms and verify
 
@@ -759,13 +529,6 @@ class PgJournal(WorkerJournal):
                 "profile = excluded.profile",
                 (rollout_id, host, caption, os_version, profile),
             )
-
-    def platforms(self, rollout_id: str) -> dict[str, PlatformRow]:
-        rows = self._rows(
-            "SELECT host, caption, os_version, profile FROM platforms WHERE rollout_id = %s",
-            (rollout_id,),
-        )
-        return {str(r[0]): PlatformRow(str(r[0]), r[1], r[2], r[3]) for r in rows}
 
     def record_verify(self, rollout_id: str, rows: Iterable[VerifyRow]) -> None:
         with self._tx() as db:
@@ -803,39 +566,6 @@ class PgJournal(WorkerJournal):
                     ),
                 )
 
-    def sites(self, rollout_id: str) -> list[SiteRow]:
-        rows = self._rows(
-            "SELECT site, workers, queued, no_worker_since, at FROM sites "
-            "WHERE rollout_id = %s ORDER BY position",
-            (rollout_id,),
-        )
-        return [SiteRow(str(r[0]), int(r[1]), int(r[2]), r[3], float(r[4])) for r in rows]
-
-    def verifications(self, rollout_id: str) -> list[VerifyRow]:
-        return [VerifyRow(*row) for row in self._verdicts("verifications", rollout_id, "position")]
-
-    def _verdicts(
-        self, table: str, rollout_id: str, order: str
-    ) -> list[tuple[str, Outcome, Stage | None, str | None, tuple[str, ...], float]]:
-        """A host's verdict rows of ``rollbacks`` or ``verifications`` (the same columns);
-        ``table`` and ``order`` are this module's constants, never input."""
-        rows = self._rows(
-            f"SELECT host, outcome, stage, reason, details, at FROM {table} "
-            f"WHERE rollout_id = %s ORDER BY {order}",
-            (rollout_id,),
-        )
-        return [
-            (
-                str(r[0]),
-                Outcome(r[1]),
-                None if r[2] is None else Stage(r[2]),
-                r[3],
-                tuple(json.loads(r[4])) if r[4] else (),
-                float(r[5]),
-            )
-            for r in rows
-        ]
-
     # ------------------------------------------------------------ the event subscriber
 
     def record(self, event: Event) -> None:
@@ -868,19 +598,6 @@ def _insert_content(
             note,
             at,
         ),
-    )
-
-
-def _rollout_row(r: tuple[Any, ...]) -> RolloutRow:
-    return RolloutRow(
-        str(r[0]),
-        str(r[1]),
-        str(r[2]),
-        str(r[3]),
-        tuple(json.loads(str(r[4]))),
-        float(r[5]),
-        None if r[6] is None else float(r[6]),
-        str(r[7] or ""),
     )
 
 
