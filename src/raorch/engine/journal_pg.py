@@ -1,8 +1,9 @@
 """The journal on PostgreSQL: the store several controllers and workers share.
 
-The same journal as SQLite's (``engine/journal.py``): the same tables (translated,
-``engine/journal_pg_schema.py``), the same versions, the same handler per event, the same
-answers on the read side. What differs is what a server shared by several machines asks:
+The same journal as SQLite's (``engine/journal.py``): the same tables, queries and handler per
+event (``engine/journal_sql.py``, in PostgreSQL's dialect), the same versions
+(``engine/journal_pg_schema.py``), the same answers on the read side. What differs is what a
+server shared by several machines asks, and this module's:
 
 - **Durable when a call returns.** Each write is one transaction committed before the call
   returns (PostgreSQL's default ``synchronous_commit = on``: the commit is flushed to the
@@ -31,39 +32,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from raorch.engine.journal_dialect import POSTGRESQL
 from raorch.engine.journal_pg_schema import JournalMissing, migrate
-from raorch.engine.journal_sql import SqlJournal, Statements
+from raorch.engine.journal_sql import SqlJournal, Statements, Transaction
 from raorch.engine.journal_url import mask_url, scrub
 from raorch.engine.store import (
-    Content,
-    RolloutRow,
-    VerifyRow,
     operator_account,
 )
 from raorch.models.errors import ExitCode, RaorchError, RefusedError
-from raorch.models.events import (
-    Event,
-    GateEvaluated,
-    HostFinished,
-    HostStarted,
-    RolloutFinished,
-    RolloutStarted,
-    RunKind,
-    SiteChecked,
-    WaveFinished,
-    WaveStarted,
-)
-from raorch.models.outcomes import Outcome, WaveState
 
 __all__ = ["JournalMissing", "JournalServerError", "PgJournal", "run_lock_key"]
 
@@ -228,10 +212,10 @@ class PgJournal(SqlJournal):
             ) from None
 
     @contextmanager
-    def _tx(self) -> Iterator[_Db]:
+    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
         """One transaction, committed when the block ends (durable then)."""
-        with self._lock, self._errors(), self._db.transaction():
-            yield self._db
+        with self._lock, self._errors(), self._db.transaction(), self._db.cursor() as cursor:
+            yield cursor
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock, self._errors():
@@ -240,6 +224,10 @@ class PgJournal(SqlJournal):
     def _row(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with self._lock, self._errors():
             return self._db.execute(sql, args).fetchone()
+
+    def _lock_rollouts(self, db: Transaction) -> None:
+        """A transaction-level advisory lock: released when the transaction ends."""
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLOUTS_LOCK,))
 
     # ------------------------------------------------------------ the run lock
 
@@ -339,439 +327,3 @@ class PgJournal(SqlJournal):
         where = f" by {who}" if who else ""
         where += f" from {address}" if address else ""
         return where + (f" since {since}" if since else "")
-
-    # ------------------------------------------------------------ rollouts
-
-    def open_rollout(
-        self,
-        campaign: str,
-        inventory: str,
-        playbook: str,
-        waves: tuple[str, ...],
-        playbook_sha: str = "",
-        content: Content | None = None,
-    ) -> RolloutRow:
-        with self._tx() as db:
-            # Two controllers opening the same campaign at once make one rollout.
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLOUTS_LOCK,))
-            row = db.execute(
-                "SELECT id FROM rollouts WHERE campaign = %s AND closed_at IS NULL "
-                "ORDER BY created_at DESC, position DESC LIMIT 1",
-                (campaign,),
-            ).fetchone()
-            if row is None:
-                now = time.time()
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-                count = db.execute("SELECT COUNT(*) FROM rollouts").fetchone()
-                rollout_id = f"{stamp}-{campaign[:8]}-{int(count[0] if count else 0) + 1}"
-                db.execute(
-                    "INSERT INTO rollouts (id, campaign, inventory, playbook, playbook_sha, "
-                    "waves, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        rollout_id,
-                        campaign,
-                        inventory,
-                        playbook,
-                        playbook_sha,
-                        json.dumps(list(waves)),
-                        now,
-                    ),
-                )
-                for name in waves:  # the inventory's order: positions drawn in this order
-                    db.execute(
-                        "INSERT INTO waves (rollout_id, name, state) VALUES (%s, %s, %s)",
-                        (rollout_id, name, WaveState.PENDING.value),
-                    )
-                if content is not None:
-                    _insert_content(db, rollout_id, 1, content, "began", now)
-            else:
-                rollout_id = str(row[0])
-        found = self.rollout(rollout_id)
-        assert found is not None
-        return found
-
-    def add_revision(
-        self, rollout_id: str, content: Content, waves: tuple[str, ...], note: str
-    ) -> int:
-        now = time.time()
-        with self._tx() as db:
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLOUTS_LOCK,))
-            row = db.execute(
-                "SELECT campaign, playbook, playbook_sha, waves, created_at FROM rollouts "
-                "WHERE id = %s",
-                (rollout_id,),
-            ).fetchone()
-            if row is None:
-                raise KeyError(rollout_id)
-            last_row = db.execute(
-                "SELECT MAX(revision) FROM contents WHERE rollout_id = %s", (rollout_id,)
-            ).fetchone()
-            last = None if last_row is None else last_row[0]
-            if last is None:
-                # Opened without a content (as the SQLite journal's older rollouts): its first
-                # content is known by its hashes only.
-                first = Content(str(row[0]), "", str(row[1]), str(row[2] or ""), "", "")
-                _insert_content(db, rollout_id, 1, first, "began", float(row[4]))
-                last = 1
-            revision = int(last) + 1
-            _insert_content(db, rollout_id, revision, content, note, now)
-            known = list(json.loads(str(row[3])))
-            added = [w for w in waves if w not in known]
-            for name in added:
-                db.execute(
-                    "INSERT INTO waves (rollout_id, name, state) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (rollout_id, name) DO NOTHING",
-                    (rollout_id, name, WaveState.PENDING.value),
-                )
-            db.execute(
-                "UPDATE rollouts SET campaign = %s, playbook = %s, playbook_sha = %s, "
-                "waves = %s WHERE id = %s",
-                (
-                    content.campaign,
-                    content.playbook,
-                    content.playbook_sha,
-                    json.dumps(known + added),
-                    rollout_id,
-                ),
-            )
-        return revision
-
-    def save_targets(self, rollout_id: str, targets: dict[str, str]) -> None:
-        with self._tx() as db:
-            for host, data in targets.items():
-                db.execute(
-                    "INSERT INTO targets (rollout_id, host, data) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (rollout_id, host) DO UPDATE SET data = excluded.data",
-                    (rollout_id, host, data),
-                )
-
-    def close_rollout(self, rollout_id: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE rollouts SET closed_at = %s WHERE id = %s", (time.time(), rollout_id)
-            )
-
-    # ------------------------------------------------------------ waves, hosts, runs
-
-    def reset_hosts(self, rollout_id: str, hosts: list[str]) -> None:
-        with self._tx() as db:
-            for host in hosts:
-                db.execute(
-                    "UPDATE hosts SET outcome = NULL, stage = NULL, reason = NULL "
-                    "WHERE rollout_id = %s AND host = %s",
-                    (rollout_id, host),
-                )
-
-    def mark_interrupted(self, rollout_id: str, at: float) -> None:
-        """As the SQLite journal's: the runs without an end end ``at``, interrupted, and a wave
-        left running is canceled. Called only when no session holds the rollout's run lock."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET finished_at = %s, interrupted = true "
-                "WHERE rollout_id = %s AND finished_at IS NULL",
-                (at, rollout_id),
-            )
-            db.execute(
-                "UPDATE waves SET state = %s, finished_at = %s "
-                "WHERE rollout_id = %s AND state = %s",
-                (WaveState.CANCELED.value, at, rollout_id, WaveState.RUNNING.value),
-            )
-
-    def mark_forced(self, rollout_id: str, wave: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE waves SET forced = true WHERE rollout_id = %s AND name = %s",
-                (rollout_id, wave),
-            )
-
-    # ------------------------------------------------------------ snapshots and changes
-
-    def save_snapshot(
-        self, rollout_id: str, host: str, data: str, revision: int | None = None
-    ) -> None:
-        """Commit a host's snapshot; the first one committed wins, by the primary key: a
-        concurrent second insert waits for the first's commit, then does nothing. The revision
-        the host is about to be applied with goes in the same transaction (before any write)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO snapshots (rollout_id, host, taken_at, data) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (rollout_id, host) DO NOTHING",
-                (rollout_id, host, time.time(), data),
-            )
-            if revision is not None:
-                db.execute(
-                    "INSERT INTO host_contents (rollout_id, host, revision) "
-                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    (rollout_id, host, revision),
-                )
-
-    def save_applied(self, rollout_id: str, host: str, data: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO applied (rollout_id, host, recorded_at, data) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                "data = excluded.data, recorded_at = excluded.recorded_at",
-                (rollout_id, host, time.time(), data),
-            )
-
-    # ------------------------------------------------------------ rollbacks
-
-    # ------------------------------------------------------------ platforms and verify
-
-    def save_platform(
-        self, rollout_id: str, host: str, caption: str, os_version: str, profile: str
-    ) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO platforms (rollout_id, host, caption, os_version, profile) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (rollout_id, host) DO UPDATE SET "
-                "caption = excluded.caption, os_version = excluded.os_version, "
-                "profile = excluded.profile",
-                (rollout_id, host, caption, os_version, profile),
-            )
-
-    def record_verify(self, rollout_id: str, rows: Iterable[VerifyRow]) -> None:
-        with self._tx() as db:
-            for row in rows:
-                stage = None if row.stage is None else row.stage.value
-                db.execute(
-                    # The latest verdict replaces the one before and goes last (a new position).
-                    "INSERT INTO verifications (rollout_id, host, outcome, stage, reason, "
-                    "details, at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (rollout_id, host) DO UPDATE SET outcome = excluded.outcome, "
-                    "stage = excluded.stage, reason = excluded.reason, "
-                    "details = excluded.details, at = excluded.at, "
-                    "position = nextval('journal_position')",
-                    (
-                        rollout_id,
-                        row.host,
-                        row.outcome.value,
-                        stage,
-                        row.reason,
-                        json.dumps(list(row.details), ensure_ascii=False),
-                        row.at,
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        rollout_id,
-                        row.host,
-                        RunKind.VERIFY.value,
-                        row.outcome.value,
-                        stage,
-                        row.reason,
-                        row.at,
-                    ),
-                )
-
-    # ------------------------------------------------------------ the event subscriber
-
-    def record(self, event: Event) -> None:
-        """Subscriber: make an engine event durable, in one transaction, by the handlers of
-        its type and kind (``_HANDLERS``, the same as the SQLite journal's)."""
-        handlers = _HANDLERS.get((type(event), event.kind), ())
-        if not handlers:
-            return
-        with self._tx() as db:
-            for handle in handlers:
-                handle(db, event)
-
-
-def _insert_content(
-    db: _Db, rollout_id: str, revision: int, content: Content, note: str, at: float
-) -> None:
-    db.execute(
-        "INSERT INTO contents (rollout_id, revision, campaign, inventory_sha, playbook, "
-        "playbook_sha, playbook_json, inventory_json, note, at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            rollout_id,
-            revision,
-            content.campaign,
-            content.inventory_sha,
-            content.playbook,
-            content.playbook_sha,
-            content.playbook_json,
-            content.inventory_json,
-            note,
-            at,
-        ),
-    )
-
-
-# ---------------------------------------------------------------- the events, one handler each
-
-
-def _run_started(db: _Db, event: RolloutStarted) -> None:
-    db.execute(
-        "INSERT INTO runs (rollout_id, kind, forced, started_at, account) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (event.rollout_id, event.kind.value, event.forced, event.at, operator_account()),
-    )
-
-
-def _wave_started(db: _Db, event: WaveStarted) -> None:
-    db.execute(
-        "UPDATE waves SET state = %s, total = %s, max_fail_percentage = %s, "
-        "started_at = COALESCE(started_at, %s), finished_at = NULL, "
-        "size = COALESCE(%s, size) WHERE rollout_id = %s AND name = %s",
-        (
-            WaveState.RUNNING.value,
-            event.total_hosts,
-            event.max_fail_percentage,
-            event.at,
-            event.wave_hosts,
-            event.rollout_id,
-            event.wave,
-        ),
-    )
-
-
-def _host_started(db: _Db, event: HostStarted) -> None:
-    # Applied again after a rollback: a later rollback must take it on again.
-    db.execute(
-        "DELETE FROM rollbacks WHERE rollout_id = %s AND host = %s",
-        (event.rollout_id, event.host),
-    )
-    db.execute(
-        "INSERT INTO hosts (rollout_id, host, wave, attempts, started_at) "
-        "VALUES (%s, %s, %s, 1, %s) "
-        # A host started again keeps its place: the order is the order hosts first started.
-        "ON CONFLICT (rollout_id, host) DO UPDATE SET "
-        "attempts = hosts.attempts + 1, started_at = excluded.started_at",
-        (event.rollout_id, event.host, event.wave, event.at),
-    )
-
-
-def _host_finished(db: _Db, event: HostFinished) -> None:
-    db.execute(
-        "UPDATE hosts SET outcome = %s, stage = %s, reason = %s, changes = %s, "
-        "finished_at = %s, duration = %s WHERE rollout_id = %s AND host = %s",
-        (
-            event.outcome.value,
-            None if event.reason is None else event.reason.stage.value,
-            None if event.reason is None else event.reason.message,
-            event.changes,
-            event.at,
-            event.duration,
-            event.rollout_id,
-            event.host,
-        ),
-    )
-
-
-def _host_restored(db: _Db, event: HostFinished) -> None:
-    """A host's rollback: its last one replaces the one before (``rollbacks``), in its place."""
-    db.execute(
-        "INSERT INTO rollbacks (rollout_id, host, outcome, stage, reason, details, at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (rollout_id, host) DO UPDATE SET "
-        "outcome = excluded.outcome, stage = excluded.stage, reason = excluded.reason, "
-        "details = excluded.details, at = excluded.at",
-        (
-            event.rollout_id,
-            event.host,
-            event.outcome.value,
-            None if event.reason is None else event.reason.stage.value,
-            None if event.reason is None else event.reason.message,
-            json.dumps(list(event.details)),
-            event.at,
-        ),
-    )
-
-
-def _timeline_entry(db: _Db, event: HostFinished) -> None:
-    """Every outcome a host had, whatever the run (``raorch show --host``)."""
-    db.execute(
-        "INSERT INTO timeline (rollout_id, host, kind, outcome, stage, reason, at, duration) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            event.rollout_id,
-            event.host,
-            event.kind.value,
-            event.outcome.value,
-            None if event.reason is None else event.reason.stage.value,
-            None if event.reason is None else event.reason.message,
-            event.at,
-            event.duration,
-        ),
-    )
-
-
-def _gate_evaluated(db: _Db, event: GateEvaluated) -> None:
-    db.execute(
-        "UPDATE waves SET gate_held = %s, failure_percentage = %s "
-        "WHERE rollout_id = %s AND name = %s",
-        (event.held, event.failure_percentage, event.rollout_id, event.wave),
-    )
-
-
-def _wave_finished(db: _Db, event: WaveFinished) -> None:
-    db.execute(
-        "UPDATE waves SET state = %s, finished_at = %s WHERE rollout_id = %s AND name = %s",
-        (event.state.value, event.at, event.rollout_id, event.wave),
-    )
-
-
-def _site_checked(db: _Db, event: SiteChecked) -> None:
-    """A site's last figures replace the ones before; its place is where it was first seen."""
-    db.execute(
-        "INSERT INTO sites (rollout_id, site, workers, queued, no_worker_since, at) "
-        "VALUES (%s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (rollout_id, site) DO UPDATE SET workers = excluded.workers, "
-        "queued = excluded.queued, no_worker_since = excluded.no_worker_since, "
-        "at = excluded.at",
-        (
-            event.rollout_id,
-            event.site,
-            event.workers,
-            event.queued,
-            event.no_worker_since,
-            event.at,
-        ),
-    )
-
-
-def _wave_rolled_back(db: _Db, event: WaveFinished) -> None:
-    """A rollback's wave: rolled back once it restored a host."""
-    if event.counts.get(Outcome.ROLLED_BACK):
-        db.execute(
-            "UPDATE waves SET state = %s, finished_at = %s WHERE rollout_id = %s AND name = %s",
-            (WaveState.ROLLED_BACK.value, event.at, event.rollout_id, event.wave),
-        )
-
-
-def _run_finished(db: _Db, event: RolloutFinished) -> None:
-    db.execute(
-        "UPDATE runs SET finished_at = %s, interrupted = %s WHERE seq = "
-        "(SELECT MAX(seq) FROM runs WHERE rollout_id = %s)",
-        (event.at, event.interrupted, event.rollout_id),
-    )
-
-
-_Handler = Callable[[_Db, Any], None]
-_E = TypeVar("_E", bound=Event)
-
-
-def _on(
-    event_type: type[_E], kinds: Iterable[RunKind], *handlers: Callable[[_Db, _E], None]
-) -> dict[tuple[type, RunKind], tuple[_Handler, ...]]:
-    return {(event_type, kind): handlers for kind in kinds}
-
-
-# (the event's type, its kind) -> what the journal does with it, in order, in one transaction:
-# the SQLite journal's table (engine/journal.py, _HANDLERS), handler for handler.
-_HANDLERS: dict[tuple[type, RunKind], tuple[_Handler, ...]] = {
-    **_on(RolloutStarted, RunKind, _run_started),
-    **_on(RolloutFinished, RunKind, _run_finished),
-    **_on(WaveStarted, [RunKind.ROLLOUT], _wave_started),
-    **_on(HostStarted, [RunKind.ROLLOUT], _host_started),
-    **_on(HostFinished, [RunKind.ROLLOUT], _host_finished, _timeline_entry),
-    **_on(HostFinished, [RunKind.ROLLBACK], _host_restored, _timeline_entry),
-    **_on(HostFinished, [RunKind.VERIFY, RunKind.PLAN], _timeline_entry),
-    **_on(GateEvaluated, [RunKind.ROLLOUT], _gate_evaluated),
-    **_on(WaveFinished, [RunKind.ROLLOUT], _wave_finished),
-    **_on(WaveFinished, [RunKind.ROLLBACK], _wave_rolled_back),
-    **_on(SiteChecked, [RunKind.ROLLOUT, RunKind.ROLLBACK], _site_checked),
-}
