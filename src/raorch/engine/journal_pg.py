@@ -44,9 +44,7 @@ from raorch.engine.journal_dialect import POSTGRESQL
 from raorch.engine.journal_pg_schema import JournalMissing, migrate
 from raorch.engine.journal_sql import SqlJournal, Statements, Transaction
 from raorch.engine.journal_url import mask_url, scrub
-from raorch.engine.store import (
-    operator_account,
-)
+from raorch.engine.store import operator_account
 from raorch.models.errors import ExitCode, RaorchError, RefusedError
 
 __all__ = ["JournalMissing", "JournalServerError", "PgJournal", "run_lock_key"]

@@ -156,7 +156,8 @@ class Statements:
     applied_all = "SELECT host, data FROM applied WHERE rollout_id = ? ORDER BY position"
     rolled_back = "SELECT host FROM rollbacks WHERE rollout_id = ? AND outcome = ?"
     rollback_outcomes = "SELECT host, outcome FROM rollbacks WHERE rollout_id = ?"
-    # One host's (a dialect that binds no list asks once per host), or a list's.
+    # The hosts' in one query where the dialect binds a list (``binds_lists``: PostgreSQL's
+    # ``= ANY``), else one host's at a time.
     rollback_details_of_host = (
         "SELECT host, details FROM rollbacks WHERE rollout_id = ? AND host = ?"
     )
