@@ -310,7 +310,7 @@ def test_every_host_name_helper_reason_and_account_is_escaped(
     host: str, helper: str, reason: str, account: str
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        with mock.patch("raorch.engine.journal.operator_account", return_value=account):
+        with mock.patch("raorch.engine.journal_sql.operator_account", return_value=account):
             f = Fleet(Path(tmp) / "state.db", ("canary",))
             f.run()
         f.wave("canary", 3)

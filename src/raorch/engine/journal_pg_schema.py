@@ -1,8 +1,9 @@
 """The PostgreSQL journal's schema, by version (table ``schema_version``), and its migrations.
 
-The same journal as SQLite's (``engine/journal_schema.py``), translated: the same tables and
-columns, the same versions (a PostgreSQL journal of version N holds what a SQLite journal of
-version N holds), and the same rules. There is no version 0 here: PostgreSQL journals began at
+The same journal as SQLite's (``engine/journal_schema.py``): the same tables and columns
+(``engine/journal_tables.py``, rendered in PostgreSQL's types: ``engine/journal_dialect.py``),
+the same versions (a PostgreSQL journal of version N holds what a SQLite journal of version N
+holds), and the same rules. There is no version 0 here: PostgreSQL journals began at
 version 1, so a database without ``schema_version`` holds no journal, and a new journal goes
 through every step from the first.
 
@@ -11,7 +12,7 @@ through every step from the first.
   two writers on two machines inserting at once would read the same maximum. Within one
   transaction its values increase in the order drawn (the inventory's waves keep their order).
 - The first snapshot of a host wins by the primary key of ``snapshots`` and
-  ``INSERT ... ON CONFLICT DO NOTHING`` (``engine/journal_pg.py``), never by a read before the
+  ``INSERT ... ON CONFLICT DO NOTHING`` (``engine/journal_sql.py``), never by a read before the
   write: of two writers committing a snapshot for the same host at once, the second waits for
   the first's commit, then inserts nothing.
 - Opening a journal brings it to ``SCHEMA_VERSION``, every step in one transaction (DDL is
@@ -19,7 +20,7 @@ through every step from the first.
   advisory lock, so that a second process opening it at the same moment waits, then finds it
   done. A journal of a newer raorch is refused and left as it is.
 
-Adding a version: append a step (never change a released one), the same as SQLite's.
+Adding a version: the same as SQLite's (engine/journal_schema.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from raorch.engine.journal_dialect import POSTGRESQL
+from raorch.engine.journal_tables import create
 from raorch.models.errors import RefusedError
 
 if TYPE_CHECKING:  # the driver is an optional extra: this module is given a connection
@@ -35,177 +38,24 @@ if TYPE_CHECKING:  # the driver is an optional extra: this module is given a con
 
     _Db = Connection[Any]
 
-# Version 1: the tables of the SQLite journal's version 1, translated (REAL -> double precision,
-# 0/1 flags -> boolean, AUTOINCREMENT -> identity, rowid order -> the position sequence).
-_V1 = """
-CREATE SEQUENCE journal_position;
-CREATE TABLE rollouts (
-    id TEXT PRIMARY KEY,
-    campaign TEXT NOT NULL,
-    inventory TEXT NOT NULL,
-    playbook TEXT NOT NULL,
-    playbook_sha TEXT NOT NULL DEFAULT '',
-    waves TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    closed_at DOUBLE PRECISION,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position')
-);
-CREATE INDEX rollouts_campaign ON rollouts (campaign);
-CREATE TABLE waves (
-    rollout_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    total INTEGER NOT NULL DEFAULT 0,
-    max_fail_percentage DOUBLE PRECISION NOT NULL DEFAULT 0,
-    forced BOOLEAN NOT NULL DEFAULT false,
-    gate_held BOOLEAN,
-    failure_percentage DOUBLE PRECISION,
-    started_at DOUBLE PRECISION,
-    finished_at DOUBLE PRECISION,
-    size INTEGER,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, name)
-);
-CREATE TABLE hosts (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    wave TEXT NOT NULL,
-    outcome TEXT,
-    stage TEXT,
-    reason TEXT,
-    changes INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    started_at DOUBLE PRECISION,
-    finished_at DOUBLE PRECISION,
-    duration DOUBLE PRECISION,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE snapshots (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    taken_at DOUBLE PRECISION NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE applied (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    recorded_at DOUBLE PRECISION NOT NULL,
-    data TEXT NOT NULL,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE timeline (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    stage TEXT,
-    reason TEXT,
-    at DOUBLE PRECISION NOT NULL,
-    duration DOUBLE PRECISION
-);
-CREATE INDEX timeline_host ON timeline (rollout_id, host);
-CREATE TABLE rollbacks (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    stage TEXT,
-    reason TEXT,
-    details TEXT,
-    at DOUBLE PRECISION NOT NULL,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE contents (
-    rollout_id TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    campaign TEXT NOT NULL,
-    inventory_sha TEXT NOT NULL,
-    playbook TEXT NOT NULL,
-    playbook_sha TEXT NOT NULL,
-    playbook_json TEXT NOT NULL,
-    inventory_json TEXT NOT NULL,
-    note TEXT NOT NULL,
-    at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (rollout_id, revision)
-);
-CREATE TABLE host_contents (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    PRIMARY KEY (rollout_id, host, revision)
-);
-CREATE TABLE targets (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE runs (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    rollout_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    wave TEXT,
-    forced BOOLEAN NOT NULL DEFAULT false,
-    started_at DOUBLE PRECISION NOT NULL,
-    finished_at DOUBLE PRECISION,
-    interrupted BOOLEAN NOT NULL DEFAULT false,
-    account TEXT
-);
-CREATE INDEX runs_rollout ON runs (rollout_id);
-CREATE TABLE platforms (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    caption TEXT NOT NULL,
-    os_version TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE TABLE verifications (
-    rollout_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    stage TEXT,
-    reason TEXT,
-    details TEXT,
-    at DOUBLE PRECISION NOT NULL,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, host)
-);
-CREATE INDEX rollouts_position ON rollouts (position);
-CREATE INDEX waves_position ON waves (rollout_id, position);
-CREATE INDEX hosts_position ON hosts (rollout_id, position);
-CREATE INDEX applied_position ON applied (rollout_id, position);
-CREATE INDEX rollbacks_position ON rollbacks (rollout_id, position);
-CREATE INDEX verifications_position ON verifications (rollout_id, position);
-"""
-
 
 def _v1_tables(db: _Db) -> None:
-    """Version 1: every table of the journal, with its positions."""
-    for statement in _V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    """Version 1: every table of the journal at version 1, with its positions (drawn from the
+    sequence ``journal_position``, made first), and two indexes of PostgreSQL's own (a shared
+    journal's rollouts looked up by campaign, its runs by rollout; SQLite journals never had
+    them)."""
+    db.execute("CREATE SEQUENCE journal_position")
+    for statement in create(POSTGRESQL, upto=1):
+        db.execute(statement)
+    db.execute("CREATE INDEX rollouts_campaign ON rollouts (campaign)")
+    db.execute("CREATE INDEX runs_rollout ON runs (rollout_id)")
 
 
 def _v2_sites(db: _Db) -> None:
     """Version 2 (as SQLite's): what the broker last said of each site of a run through
     workers: its workers, its queued tasks, since when it has had none."""
-    db.execute(
-        """CREATE TABLE sites (
-    rollout_id TEXT NOT NULL,
-    site TEXT NOT NULL,
-    workers INTEGER NOT NULL,
-    queued INTEGER NOT NULL,
-    no_worker_since DOUBLE PRECISION,
-    at DOUBLE PRECISION NOT NULL,
-    position BIGINT NOT NULL DEFAULT nextval('journal_position'),
-    PRIMARY KEY (rollout_id, site)
-)"""
-    )
+    for statement in create(POSTGRESQL, upto=2, since=2):
+        db.execute(statement)
 
 
 _STEPS: tuple[Callable[[_Db], None], ...] = (_v1_tables, _v2_sites)
