@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from raorch.models.remote import Operation, RunScheduledTask
-from raorch.planning.plan import Change, ValueChange
+from raorch.planning.plan import Change
 from raorch.planning.profile import HostProfile
 from raorch.planning.windows import (
     REMOTE_ASSISTANCE_TASK,
@@ -25,11 +25,8 @@ def touches_offer_policy(changes: Iterable[Change]) -> bool:
     """Whether ``changes`` write or delete a value of the Offer RA policy (the Terminal Services
     policy key or its RAUnsolicit list)."""
     folded = TS_POLICY_KEY.casefold()
-    return any(
-        isinstance(c, ValueChange)
-        and (c.key.casefold() == folded or c.key.casefold().startswith(folded + "\\"))
-        for c in changes
-    )
+    keys = (c.written_key.casefold() for c in changes if c.written_key is not None)
+    return any(key == folded or key.startswith(folded + "\\") for key in keys)
 
 
 def activation(profile: HostProfile | None, changes: Iterable[Change]) -> tuple[Operation, ...]:
