@@ -175,7 +175,7 @@ def say(console: Console, text: str) -> None:
     """One plain line, exactly as given, but for control characters (``_CONTROLS``).
 
     Written straight to the console's file: rich's ``print`` renders each line through its
-    whole pipeline (markup, emoji codes, wrapping, segments), a third of the controller's
+    whole pipeline (markup, emoji codes, wrapping, segments), a quarter of the controller's
     event-loop CPU per host with a line per host; a plain line needs none of it. Flushed, so
     a pipe or ``tail -f`` sees each host as it finishes."""
     file = console.file
