@@ -40,6 +40,13 @@ from raorch.models.errors import RaorchError
 from raorch.models.inventory import SITE_NAME
 
 DEFAULT_STATE_DIR = Path(".raorch") / "lab"
+# Where a lab keeps its hosts' state and its marker: `up` writes it, `down` and `state` read it.
+_state_dir = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+)
 
 
 @click.group(cls=RaorchGroup)
@@ -106,12 +113,7 @@ def lab() -> None:
     required=True,
     help="Where to write the inventory of the fleet.",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-)
+@_state_dir
 @click.option(
     "--base-port",
     type=click.IntRange(1, 65535),
@@ -301,12 +303,7 @@ def _auth_methods(
 
 
 @lab.command()
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-)
+@_state_dir
 @click.option(
     "--timeout",
     type=click.FloatRange(1, 600),
@@ -353,12 +350,7 @@ def profiles() -> None:
 
 @lab.command()
 @click.argument("host")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-)
+@_state_dir
 def state(host: str, state_dir: Path) -> None:
     """Print one host's emulated state as JSON (live when the lab runs)."""
     data = _live_state(state_dir, host)

@@ -229,10 +229,10 @@ class PgJournal(SqlJournal):
 
     # ------------------------------------------------------------ the run lock
 
-    @contextmanager
-    def _run_lock(self, rollout_id: str) -> Iterator[None]:
-        # Named after who runs it, so that a second controller is told where the first is.
-        session = connect(self.url, f"raorch run {operator_account()}")
+    def _lock_session(self, kind: str) -> _Db:
+        """A session of its own for an advisory lock (``_LOCK_SESSION``'s settings), named
+        ``raorch <kind> <account>`` in ``pg_stat_activity``: a refusal names the holder."""
+        session = connect(self.url, f"raorch {kind} {operator_account()}")
         try:
             with self._errors():
                 for name, value in _LOCK_SESSION.items():
@@ -240,6 +240,17 @@ class PgJournal(SqlJournal):
                         "SELECT set_config(name, %s, false) FROM pg_settings WHERE name = %s",
                         (value, name),
                     )
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    @contextmanager
+    def _run_lock(self, rollout_id: str) -> Iterator[None]:
+        # Named after who runs it, so that a second controller is told where the first is.
+        session = self._lock_session("run")
+        try:
+            with self._errors():
                 row = session.execute(
                     "SELECT pg_try_advisory_lock(%s)", (run_lock_key(rollout_id),)
                 ).fetchone()
@@ -268,15 +279,10 @@ class PgJournal(SqlJournal):
     def _host_lock(self, rollout_id: str, host: str, wait: float | None) -> Iterator[None]:
         # A session of its own holds it, as the run lock: the server releases it when the
         # worker holding it dies (its socket closes; its machine gone: the keepalives).
-        session = connect(self.url, f"raorch host {operator_account()}")
+        session = self._lock_session("host")
         key = host_lock_key(rollout_id, host)
         try:
             with self._errors():
-                for name, value in _LOCK_SESSION.items():
-                    session.execute(
-                        "SELECT set_config(name, %s, false) FROM pg_settings WHERE name = %s",
-                        (value, name),
-                    )
                 end = None if wait is None else time.monotonic() + wait
                 pause = 0.02
                 while True:
