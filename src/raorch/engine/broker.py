@@ -165,10 +165,11 @@ def _reply_backend() -> type:
     ``RPCBackend.on_task_call`` (celery/backends/rpc.py) declares the reply queue before every
     publish, and kombu never caches the declaration of an auto-delete queue
     (``Queue.can_cache_declaration``, kombu/entity.py): a round trip to RabbitMQ per host,
-    about a tenth of the controller's CPU per host (profiled at 1,000 hosts). The queue cannot be missing while the
-    controller's result consumer is on it: AMQP deletes an auto-delete queue only when its
-    last consumer goes, and Celery's consumer declares it again when it reconnects
-    (``ResultConsumer._reconnect``), in the thread that also publishes. So: declared before
+    about a tenth of the controller's CPU per host (profiled at 1,000 hosts). The queue
+    cannot be missing while the controller's result consumer is on it: AMQP deletes an
+    auto-delete queue only when its last consumer goes, and Celery's consumer declares it
+    again when it reconnects (``ResultConsumer._reconnect``), in the thread that also
+    publishes. So: declared before
     the first task (no consumer yet), then no more."""
     from celery.backends.rpc import RPCBackend
 
