@@ -169,8 +169,7 @@ def _reply_backend() -> type:
     cannot be missing while the controller's result consumer is on it: AMQP deletes an
     auto-delete queue only when its last consumer goes, and Celery's consumer declares it
     again when it reconnects (``ResultConsumer._reconnect``), in the thread that also
-    publishes. So: declared before
-    the first task (no consumer yet), then no more."""
+    publishes. So: declared before the first task (no consumer yet), then no more."""
     from celery.backends.rpc import RPCBackend
 
     class ReplyQueueBackend(RPCBackend):  # type: ignore[misc]
